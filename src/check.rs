@@ -1,0 +1,351 @@
+//! The checker: a pure function of (records, recipes, allowlist) → findings, fed one record at a
+//! time so that a live `guard run` and `guard check` on its trace reach the same result, and so
+//! that memory follows the live processes, not the length of the trace.
+
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use serde::Serialize;
+
+use crate::config::{Allowance, Config};
+use crate::event::{join, Bytes, EndEvent, ExecEvent, ExitStatus, Image};
+use crate::recipe::{matcher_evaluate, ExecView, Importance, Recipe, RecipeSet, TimesKind};
+use crate::time::Date;
+use crate::trace::Record;
+
+/// A link of the process tree: who forked whom, with the image the parent ran at that moment.
+struct Node {
+    image: Rc<Image>,
+    up: Option<Rc<Node>>,
+}
+
+struct Proc {
+    image: Rc<Image>,
+    lineage: Option<Rc<Node>>,
+}
+
+/// A process as the report shows it.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct ProcessInfo {
+    pub pid: u32,
+    pub ppid: u32,
+    pub exe: Bytes,
+    pub argv: Vec<Bytes>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cwd: Option<Bytes>,
+    pub uid: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub script: Option<Bytes>,
+    pub time: String,
+    /// Ancestors, nearest first, up to the traced root.
+    pub ancestry: Vec<Ancestor>,
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct Ancestor {
+    pub pid: u32,
+    pub exe: Bytes,
+    pub argv: Vec<Bytes>,
+}
+
+/// One detection.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct Finding {
+    /// The recipe's kind (`webserver_exec`).
+    pub recipe: String,
+    /// The recipe's name (usually the kind).
+    pub name: String,
+    pub importance: Importance,
+    /// The allowlist entry's reason when it allowed this exec (then the finding does not fail).
+    pub allowed: Option<String>,
+    /// Set when only an expired allowlist entry matched.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allow_expired: Option<String>,
+    /// Why it matched: name, arguments, content.
+    pub evidence: Vec<String>,
+    /// 1 + the matching execs the recipe's `times` limits folded into this finding.
+    pub count: u64,
+    pub process: ProcessInfo,
+}
+
+impl Finding {
+    pub fn failing(&self) -> bool {
+        self.allowed.is_none()
+    }
+}
+
+/// Counters over everything the checker saw.
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct Stats {
+    pub execs: u64,
+    pub forks: u64,
+    pub exits: u64,
+    /// Events the source knows it missed.
+    pub lost: u64,
+    /// Records with fields that could not be read.
+    pub partial: u64,
+    /// Matching execs folded into an earlier finding by a `times` limit.
+    pub suppressed: u64,
+}
+
+/// A process the command left running when it exited.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct Outlived {
+    pub pid: u32,
+    pub exe: Bytes,
+    pub argv: Vec<Bytes>,
+}
+
+/// Everything the checker concluded.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct Outcome {
+    pub stats: Stats,
+    pub findings: Vec<Finding>,
+    /// The traced command's status, when the trace saw it end.
+    pub status: Option<ExitStatus>,
+    pub outlived: Vec<Outlived>,
+}
+
+impl Outcome {
+    pub fn failing(&self) -> usize {
+        self.findings.iter().filter(|f| f.failing()).count()
+    }
+}
+
+/// Feeds records, returns findings.
+pub struct Checker<'a> {
+    recipes: Vec<&'a Recipe>,
+    config: &'a Config,
+    today: Date,
+    procs: HashMap<u32, Proc>,
+    /// (recipe index, limit index, scope key) → (findings so far, index of the last one).
+    limits: HashMap<(usize, usize, Vec<u8>), (u64, usize)>,
+    outcome: Outcome,
+}
+
+impl<'a> Checker<'a> {
+    pub fn new(recipes: &'a RecipeSet, config: &'a Config, today: Date) -> Checker<'a> {
+        Checker {
+            recipes: recipes.evaluated().collect(),
+            config,
+            today,
+            procs: HashMap::new(),
+            limits: HashMap::new(),
+            outcome: Outcome {
+                stats: Stats::default(),
+                findings: Vec::new(),
+                status: None,
+                outlived: Vec::new(),
+            },
+        }
+    }
+
+    pub fn observe(&mut self, record: &Record) {
+        match record {
+            Record::Exec(e) => self.exec(e),
+            Record::Fork(f) => {
+                self.outcome.stats.forks += 1;
+                let parent = self
+                    .procs
+                    .get(&f.ppid)
+                    .map(|p| (p.image.clone(), p.lineage.clone()));
+                let (image, lineage) = match parent {
+                    Some((image, up)) => (image.clone(), Some(Rc::new(Node { image, up }))),
+                    // A parent we never saw exec (the root before its exec, or an attach).
+                    None => (
+                        Rc::new(Image {
+                            pid: f.ppid,
+                            exe: Bytes::default(),
+                            argv: Vec::new(),
+                            comm: None,
+                        }),
+                        None,
+                    ),
+                };
+                self.procs.insert(f.pid, Proc { image, lineage });
+            }
+            Record::Exit(x) => {
+                self.outcome.stats.exits += 1;
+                self.procs.remove(&x.pid);
+            }
+            Record::End(end) => self.end(end),
+            Record::Header(_) | Record::Seal(_) => {}
+        }
+    }
+
+    pub fn add_lost(&mut self, lost: u64) {
+        self.outcome.stats.lost += lost;
+    }
+
+    fn end(&mut self, end: &EndEvent) {
+        self.outcome.status = Some(end.status);
+        for pid in &end.outlived {
+            let (exe, argv) = match self.procs.get(pid) {
+                Some(p) => (p.image.exe.clone(), p.image.argv.clone()),
+                None => (Bytes::default(), Vec::new()),
+            };
+            self.outcome.outlived.push(Outlived {
+                pid: *pid,
+                exe,
+                argv,
+            });
+        }
+    }
+
+    fn exec(&mut self, e: &ExecEvent) {
+        self.outcome.stats.execs += 1;
+        if e.partial {
+            self.outcome.stats.partial += 1;
+        }
+        let lineage = match self.procs.get(&e.pid) {
+            Some(p) => p.lineage.clone(),
+            // No fork seen (the root, or a source without fork events): use the parent we know.
+            None => self.procs.get(&e.ppid).map(|p| {
+                Rc::new(Node {
+                    image: p.image.clone(),
+                    up: p.lineage.clone(),
+                })
+            }),
+        };
+        let image = Rc::new(Image::of(e));
+        self.procs.insert(
+            e.pid,
+            Proc {
+                image,
+                lineage: lineage.clone(),
+            },
+        );
+
+        // Ancestors nearest first; pids are bounded by the lineage, but guard against cycles
+        // from a corrupted trace all the same.
+        let mut ancestors: Vec<Rc<Image>> = Vec::new();
+        let mut cur = lineage;
+        while let Some(node) = cur {
+            if ancestors.len() >= 4096 {
+                break;
+            }
+            ancestors.push(node.image.clone());
+            cur = node.up.clone();
+        }
+        let refs: Vec<&Image> = ancestors.iter().map(|a| a.as_ref()).collect();
+        let view = ExecView {
+            exec: e,
+            ancestors: &refs,
+        };
+
+        for ri in 0..self.recipes.len() {
+            let recipe = self.recipes[ri];
+            let Some(m) = matcher_evaluate(recipe, &view) else {
+                continue;
+            };
+            if let Some(target) = self.limited(ri, recipe, e, &refs) {
+                self.outcome.findings[target].count += 1;
+                self.outcome.stats.suppressed += 1;
+                continue;
+            }
+            let (allowed, allow_expired) =
+                match self.config.allowance(&recipe.name, &recipe.kind, e, self.today) {
+                    Allowance::Allowed { reason, .. } => (Some(reason), None),
+                    Allowance::Expired { index, reason, expired } => (
+                        None,
+                        Some(format!(
+                            "allowlist entry allow[{index}] ({reason}) expired on {expired}: it no longer allows this"
+                        )),
+                    ),
+                    Allowance::None => (None, None),
+                };
+            let finding = Finding {
+                recipe: recipe.kind.clone(),
+                name: recipe.name.clone(),
+                importance: recipe.importance,
+                allowed,
+                allow_expired,
+                evidence: m.evidence,
+                count: 1,
+                process: ProcessInfo {
+                    pid: e.pid,
+                    ppid: e.ppid,
+                    exe: e.exe.clone(),
+                    argv: e.argv.clone(),
+                    cwd: e.cwd.clone(),
+                    uid: e.uid,
+                    script: e.script.clone(),
+                    time: e.time.clone(),
+                    ancestry: refs
+                        .iter()
+                        .map(|a| Ancestor {
+                            pid: a.pid,
+                            exe: a.exe.clone(),
+                            argv: a.argv.clone(),
+                        })
+                        .collect(),
+                },
+            };
+            self.outcome.findings.push(finding);
+            let index = self.outcome.findings.len() - 1;
+            self.count_limits(ri, recipe, e, &refs, index);
+        }
+    }
+
+    fn scope_key(kind: TimesKind, e: &ExecEvent, ancestors: &[&Image]) -> Vec<u8> {
+        let parent = ancestors.first();
+        match kind {
+            TimesKind::TimesPerProc => e.pid.to_string().into_bytes(),
+            TimesKind::TimesPerExe => e.exe.0.clone(),
+            TimesKind::TimesPerCmd => join(&e.argv),
+            TimesKind::TimesPerParentProc => e.ppid.to_string().into_bytes(),
+            TimesKind::TimesPerParentExe => parent.map(|p| p.exe.0.clone()).unwrap_or_default(),
+            TimesKind::TimesPerFullAncestry => {
+                let mut key = e.exe.0.clone();
+                for a in ancestors {
+                    key.push(0);
+                    key.extend_from_slice(&a.exe.0);
+                }
+                key
+            }
+            // One checker sees one host.
+            TimesKind::TimesPerHostname | TimesKind::TimesPerHost | TimesKind::TimesInTotal => {
+                Vec::new()
+            }
+        }
+    }
+
+    /// When a limit of the recipe is already reached for this exec, the finding to fold it into.
+    fn limited(
+        &self,
+        ri: usize,
+        recipe: &Recipe,
+        e: &ExecEvent,
+        ancestors: &[&Image],
+    ) -> Option<usize> {
+        for (li, limit) in recipe.times.iter().enumerate() {
+            let key = (ri, li, Self::scope_key(limit.kind, e, ancestors));
+            if let Some(&(n, last)) = self.limits.get(&key) {
+                if n >= limit.max {
+                    return Some(last);
+                }
+            }
+        }
+        None
+    }
+
+    fn count_limits(
+        &mut self,
+        ri: usize,
+        recipe: &Recipe,
+        e: &ExecEvent,
+        ancestors: &[&Image],
+        index: usize,
+    ) {
+        for (li, limit) in recipe.times.iter().enumerate() {
+            let key = (ri, li, Self::scope_key(limit.kind, e, ancestors));
+            let slot = self.limits.entry(key).or_insert((0, index));
+            slot.0 += 1;
+            slot.1 = index;
+        }
+    }
+
+    pub fn finish(self) -> Outcome {
+        self.outcome
+    }
+}

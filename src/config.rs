@@ -1,0 +1,259 @@
+//! The config file (`--config`, default `.github/webserver-exec-guard.yml`): the allowlist.
+//!
+//! ```yaml
+//! version: 1
+//! allow:
+//!   - recipe: webserver_exec        # a recipe name or kind, or "*"
+//!     exe: /usr/sbin/nginx          # one or more of exe (exact path), base (file name),
+//!     base: nginx                   #   regex (searched in the path)
+//!     argv: '^nginx -t'             # optional: regex searched in the argv joined by spaces
+//!     reason: integration tests validate our nginx.conf   # required
+//!     expires: 2027-06-30           # optional: the entry allows through this date (UTC)
+//! ```
+//! An entry is matched against the resolved executable and the `#!` script, never against the
+//! invoked name or argv[0], which the process chooses.
+
+use std::path::{Path, PathBuf};
+
+use serde::de::Deserializer;
+use serde::Deserialize;
+
+use crate::event::{join, ExecEvent};
+use crate::recipe::{deserialize_str_with, read_yaml_file, LoadError, Pattern};
+use crate::time::Date;
+
+pub const DEFAULT_PATH: &str = ".github/webserver-exec-guard.yml";
+
+#[derive(Clone, Debug, Default)]
+pub struct Config {
+    pub file: Option<PathBuf>,
+    pub allow: Vec<AllowEntry>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(try_from = "RawEntry")]
+pub struct AllowEntry {
+    pub recipe: String,
+    pub exe: Option<String>,
+    pub base: Option<String>,
+    pub regex: Option<Pattern>,
+    pub argv: Option<Pattern>,
+    pub reason: String,
+    pub expires: Option<Date>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEntry {
+    recipe: String,
+    exe: Option<String>,
+    base: Option<String>,
+    regex: Option<Pattern>,
+    argv: Option<Pattern>,
+    reason: String,
+    expires: Option<ExpiryDate>,
+}
+
+struct ExpiryDate(Date);
+
+impl<'de> Deserialize<'de> for ExpiryDate {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        deserialize_str_with(d, "a date (YYYY-MM-DD)", |s| {
+            Date::parse(s.trim())
+                .map(ExpiryDate)
+                .ok_or_else(|| format!("invalid date {s:?}: expected YYYY-MM-DD"))
+        })
+    }
+}
+
+impl TryFrom<RawEntry> for AllowEntry {
+    type Error = String;
+    fn try_from(r: RawEntry) -> Result<Self, String> {
+        if r.exe.is_none() && r.base.is_none() && r.regex.is_none() {
+            return Err("an allow entry needs a matcher: `exe`, `base` or `regex`".into());
+        }
+        if let Some(exe) = &r.exe {
+            if !exe.starts_with('/') {
+                return Err(format!("`exe` must be an absolute path: got {exe:?}"));
+            }
+        }
+        if r.reason.trim().is_empty() {
+            return Err("`reason` must say why this is allowed".into());
+        }
+        Ok(AllowEntry {
+            recipe: r.recipe,
+            exe: r.exe,
+            base: r.base,
+            regex: r.regex,
+            argv: r.argv,
+            reason: r.reason.trim().to_string(),
+            expires: r.expires.map(|e| e.0),
+        })
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    version: Option<u32>,
+    #[serde(default)]
+    allow: Vec<AllowEntry>,
+}
+
+/// The outcome of looking an exec up in the allowlist.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Allowance {
+    /// Allowed by the entry at this index, with its reason.
+    Allowed {
+        index: usize,
+        reason: String,
+    },
+    /// Only an expired entry matched: not allowed, and the report says so.
+    Expired {
+        index: usize,
+        reason: String,
+        expired: Date,
+    },
+    None,
+}
+
+impl Config {
+    /// Loads `path`; with `explicit == false` a missing file is an empty config.
+    pub fn load(path: &Path, explicit: bool) -> Result<Config, LoadError> {
+        if !explicit && !path.exists() {
+            return Ok(Config::default());
+        }
+        let text = read_yaml_file(path)?;
+        Self::parse(path, &text)
+    }
+
+    pub fn parse(path: &Path, text: &[u8]) -> Result<Config, LoadError> {
+        let file = path.display().to_string();
+        if text.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Config {
+                file: Some(path.to_path_buf()),
+                allow: Vec::new(),
+            });
+        }
+        let raw: RawConfig =
+            serde_norway::from_slice(text).map_err(|e| LoadError::from_yaml(&file, &e))?;
+        if let Some(v) = raw.version {
+            if v != 1 {
+                return Err(LoadError {
+                    file,
+                    line: None,
+                    column: None,
+                    message: format!(
+                        "config version {v} is not supported (this guard reads version 1)"
+                    ),
+                });
+            }
+        }
+        Ok(Config {
+            file: Some(path.to_path_buf()),
+            allow: raw.allow,
+        })
+    }
+
+    /// Looks an exec matched by `recipe` (name and kind) up in the allowlist, as of `today`.
+    pub fn allowance(
+        &self,
+        recipe_name: &str,
+        recipe_kind: &str,
+        e: &ExecEvent,
+        today: Date,
+    ) -> Allowance {
+        let mut expired = Allowance::None;
+        for (index, entry) in self.allow.iter().enumerate() {
+            if !entry.matches(recipe_name, recipe_kind, e) {
+                continue;
+            }
+            match entry.expires {
+                Some(date) if today > date => {
+                    if expired == Allowance::None {
+                        expired = Allowance::Expired {
+                            index,
+                            reason: entry.reason.clone(),
+                            expired: date,
+                        };
+                    }
+                }
+                _ => {
+                    return Allowance::Allowed {
+                        index,
+                        reason: entry.reason.clone(),
+                    }
+                }
+            }
+        }
+        expired
+    }
+}
+
+impl AllowEntry {
+    fn matches(&self, recipe_name: &str, recipe_kind: &str, e: &ExecEvent) -> bool {
+        if self.recipe != "*" && self.recipe != recipe_name && self.recipe != recipe_kind {
+            return false;
+        }
+        let path_ok = |p: &crate::event::Bytes| {
+            self.exe
+                .as_ref()
+                .is_none_or(|x| p.as_bytes() == x.as_bytes())
+                && self
+                    .base
+                    .as_ref()
+                    .is_none_or(|b| p.file_name() == b.as_bytes())
+                && self.regex.as_ref().is_none_or(|r| r.is_match(p.as_bytes()))
+        };
+        let by_path = path_ok(&e.exe) || e.script.as_ref().is_some_and(path_ok);
+        by_path
+            && self
+                .argv
+                .as_ref()
+                .is_none_or(|re| re.is_match(&join(&e.argv)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_name_file_line_and_column() {
+        let cases: &[(&str, &str)] = &[
+            (
+                "allow:\n  - recipe: webserver_exec\n    base: nginx\n",
+                "missing field `reason`",
+            ),
+            (
+                "allow:\n  - recipe: w\n    base: nginx\n    reason: r\n    expires: 2026-02-30\n",
+                "2026-02-30",
+            ),
+            (
+                "allow:\n  - recipe: w\n    base: nginx\n    reason: r\n    colour: red\n",
+                "unknown field `colour`",
+            ),
+            (
+                "allow:\n  - recipe: w\n    regex: '('\n    reason: r\n",
+                "invalid regex",
+            ),
+            ("allow:\n  - recipe: w\n    reason: r\n", "needs a matcher"),
+            ("version: 2\n", "version 2"),
+        ];
+        for (text, want) in cases {
+            let err = Config::parse(Path::new("cfg.yml"), text.as_bytes()).unwrap_err();
+            let shown = err.to_string();
+            assert!(shown.contains(want), "{shown}");
+            if *want != "version 2" {
+                assert!(err.line.is_some() && err.column.is_some(), "{shown}");
+                assert!(shown.starts_with("cfg.yml:"), "{shown}");
+            }
+        }
+        let err = Config::parse(
+            Path::new("cfg.yml"),
+            b"allow:\n  - recipe: w\n    base: nginx\n    reason: r\n    expires: 2026-02-30\n",
+        )
+        .unwrap_err();
+        assert_eq!((err.line, err.column), (Some(5), Some(14)), "{err}");
+    }
+}

@@ -1,0 +1,265 @@
+//! The event model: what an exec source saw, as lossless data.
+//!
+//! Paths and arguments are byte strings on Linux. They are kept as [`Bytes`], which serialises to a
+//! plain JSON string when the bytes are valid UTF-8 and to `{"bytes": "<base64>"}` otherwise, so a
+//! non-UTF-8 argument survives a round trip through the trace and the report unchanged.
+
+use std::fmt;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+use base64::Engine as _;
+use serde::de::{self, MapAccess, Visitor};
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// A lossless byte string (a path, an argument, a command name).
+#[derive(Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Bytes(pub Vec<u8>);
+
+impl Bytes {
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// The text form used for matching and display: invalid UTF-8 becomes U+FFFD.
+    pub fn lossy(&self) -> std::borrow::Cow<'_, str> {
+        String::from_utf8_lossy(&self.0)
+    }
+
+    /// The last `/`-separated component (the whole string when there is no `/`).
+    pub fn file_name(&self) -> &[u8] {
+        match self.0.iter().rposition(|&b| b == b'/') {
+            Some(i) => &self.0[i + 1..],
+            None => &self.0,
+        }
+    }
+
+    /// Everything before the last `/`, or `None` when there is no `/`. `"/x"` has dir `"/"`.
+    pub fn dir(&self) -> Option<&[u8]> {
+        match self.0.iter().rposition(|&b| b == b'/') {
+            Some(0) => Some(b"/"),
+            Some(i) => Some(&self.0[..i]),
+            None => None,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl From<&str> for Bytes {
+    fn from(s: &str) -> Self {
+        Bytes(s.as_bytes().to_vec())
+    }
+}
+
+impl From<&[u8]> for Bytes {
+    fn from(s: &[u8]) -> Self {
+        Bytes(s.to_vec())
+    }
+}
+
+impl From<Vec<u8>> for Bytes {
+    fn from(s: Vec<u8>) -> Self {
+        Bytes(s)
+    }
+}
+
+impl From<&Path> for Bytes {
+    fn from(p: &Path) -> Self {
+        Bytes(p.as_os_str().as_bytes().to_vec())
+    }
+}
+
+impl fmt::Debug for Bytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.lossy(), f)
+    }
+}
+
+impl Serialize for Bytes {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match std::str::from_utf8(&self.0) {
+            Ok(text) => s.serialize_str(text),
+            Err(_) => {
+                let mut map = s.serialize_map(Some(1))?;
+                map.serialize_entry(
+                    "bytes",
+                    &base64::engine::general_purpose::STANDARD.encode(&self.0),
+                )?;
+                map.end()
+            }
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Bytes {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct BytesVisitor;
+        impl<'de> Visitor<'de> for BytesVisitor {
+            type Value = Bytes;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str(r#"a string, {"text": string} or {"bytes": base64}"#)
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Bytes, E> {
+                Ok(Bytes(v.as_bytes().to_vec()))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Bytes, A::Error> {
+                let key: String = map
+                    .next_key()?
+                    .ok_or_else(|| de::Error::custom("empty byte-string object"))?;
+                let value: String = map.next_value()?;
+                let out = match key.as_str() {
+                    "text" => Bytes(value.into_bytes()),
+                    "bytes" => Bytes(
+                        base64::engine::general_purpose::STANDARD
+                            .decode(value.as_bytes())
+                            .map_err(|e| de::Error::custom(format!("invalid base64: {e}")))?,
+                    ),
+                    other => return Err(de::Error::unknown_field(other, &["text", "bytes"])),
+                };
+                if map.next_key::<String>()?.is_some() {
+                    return Err(de::Error::custom(
+                        "byte-string object has more than one key",
+                    ));
+                }
+                Ok(out)
+            }
+        }
+        d.deserialize_any(BytesVisitor)
+    }
+}
+
+/// Which exec source produced a record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    /// `guard run` (spawn and trace) or `--attach` (seize an existing tree).
+    Ptrace,
+    /// The kernel's proc connector (host-wide, netlink).
+    Connector,
+}
+
+/// One successful `execve`/`execveat`, recorded at the exec stop while the process is stopped.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecEvent {
+    pub seq: u64,
+    /// RFC 3339 UTC timestamp, microsecond precision.
+    pub time: String,
+    /// Thread id after the exec (always the thread-group id: exec makes the caller the leader).
+    pub pid: u32,
+    pub tgid: u32,
+    /// The real parent (not the tracer).
+    pub ppid: u32,
+    /// The thread id that called exec, when it was not the thread-group leader.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub former_tid: Option<u32>,
+    pub uid: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub euid: Option<u32>,
+    /// The executed file as the kernel resolved it (`/proc/PID/exe`). For a `#!` script this is
+    /// the interpreter.
+    pub exe: Bytes,
+    /// The path given to exec (`AT_EXECFN`), absolute when it could be made so.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub execfn: Option<Bytes>,
+    /// The script, when the exec went through a `#!` interpreter (or binfmt_misc).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub script: Option<Bytes>,
+    pub argv: Vec<Bytes>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cwd: Option<Bytes>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comm: Option<Bytes>,
+    pub source: Source,
+    /// Some fields could not be read (the process was already gone).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub partial: bool,
+}
+
+/// A new process (not a thread) created by fork, vfork or clone.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForkEvent {
+    pub seq: u64,
+    pub time: String,
+    pub pid: u32,
+    pub ppid: u32,
+    pub source: Source,
+}
+
+/// How a process ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExitStatus {
+    /// Exited with this code.
+    Code(i32),
+    /// Killed by this signal number.
+    Signal(i32),
+}
+
+impl ExitStatus {
+    /// The shell convention: the code, or 128 + the signal number.
+    pub fn shell_status(self) -> i32 {
+        match self {
+            ExitStatus::Code(c) => c,
+            ExitStatus::Signal(s) => 128 + s,
+        }
+    }
+}
+
+/// A process (thread group) ended.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExitEvent {
+    pub seq: u64,
+    pub time: String,
+    pub pid: u32,
+    pub status: ExitStatus,
+}
+
+/// The traced command ended: its status, and the processes it left running, which were detached.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndEvent {
+    pub seq: u64,
+    pub time: String,
+    pub status: ExitStatus,
+    /// Processes (thread-group ids) still running when the command exited.
+    pub outlived: Vec<u32>,
+}
+
+/// What a process is running: the image of its latest exec (inherited across fork).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Image {
+    pub pid: u32,
+    pub exe: Bytes,
+    pub argv: Vec<Bytes>,
+    pub comm: Option<Bytes>,
+}
+
+impl Image {
+    pub fn of(e: &ExecEvent) -> Image {
+        Image {
+            pid: e.pid,
+            exe: e.exe.clone(),
+            argv: e.argv.clone(),
+            comm: e.comm.clone(),
+        }
+    }
+}
+
+/// Joins byte strings with single spaces (the `cmd` / `args` views of an argv).
+pub fn join(parts: &[Bytes]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(parts.iter().map(|p| p.0.len() + 1).sum());
+    for (i, p) in parts.iter().enumerate() {
+        if i > 0 {
+            out.push(b' ');
+        }
+        out.extend_from_slice(&p.0);
+    }
+    out
+}

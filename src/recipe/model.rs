@@ -1,0 +1,683 @@
+//! The recipe model: Jibril's recipe format plus our `x-guard` extension, validated while it is
+//! deserialised so that every error carries the file, line and column of the offending value.
+
+use std::fmt;
+
+use serde::de::{self, Deserializer};
+use serde::{Deserialize, Serialize};
+
+/// How important a detection is. Ordered: `Low < Medium < High < Critical`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Importance {
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+impl fmt::Display for Importance {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Importance::Low => "low",
+            Importance::Medium => "medium",
+            Importance::High => "high",
+            Importance::Critical => "critical",
+        })
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Breed {
+    FileAccess,
+    Execution,
+    RemoteDomains,
+    RemoteIps,
+    LocalDomains,
+    LocalIps,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mechanism {
+    FileAccess,
+    Execution,
+    NetworkPeers,
+    Baseline,
+}
+
+/// `any` / `all` (for `file_actions_how`) — and `AND` / `OR` for `arbitrary.how`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum How {
+    #[serde(rename = "any", alias = "OR", alias = "or")]
+    Any,
+    #[serde(rename = "all", alias = "AND", alias = "and")]
+    All,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Which {
+    Pertinent,
+    Irrelevant,
+}
+
+/// The scope of a `times` limit: at most `max` findings per distinct value of the scope.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TimesKind {
+    TimesPerProc,
+    TimesPerExe,
+    TimesPerCmd,
+    TimesPerParentProc,
+    TimesPerParentExe,
+    TimesPerFullAncestry,
+    TimesPerHostname,
+    TimesPerHost,
+    TimesInTotal,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimesLimit {
+    pub kind: TimesKind,
+    /// At least 1: a limit folds repeats into a finding, it never hides the first one.
+    #[serde(deserialize_with = "positive")]
+    pub max: u64,
+}
+
+fn positive<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    let n = u64::deserialize(d)?;
+    if n == 0 {
+        return Err(de::Error::custom("`max` must be at least 1 (got 0)"));
+    }
+    Ok(n)
+}
+
+/// A regular expression (Rust's `regex`: linear time, no backtracking), matched on bytes as an
+/// unanchored search — as Jibril's recipes expect; anchor with `^`/`$` where needed.
+#[derive(Clone)]
+pub struct Pattern {
+    pub source: String,
+    pub regex: regex::bytes::Regex,
+}
+
+impl Pattern {
+    pub fn new(source: &str) -> Result<Pattern, String> {
+        regex::bytes::RegexBuilder::new(source)
+            .size_limit(1 << 20)
+            .dfa_size_limit(1 << 20)
+            .build()
+            .map(|regex| Pattern {
+                source: source.to_string(),
+                regex,
+            })
+            .map_err(|e| format!("invalid regex {source:?}: {}", one_line(&e.to_string())))
+    }
+
+    pub fn is_match(&self, hay: &[u8]) -> bool {
+        self.regex.is_match(hay)
+    }
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+impl fmt::Debug for Pattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "/{}/", self.source)
+    }
+}
+
+impl Serialize for Pattern {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.source)
+    }
+}
+
+/// Deserialises a string and validates it inside the visitor, so that the YAML deserialiser
+/// attaches the position of the offending scalar itself to the error.
+pub fn deserialize_str_with<'de, D, T>(
+    d: D,
+    expecting: &'static str,
+    parse: fn(&str) -> Result<T, String>,
+) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+{
+    struct V<T> {
+        expecting: &'static str,
+        parse: fn(&str) -> Result<T, String>,
+    }
+    impl<'de, T> de::Visitor<'de> for V<T> {
+        type Value = T;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str(self.expecting)
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<T, E> {
+            (self.parse)(v).map_err(E::custom)
+        }
+    }
+    d.deserialize_str(V { expecting, parse })
+}
+
+impl<'de> Deserialize<'de> for Pattern {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        deserialize_str_with(d, "a regular expression", Pattern::new)
+    }
+}
+
+/// A path matcher from `bases`: every field given must hold (`base` = file name, `dir` = the
+/// directory, `regex` = searched in the whole path).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, try_from = "RawPathMatcher")]
+pub struct PathMatcher {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub base: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dir: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub regex: Option<Pattern>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPathMatcher {
+    base: Option<String>,
+    dir: Option<String>,
+    regex: Option<Pattern>,
+}
+
+impl TryFrom<RawPathMatcher> for PathMatcher {
+    type Error = String;
+    fn try_from(r: RawPathMatcher) -> Result<Self, String> {
+        if r.base.is_none() && r.dir.is_none() && r.regex.is_none() {
+            return Err("a path matcher needs at least one of `base`, `dir`, `regex`".into());
+        }
+        if let Some(base) = &r.base {
+            if base.is_empty() || base.contains('/') {
+                return Err(format!("`base` is a file name without '/': got {base:?}"));
+            }
+        }
+        if let Some(dir) = &r.dir {
+            if !dir.starts_with('/') {
+                return Err(format!("`dir` must be an absolute directory: got {dir:?}"));
+            }
+        }
+        let dir = r.dir.map(|d| {
+            if d.len() > 1 {
+                d.trim_end_matches('/').to_string()
+            } else {
+                d
+            }
+        });
+        Ok(PathMatcher {
+            base: r.base,
+            dir,
+            regex: r.regex,
+        })
+    }
+}
+
+impl PathMatcher {
+    pub fn matches(&self, path: &crate::event::Bytes) -> bool {
+        if let Some(base) = &self.base {
+            if path.file_name() != base.as_bytes() {
+                return false;
+            }
+        }
+        if let Some(dir) = &self.dir {
+            if path.dir() != Some(dir.as_bytes()) {
+                return false;
+            }
+        }
+        if let Some(re) = &self.regex {
+            if !re.is_match(path.as_bytes()) {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+impl fmt::Display for PathMatcher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut parts = Vec::new();
+        if let Some(b) = &self.base {
+            parts.push(format!("base {b}"));
+        }
+        if let Some(d) = &self.dir {
+            parts.push(format!("dir {d}"));
+        }
+        if let Some(r) = &self.regex {
+            parts.push(format!("regex {}", r.source));
+        }
+        f.write_str(&parts.join(", "))
+    }
+}
+
+/// What an `arbitrary` item looks at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum What {
+    Exe,
+    Comm,
+    Cmd,
+    Args,
+    Uid,
+    Pid,
+    ParentPid,
+    ParentExe,
+    ParentComm,
+    ParentCmd,
+    ParentArgs,
+    /// Any ancestor up to the traced root.
+    AncientExe,
+    AncientCmd,
+    AncientArgs,
+    TaskOrParentExe,
+    TaskOrParentComm,
+    TaskOrParentCmd,
+    TaskOrParentArgs,
+}
+
+impl What {
+    pub fn is_numeric(self) -> bool {
+        matches!(self, What::Uid | What::Pid | What::ParentPid)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum When {
+    Smaller,
+    Bigger,
+    Equal,
+}
+
+/// The test of one `arbitrary` item.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Test {
+    Pattern(Pattern),
+    Number(i64, When),
+    Numbers(Vec<i64>),
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(try_from = "RawItem")]
+pub struct Item {
+    pub what: What,
+    pub which: Which,
+    pub test: Test,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawItem {
+    what: What,
+    #[serde(default = "pertinent")]
+    which: Which,
+    pattern: Option<Pattern>,
+    number: Option<i64>,
+    numbers: Option<Vec<i64>>,
+    time: Option<serde_norway::Value>,
+    cidr: Option<serde_norway::Value>,
+    when: Option<When>,
+}
+
+fn pertinent() -> Which {
+    Which::Pertinent
+}
+
+impl TryFrom<RawItem> for Item {
+    type Error = String;
+    fn try_from(r: RawItem) -> Result<Self, String> {
+        if r.time.is_some() || r.cidr.is_some() {
+            return Err(format!(
+                "`time` and `cidr` items need process times or network flows, which exec events do not carry (what: {:?})",
+                r.what
+            ));
+        }
+        let given = [r.pattern.is_some(), r.number.is_some(), r.numbers.is_some()];
+        if given.iter().filter(|g| **g).count() != 1 {
+            return Err(
+                "an arbitrary item needs exactly one of `pattern`, `number`, `numbers`".into(),
+            );
+        }
+        let test = if let Some(p) = r.pattern {
+            Test::Pattern(p)
+        } else if let Some(n) = r.number {
+            Test::Number(n, r.when.unwrap_or(When::Equal))
+        } else {
+            Test::Numbers(r.numbers.unwrap_or_default())
+        };
+        if matches!(test, Test::Number(..) | Test::Numbers(_)) && !r.what.is_numeric() {
+            return Err(
+                format!("`{:?}` is text: use `pattern`, not a number", r.what).to_lowercase(),
+            );
+        }
+        Ok(Item {
+            what: r.what,
+            which: r.which,
+            test,
+        })
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArbitraryGroup {
+    pub how: How,
+    #[serde(default = "pertinent")]
+    pub which: Which,
+    pub items: Vec<Item>,
+}
+
+/// `file_actions`: a string (`execve`, or `open|mmap|execve`) or a list of strings.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct FileActions(pub Vec<String>);
+
+const FILE_ACTIONS: &[&str] = &[
+    "open",
+    "read",
+    "write",
+    "exec",
+    "execve",
+    "mmap",
+    "unlink",
+    "rename",
+    "link",
+    "truncate",
+    "create",
+    "chmod",
+    "chown",
+    "setattr",
+    "close",
+    "any",
+    "open_related",
+    "read_related",
+    "modify_related",
+    "access_related",
+    "access_no_mmap_related",
+    "tamper_related",
+    "sync",
+];
+
+impl<'de> Deserialize<'de> for FileActions {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            One(String),
+            Many(Vec<String>),
+        }
+        let actions: Vec<String> = match Raw::deserialize(d)? {
+            Raw::One(s) => s.split('|').map(|a| a.trim().to_string()).collect(),
+            Raw::Many(v) => v,
+        };
+        for a in &actions {
+            if !FILE_ACTIONS.contains(&a.as_str()) {
+                return Err(de::Error::custom(format!("unknown file action {a:?}")));
+            }
+        }
+        Ok(FileActions(actions))
+    }
+}
+
+impl FileActions {
+    pub fn includes_exec(&self) -> bool {
+        self.0
+            .iter()
+            .any(|a| a == "execve" || a == "exec" || a == "any")
+    }
+}
+
+/// A command matched by its arguments as well as its executable (interpreters, multi-call
+/// binaries): `exe` must match one of the exec's paths and `args` the arguments after argv[0],
+/// joined by single spaces.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommandMatcher {
+    pub name: String,
+    pub exe: Vec<PathMatcher>,
+    pub args: Pattern,
+}
+
+/// A MITRE ATT&CK (or other) reference.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Reference {
+    pub id: String,
+    pub name: String,
+    pub url: String,
+}
+
+/// Recommended actions per environment.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Actions {
+    #[serde(default)]
+    pub ci_cd: Vec<String>,
+    #[serde(default)]
+    pub staging: Vec<String>,
+    #[serde(default)]
+    pub production: Vec<String>,
+}
+
+/// Our extension namespace: the single key `x-guard` in a recipe, which Jibril ignores.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Extension {
+    /// A short explanation for humans (reports).
+    #[serde(default)]
+    pub explanation: Option<String>,
+    #[serde(default)]
+    pub references: Vec<Reference>,
+    #[serde(default)]
+    pub actions: Actions,
+    /// Commands recognised by arguments (interpreters, multi-call binaries).
+    #[serde(default)]
+    pub commands: Vec<CommandMatcher>,
+}
+
+/// A recipe, validated.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(try_from = "RawRecipe")]
+pub struct Recipe {
+    pub kind: String,
+    pub name: String,
+    pub enabled: bool,
+    pub version: String,
+    pub description: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub documentation: Option<String>,
+    pub breed: Breed,
+    pub mechanism: Mechanism,
+    pub tactic: String,
+    pub technique: String,
+    pub subtechnique: String,
+    pub importance: Importance,
+    pub times: Vec<TimesLimit>,
+    pub arbitrary: Vec<ArbitraryGroup>,
+    pub file_actions: FileActions,
+    pub file_actions_how: How,
+    pub bases: Vec<PathMatcher>,
+    #[serde(rename = "x-guard")]
+    pub ext: Extension,
+}
+
+/// A recipe's `version`: a YAML number (`1.0`) or string.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawVersion {
+    Number(f64),
+    Text(String),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRecipe {
+    kind: String,
+    name: String,
+    enabled: Option<bool>,
+    version: RawVersion,
+    description: String,
+    documentation: Option<String>,
+    breed: Breed,
+    mechanism: Mechanism,
+    tactic: String,
+    technique: String,
+    subtechnique: Option<String>,
+    importance: Importance,
+    times: Option<Vec<TimesLimit>>,
+    arbitrary: Option<Vec<ArbitraryGroup>>,
+    file_actions: Option<FileActions>,
+    file_actions_how: Option<How>,
+    file_actions_excl: Option<FileActions>,
+    bases: Option<Vec<PathMatcher>>,
+    base: Option<String>,
+    dir: Option<String>,
+    regex: Option<Pattern>,
+    #[serde(rename = "x-guard")]
+    ext: Option<Extension>,
+    // Jibril keys for other mechanisms: accepted, not evaluated on exec events.
+    reactions: Option<serde_norway::Value>,
+    protocol: Option<serde_norway::Value>,
+    local_cidrs: Option<serde_norway::Value>,
+    remote_cidrs: Option<serde_norway::Value>,
+    local_port: Option<serde_norway::Value>,
+    remote_port: Option<serde_norway::Value>,
+    remote_domains: Option<serde_norway::Value>,
+    remote_domains_type: Option<serde_norway::Value>,
+    remote_domains_trie_type: Option<serde_norway::Value>,
+    flow_actions: Option<serde_norway::Value>,
+    flow_actions_how: Option<serde_norway::Value>,
+    flow_actions_excl: Option<serde_norway::Value>,
+}
+
+fn snake_name(field: &str, v: &str) -> Result<(), String> {
+    if v.is_empty()
+        || v.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+    {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{field}` must be snake_case (a-z, 0-9, _): got {v:?}"
+        ))
+    }
+}
+
+impl TryFrom<RawRecipe> for Recipe {
+    type Error = String;
+    fn try_from(r: RawRecipe) -> Result<Self, String> {
+        if r.kind.is_empty() {
+            return Err("`kind` must not be empty".into());
+        }
+        snake_name("kind", &r.kind)?;
+        snake_name("tactic", &r.tactic)?;
+        snake_name("technique", &r.technique)?;
+        let subtechnique = r.subtechnique.unwrap_or_default();
+        snake_name("subtechnique", &subtechnique)?;
+        let mut bases = r.bases.unwrap_or_default();
+        if r.base.is_some() || r.dir.is_some() || r.regex.is_some() {
+            bases.push(PathMatcher::try_from(RawPathMatcher {
+                base: r.base,
+                dir: r.dir,
+                regex: r.regex,
+            })?);
+        }
+        let file_actions = r.file_actions.unwrap_or_default();
+        let ext = r.ext.unwrap_or_default();
+        if r.mechanism == Mechanism::Execution {
+            if !file_actions.includes_exec() {
+                return Err(format!(
+                    "recipe {:?}: mechanism `execution` needs `file_actions: execve`",
+                    r.name
+                ));
+            }
+            if bases.is_empty() && ext.commands.is_empty() {
+                return Err(format!(
+                    "recipe {:?}: an execution recipe needs `bases` (or `x-guard.commands`) to match",
+                    r.name
+                ));
+            }
+        }
+        let _ = (
+            r.file_actions_excl,
+            r.reactions,
+            r.protocol,
+            r.local_cidrs,
+            r.remote_cidrs,
+        );
+        let _ = (
+            r.local_port,
+            r.remote_port,
+            r.remote_domains,
+            r.remote_domains_type,
+        );
+        let _ = (
+            r.remote_domains_trie_type,
+            r.flow_actions,
+            r.flow_actions_how,
+            r.flow_actions_excl,
+        );
+        let version = match r.version {
+            RawVersion::Number(n) if n.fract() == 0.0 => format!("{n:.1}"),
+            RawVersion::Number(n) => n.to_string(),
+            RawVersion::Text(t) => t,
+        };
+        Ok(Recipe {
+            kind: r.kind,
+            name: r.name,
+            enabled: r.enabled.unwrap_or(true),
+            version,
+            description: r.description,
+            documentation: r
+                .documentation
+                .map(|d| d.trim().to_string())
+                .filter(|d| !d.is_empty()),
+            breed: r.breed,
+            mechanism: r.mechanism,
+            tactic: r.tactic,
+            technique: r.technique,
+            subtechnique,
+            importance: r.importance,
+            times: r.times.unwrap_or_default(),
+            arbitrary: r.arbitrary.unwrap_or_default(),
+            file_actions,
+            file_actions_how: r.file_actions_how.unwrap_or(How::Any),
+            bases,
+            ext,
+        })
+    }
+}
+
+impl Recipe {
+    /// Why this recipe cannot be evaluated on exec events, if it cannot.
+    pub fn not_evaluated(&self) -> Option<String> {
+        match self.mechanism {
+            Mechanism::Execution => None,
+            Mechanism::FileAccess => Some("not evaluated: needs file events".into()),
+            Mechanism::NetworkPeers => Some("not evaluated: needs network events".into()),
+            Mechanism::Baseline => Some("not evaluated: needs a baseline".into()),
+        }
+    }
+
+    /// The human name of the MITRE fields: `command_and_control` → `Command And Control`.
+    pub fn title(s: &str) -> String {
+        s.split('_')
+            .filter(|w| !w.is_empty())
+            .map(|w| {
+                let mut c = w.chars();
+                c.next()
+                    .map(|f| f.to_uppercase().collect::<String>() + c.as_str())
+                    .unwrap_or_default()
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}

@@ -1,0 +1,67 @@
+//! Reporters: they render a checked run to a writer, one module per format.
+
+pub mod escape;
+pub mod json;
+pub mod text;
+
+use serde::Serialize;
+
+use crate::check::Outcome;
+use crate::event::Bytes;
+use crate::recipe::RecipeSet;
+use crate::trace::Integrity;
+
+/// What makes findings fail.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Findings that are not allowlisted make the exit status non-zero.
+    Fail,
+    /// Report only.
+    Warn,
+}
+
+/// Everything a reporter needs.
+pub struct Run<'a> {
+    pub outcome: &'a Outcome,
+    pub recipes: &'a RecipeSet,
+    pub mode: Mode,
+    /// The traced command, for `guard run` (and traces of it).
+    pub command: Option<&'a [Bytes]>,
+    /// The state of a re-read trace (`guard check`).
+    pub integrity: Option<&'a Integrity>,
+    /// Things the reader should know that are not findings (a torn trace, recipes not evaluated).
+    pub notes: Vec<String>,
+}
+
+impl Run<'_> {
+    /// The verdict: `fail` when a failing finding exists in fail mode.
+    pub fn verdict(&self) -> &'static str {
+        let failing = self.outcome.failing() > 0 || self.altered();
+        match (failing, self.mode) {
+            (false, _) => "pass",
+            (true, Mode::Fail) => "fail",
+            (true, Mode::Warn) => "warn",
+        }
+    }
+
+    pub fn altered(&self) -> bool {
+        matches!(self.integrity, Some(Integrity::Altered { .. }))
+    }
+
+    /// Notes about recipes that are loaded but cannot be evaluated on exec events.
+    pub fn recipe_notes(recipes: &RecipeSet) -> Vec<String> {
+        recipes
+            .recipes
+            .iter()
+            .filter_map(|r| {
+                if !r.recipe.enabled {
+                    return Some(format!("recipe {} ({}): disabled", r.recipe.name, r.origin));
+                }
+                r.recipe
+                    .not_evaluated()
+                    .map(|why| format!("recipe {} ({}): {why}", r.recipe.name, r.origin))
+            })
+            .collect()
+    }
+}

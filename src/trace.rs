@@ -1,0 +1,480 @@
+//! The trace: a JSON Lines file of everything an exec source saw, written as it happens and
+//! re-read by `guard check`.
+//!
+//! # Format (version 1)
+//! One JSON object per line, each with a `"type"`:
+//! - `header` (first line): `format` (1), `tool`, `version`, `watcher` (`"run"` or `"watcher"`),
+//!   `started`, and for `guard run` the traced `command` and its `root` pid.
+//! - `exec`: one successful exec ([`ExecEvent`]): `seq, time, pid, tgid, ppid, uid, exe, argv, cwd,
+//!   comm, source` and, when present, `former_tid, euid, execfn, script, partial`.
+//! - `fork`: a new process (`seq, time, pid, ppid, source`).
+//! - `exit`: a process ended (`seq, time, pid, status`), `status` being `{"code": N}` or
+//!   `{"signal": N}`.
+//! - `end`: the traced command ended (`status`, `outlived`: pids left running and detached).
+//! - `seal` (last line): `records` (count of lines between header and seal), `lost` (events the
+//!   source knows it missed), `chain` (see below), `time`.
+//!
+//! Strings that are not valid UTF-8 are written as `{"bytes": "<base64>"}` (see [`crate::event`]).
+//!
+//! `chain` is SHA-256 iterated over the lines: `c0 = sha256("webserver-exec-guard trace v1")`,
+//! `c(n+1) = sha256(c(n) || line(n))` for every line from the header to the last record, without
+//! the newline. A reader recomputes it, so an edited, reordered or truncated trace is detected.
+//!
+//! A reader accepts a trace whose last line is torn (a writer killed mid-line) and says so.
+
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::event::{Bytes, EndEvent, ExecEvent, ExitEvent, ForkEvent};
+
+pub const FORMAT_VERSION: u32 = 1;
+
+/// First line of a trace.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Header {
+    pub format: u32,
+    pub tool: String,
+    pub version: String,
+    /// `"run"` for `guard run`, `"watcher"` for the host watcher.
+    pub watcher: String,
+    pub started: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<Bytes>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root: Option<u32>,
+}
+
+impl Header {
+    pub fn new(watcher: &str) -> Header {
+        Header {
+            format: FORMAT_VERSION,
+            tool: crate::TOOL_NAME.to_string(),
+            version: crate::VERSION.to_string(),
+            watcher: watcher.to_string(),
+            started: crate::time::now(),
+            command: None,
+            root: None,
+        }
+    }
+}
+
+/// Last line of a complete trace.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Seal {
+    pub time: String,
+    pub records: u64,
+    pub lost: u64,
+    pub chain: String,
+}
+
+/// One line of a trace.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Record {
+    Header(Header),
+    Exec(ExecEvent),
+    Fork(ForkEvent),
+    Exit(ExitEvent),
+    End(EndEvent),
+    Seal(Seal),
+}
+
+fn chain_seed() -> [u8; 32] {
+    Sha256::digest(b"webserver-exec-guard trace v1").into()
+}
+
+fn chain_step(prev: &[u8; 32], line: &[u8]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(prev);
+    h.update(line);
+    h.finalize().into()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Writes a trace line by line, keeping the chain and the record count for the seal.
+pub struct TraceWriter<W: Write> {
+    out: W,
+    chain: [u8; 32],
+    records: u64,
+    line: Vec<u8>,
+}
+
+impl<W: Write> TraceWriter<W> {
+    pub fn new(out: W, header: &Header) -> io::Result<Self> {
+        let mut w = TraceWriter {
+            out,
+            chain: chain_seed(),
+            records: 0,
+            line: Vec::with_capacity(512),
+        };
+        w.write_line(&Record::Header(header.clone()))?;
+        Ok(w)
+    }
+
+    fn write_line(&mut self, record: &Record) -> io::Result<()> {
+        self.line.clear();
+        serde_json::to_writer(&mut self.line, record).map_err(io::Error::other)?;
+        self.chain = chain_step(&self.chain, &self.line);
+        self.line.push(b'\n');
+        self.out.write_all(&self.line)
+    }
+
+    /// Appends one record (not a header or a seal).
+    pub fn write(&mut self, record: &Record) -> io::Result<()> {
+        debug_assert!(!matches!(record, Record::Header(_) | Record::Seal(_)));
+        self.write_line(record)?;
+        self.records += 1;
+        Ok(())
+    }
+
+    /// Writes the seal, flushes and returns the writer.
+    pub fn seal(mut self, lost: u64) -> io::Result<W> {
+        let seal = Seal {
+            time: crate::time::now(),
+            records: self.records,
+            lost,
+            chain: hex(&self.chain),
+        };
+        serde_json::to_writer(&mut self.out, &Record::Seal(seal)).map_err(io::Error::other)?;
+        self.out.write_all(b"\n")?;
+        self.out.flush()?;
+        Ok(self.out)
+    }
+
+    pub fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+}
+
+/// What is wrong with a trace file.
+#[derive(Debug, thiserror::Error)]
+pub enum TraceError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("{path}:{line}: not a trace record: {message}")]
+    Parse {
+        path: PathBuf,
+        line: u64,
+        message: String,
+    },
+    #[error("{path}:1: not a webserver-exec-guard trace (the first line must be a header)")]
+    NoHeader { path: PathBuf },
+    #[error("{path}:1: trace format {found} is not supported (this guard reads format {FORMAT_VERSION})")]
+    Version { path: PathBuf, found: u32 },
+}
+
+/// How a trace ended, as established by the reader once it reached the end.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Integrity {
+    /// Sealed, and the seal matches the records.
+    Sealed { lost: u64 },
+    /// No seal: the writer stopped (killed, or still running). `torn` when the last line was cut.
+    Unsealed { torn: bool },
+    /// The seal does not match what precedes it, or records follow the seal.
+    Altered { reason: String },
+}
+
+/// Streams the records of a trace, checking the chain and the seal as it goes.
+pub struct TraceReader {
+    path: PathBuf,
+    input: BufReader<File>,
+    line_no: u64,
+    buf: Vec<u8>,
+    chain: [u8; 32],
+    records: u64,
+    header: Header,
+    integrity: Option<Integrity>,
+}
+
+impl TraceReader {
+    pub fn open(path: &Path) -> Result<TraceReader, TraceError> {
+        let io_err = |source| TraceError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let file = File::open(path).map_err(io_err)?;
+        let mut input = BufReader::with_capacity(1 << 16, file);
+        let mut buf = Vec::new();
+        input.read_until(b'\n', &mut buf).map_err(io_err)?;
+        let line = trim_newline(&buf);
+        let header = match serde_json::from_slice::<Record>(line) {
+            Ok(Record::Header(h)) => h,
+            _ => {
+                // Distinguish a newer format from something that is not a trace at all.
+                #[derive(Deserialize)]
+                struct Probe {
+                    #[serde(rename = "type")]
+                    kind: String,
+                    format: u32,
+                }
+                return Err(match serde_json::from_slice::<Probe>(line) {
+                    Ok(p) if p.kind == "header" && p.format != FORMAT_VERSION => {
+                        TraceError::Version {
+                            path: path.to_path_buf(),
+                            found: p.format,
+                        }
+                    }
+                    _ => TraceError::NoHeader {
+                        path: path.to_path_buf(),
+                    },
+                });
+            }
+        };
+        if header.format != FORMAT_VERSION {
+            return Err(TraceError::Version {
+                path: path.to_path_buf(),
+                found: header.format,
+            });
+        }
+        let chain = chain_step(&chain_seed(), line);
+        Ok(TraceReader {
+            path: path.to_path_buf(),
+            input,
+            line_no: 1,
+            buf,
+            chain,
+            records: 0,
+            header,
+            integrity: None,
+        })
+    }
+
+    pub fn header(&self) -> &Header {
+        &self.header
+    }
+
+    /// Available once [`TraceReader::next_record`] has returned `Ok(None)`.
+    pub fn integrity(&self) -> Option<&Integrity> {
+        self.integrity.as_ref()
+    }
+
+    /// The next record, or `None` at the end of the trace. Header and seal are not returned.
+    pub fn next_record(&mut self) -> Result<Option<Record>, TraceError> {
+        if self.integrity.is_some() {
+            return Ok(None);
+        }
+        loop {
+            self.buf.clear();
+            let n = self
+                .input
+                .read_until(b'\n', &mut self.buf)
+                .map_err(|source| TraceError::Io {
+                    path: self.path.clone(),
+                    source,
+                })?;
+            if n == 0 {
+                self.integrity = Some(Integrity::Unsealed { torn: false });
+                return Ok(None);
+            }
+            self.line_no += 1;
+            let complete = self.buf.last() == Some(&b'\n');
+            let line = trim_newline(&self.buf);
+            if line.iter().all(u8::is_ascii_whitespace) && complete {
+                continue;
+            }
+            let record = match serde_json::from_slice::<Record>(line) {
+                Ok(r) => r,
+                Err(_) if !complete => {
+                    self.integrity = Some(Integrity::Unsealed { torn: true });
+                    return Ok(None);
+                }
+                Err(e) => {
+                    return Err(TraceError::Parse {
+                        path: self.path.clone(),
+                        line: self.line_no,
+                        message: e.to_string(),
+                    })
+                }
+            };
+            match record {
+                Record::Header(_) => {
+                    return Err(TraceError::Parse {
+                        path: self.path.clone(),
+                        line: self.line_no,
+                        message: "a second header".into(),
+                    })
+                }
+                Record::Seal(seal) => {
+                    self.integrity = Some(self.verify_seal(&seal));
+                    return Ok(None);
+                }
+                r => {
+                    self.chain = chain_step(&self.chain, line);
+                    self.records += 1;
+                    return Ok(Some(r));
+                }
+            }
+        }
+    }
+
+    fn verify_seal(&mut self, seal: &Seal) -> Integrity {
+        if seal.records != self.records {
+            return Integrity::Altered {
+                reason: format!(
+                    "the seal counts {} records but {} precede it",
+                    seal.records, self.records
+                ),
+            };
+        }
+        if seal.chain != hex(&self.chain) {
+            return Integrity::Altered {
+                reason: "the records do not match the seal's chain value".to_string(),
+            };
+        }
+        // Nothing may follow a seal.
+        let mut rest = Vec::new();
+        if self
+            .input
+            .read_until(b'\n', &mut rest)
+            .map(|n| n > 0)
+            .unwrap_or(true)
+            && !rest.iter().all(u8::is_ascii_whitespace)
+        {
+            return Integrity::Altered {
+                reason: format!("data follows the seal at line {}", self.line_no + 1),
+            };
+        }
+        Integrity::Sealed { lost: seal.lost }
+    }
+}
+
+fn trim_newline(buf: &[u8]) -> &[u8] {
+    let mut end = buf.len();
+    while end > 0 && (buf[end - 1] == b'\n' || buf[end - 1] == b'\r') {
+        end -= 1;
+    }
+    &buf[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{ExitStatus, Source};
+
+    fn exec(seq: u64, arg: &[u8]) -> Record {
+        Record::Exec(ExecEvent {
+            seq,
+            time: "2026-01-01T00:00:00.000000Z".into(),
+            pid: 10,
+            tgid: 10,
+            ppid: 1,
+            former_tid: None,
+            uid: 0,
+            euid: None,
+            exe: "/usr/sbin/nginx".into(),
+            execfn: None,
+            script: None,
+            argv: vec!["nginx".into(), Bytes(arg.to_vec()), Bytes::default()],
+            cwd: Some("/".into()),
+            comm: Some("nginx".into()),
+            source: Source::Ptrace,
+            partial: false,
+        })
+    }
+
+    fn write_trace(dir: &Path, records: &[Record], seal: bool) -> PathBuf {
+        let path = dir.join("t.jsonl");
+        let mut w = TraceWriter::new(File::create(&path).unwrap(), &Header::new("run")).unwrap();
+        for r in records {
+            w.write(r).unwrap();
+        }
+        if seal {
+            w.seal(7).unwrap();
+        } else {
+            w.flush().unwrap();
+        }
+        path
+    }
+
+    fn read_all(path: &Path) -> (Vec<Record>, Integrity) {
+        let mut r = TraceReader::open(path).unwrap();
+        let mut out = Vec::new();
+        while let Some(rec) = r.next_record().unwrap() {
+            out.push(rec);
+        }
+        (out, r.integrity().unwrap().clone())
+    }
+
+    fn tempdir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("guard-trace-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn round_trips_non_utf8_and_seals() {
+        let dir = tempdir("rt");
+        let records = vec![
+            exec(1, b"\xff\xfe-g"),
+            Record::Exit(ExitEvent {
+                seq: 2,
+                time: "t".into(),
+                pid: 10,
+                status: ExitStatus::Signal(9),
+            }),
+        ];
+        let path = write_trace(&dir, &records, true);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains(r#"{"bytes":"//4tZw=="}"#), "{text}");
+        assert!(
+            text.contains(r#""argv":["nginx",{"bytes":"//4tZw=="},""]"#),
+            "{text}"
+        );
+        let (back, integrity) = read_all(&path);
+        assert_eq!(back, records);
+        assert_eq!(integrity, Integrity::Sealed { lost: 7 });
+    }
+
+    #[test]
+    fn detects_edit_truncation_and_torn_tail() {
+        let dir = tempdir("tamper");
+        let records = vec![exec(1, b"a"), exec(2, b"b"), exec(3, b"c")];
+        let path = write_trace(&dir, &records, true);
+        let text = std::fs::read_to_string(&path).unwrap();
+
+        std::fs::write(&path, text.replace("nginx\",\"b", "nginx\",\"x")).unwrap();
+        assert!(matches!(read_all(&path).1, Integrity::Altered { .. }));
+
+        let lines: Vec<&str> = text.lines().collect();
+        let dropped = [lines[0], lines[1], lines[3], lines[4]].join("\n") + "\n";
+        std::fs::write(&path, dropped).unwrap();
+        assert!(matches!(read_all(&path).1, Integrity::Altered { .. }));
+
+        let appended = text.clone() + lines[1] + "\n";
+        std::fs::write(&path, appended).unwrap();
+        assert!(matches!(read_all(&path).1, Integrity::Altered { .. }));
+
+        let torn = &text[..text.len() - 30];
+        std::fs::write(&path, torn).unwrap();
+        let (back, integrity) = read_all(&path);
+        assert_eq!(back.len(), 3);
+        assert_eq!(integrity, Integrity::Unsealed { torn: true });
+    }
+
+    #[test]
+    fn rejects_garbage_with_line_number() {
+        let dir = tempdir("garbage");
+        let path = write_trace(&dir, &[exec(1, b"a")], false);
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        text.push_str("{\"type\":\"exec\",\"pid\":\"x\"}\n");
+        std::fs::write(&path, &text).unwrap();
+        let mut r = TraceReader::open(&path).unwrap();
+        r.next_record().unwrap();
+        let err = r.next_record().unwrap_err().to_string();
+        assert!(err.contains("t.jsonl:3:"), "{err}");
+        std::fs::write(&path, "hello\n").unwrap();
+        assert!(matches!(
+            TraceReader::open(&path),
+            Err(TraceError::NoHeader { .. })
+        ));
+    }
+}

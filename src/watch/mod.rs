@@ -1,0 +1,5 @@
+//! Exec sources: they observe processes and produce [`crate::trace::Record`]s; they never match,
+//! count findings or print.
+
+pub mod proc;
+pub mod ptrace;

@@ -1,0 +1,189 @@
+//! Reading what a process is running from `/proc/PID`, opened once as a directory so that every
+//! later read refers to the same process (the pid cannot be recycled under us while we hold it,
+//! and a traced process stopped at its exec stop cannot change).
+
+use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use procfs::process::Process;
+
+use crate::event::{Bytes, ExecEvent, Source};
+
+/// `AT_EXECFN` (auxv): the address of the path that was passed to exec.
+const AT_EXECFN: u64 = 31;
+
+/// Splits `/proc/PID/cmdline` into arguments, keeping empty ones.
+pub fn split_cmdline(raw: &[u8]) -> Vec<Bytes> {
+    if raw.is_empty() {
+        return Vec::new();
+    }
+    let body = raw.strip_suffix(b"\0").unwrap_or(raw);
+    body.split(|&b| b == 0).map(Bytes::from).collect()
+}
+
+fn read_relative(p: &Process, name: &str, limit: usize) -> Option<Vec<u8>> {
+    let f = p.open_relative(name).ok()?;
+    let mut buf = Vec::new();
+    f.take(limit as u64).read_to_end(&mut buf).ok()?;
+    Some(buf)
+}
+
+/// Reads a NUL-terminated string of at most `max` bytes at `addr` in the process's memory.
+fn read_c_string(pid: i32, addr: u64, max: usize) -> Option<Vec<u8>> {
+    use std::os::unix::fs::FileExt;
+    let mem = std::fs::File::open(format!("/proc/{pid}/mem")).ok()?;
+    let mut out = Vec::new();
+    let mut chunk = [0u8; 256];
+    let mut at = addr;
+    while out.len() < max {
+        let n = mem.read_at(&mut chunk, at).ok()?;
+        if n == 0 {
+            return None;
+        }
+        if let Some(end) = chunk[..n].iter().position(|&b| b == 0) {
+            out.extend_from_slice(&chunk[..end]);
+            return Some(out);
+        }
+        out.extend_from_slice(&chunk[..n]);
+        at += n as u64;
+    }
+    None
+}
+
+fn absolute(path: Vec<u8>, cwd: Option<&Bytes>) -> Bytes {
+    if path.first() == Some(&b'/') {
+        return Bytes(path);
+    }
+    match cwd {
+        Some(cwd) => {
+            let mut abs = cwd.0.clone();
+            if abs.last() != Some(&b'/') {
+                abs.push(b'/');
+            }
+            let rel = path.strip_prefix(b"./").unwrap_or(&path);
+            abs.extend_from_slice(rel);
+            Bytes(abs)
+        }
+        None => Bytes(path),
+    }
+}
+
+/// Everything we record about a process that has just exec'd. Fields that cannot be read
+/// (the process is gone) are left empty and the event is marked partial.
+pub fn read_exec(pid: i32, source: Source) -> ExecEvent {
+    let mut e = ExecEvent {
+        seq: 0,
+        time: crate::time::now(),
+        pid: pid as u32,
+        tgid: pid as u32,
+        ppid: 0,
+        former_tid: None,
+        uid: 0,
+        euid: None,
+        exe: Bytes::default(),
+        execfn: None,
+        script: None,
+        argv: Vec::new(),
+        cwd: None,
+        comm: None,
+        source,
+        partial: false,
+    };
+    let Ok(p) = Process::new(pid) else {
+        e.partial = true;
+        return e;
+    };
+    let mut complete = true;
+    match p.exe() {
+        Ok(exe) => e.exe = Bytes::from(exe.as_path()),
+        Err(_) => complete = false,
+    }
+    match read_relative(&p, "cmdline", 64 << 20) {
+        Some(raw) => e.argv = split_cmdline(&raw),
+        None => complete = false,
+    }
+    e.cwd = p.cwd().ok().map(|c| Bytes::from(c.as_path()));
+    e.comm = read_relative(&p, "comm", 64).map(|mut c| {
+        if c.last() == Some(&b'\n') {
+            c.pop();
+        }
+        Bytes(c)
+    });
+    match p.status() {
+        Ok(st) => {
+            e.ppid = st.ppid as u32;
+            e.tgid = st.tgid as u32;
+            e.uid = st.ruid;
+            if st.euid != st.ruid {
+                e.euid = Some(st.euid);
+            }
+        }
+        Err(_) => complete = false,
+    }
+    if let Some(addr) = p.auxv().ok().and_then(|a| a.get(&AT_EXECFN).copied()) {
+        if let Some(path) = read_c_string(pid, addr, 4096) {
+            let execfn = absolute(path, e.cwd.as_ref());
+            e.script = script_of(&p, &e.exe, &execfn);
+            e.execfn = Some(execfn);
+        }
+    }
+    e.partial = !complete;
+    e
+}
+
+/// When the path given to exec is not the executable the kernel ran, the exec went through an
+/// interpreter (`#!` or binfmt_misc): that path is the script.
+fn script_of(p: &Process, exe: &Bytes, execfn: &Bytes) -> Option<Bytes> {
+    if execfn.file_name() == exe.file_name() || execfn.as_bytes().starts_with(b"/dev/fd/") {
+        return None;
+    }
+    let invoked = Path::new(std::ffi::OsStr::from_bytes(execfn.as_bytes()));
+    let run = std::fs::metadata(format!("/proc/{}/exe", p.pid())).ok()?;
+    let meta = std::fs::metadata(invoked).ok()?;
+    if meta.dev() == run.dev() && meta.ino() == run.ino() {
+        return None;
+    }
+    let canonical = std::fs::canonicalize(invoked).ok();
+    Some(
+        canonical
+            .map(|c| Bytes::from(c.as_path()))
+            .unwrap_or_else(|| execfn.clone()),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cmdline_keeps_empty_and_non_utf8_arguments() {
+        assert_eq!(split_cmdline(b""), Vec::<Bytes>::new());
+        assert_eq!(
+            split_cmdline(b"a\0\0b\0"),
+            vec![Bytes::from("a"), Bytes::from(""), Bytes::from("b")]
+        );
+        assert_eq!(
+            split_cmdline(b"a\0\xff\0\0"),
+            vec![Bytes::from("a"), Bytes(vec![0xff]), Bytes::from("")]
+        );
+    }
+
+    #[test]
+    fn relative_paths_are_made_absolute() {
+        let cwd = Bytes::from("/work");
+        assert_eq!(
+            absolute(b"./x.sh".to_vec(), Some(&cwd)),
+            Bytes::from("/work/x.sh")
+        );
+        assert_eq!(
+            absolute(b"bin/x".to_vec(), Some(&cwd)),
+            Bytes::from("/work/bin/x")
+        );
+        assert_eq!(
+            absolute(b"/bin/x".to_vec(), Some(&cwd)),
+            Bytes::from("/bin/x")
+        );
+    }
+}

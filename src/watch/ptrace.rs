@@ -1,0 +1,504 @@
+//! Spawn a command under ptrace and follow its whole process tree, recording every successful
+//! exec at its exec stop (the process is stopped there, so what we read from `/proc` is exactly
+//! what was executed: race-free).
+//!
+//! Only event stops are requested (fork, vfork, clone, exec) — never per-syscall stops — so a
+//! traced process runs at full speed between execs. Signals are re-injected, group-stops are
+//! handled with `PTRACE_LISTEN` so that job control behaves as without us, and the tracees are
+//! seized with `PTRACE_O_EXITKILL`: if guard dies, they do not run on untraced.
+//!
+//! Terms follow ptrace(2): a *tracee* is a thread; a *process* is a thread group.
+
+use std::collections::HashMap;
+use std::ffi::{CString, OsString};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::sys::ptrace::{self, Options};
+use nix::sys::signal::{self, SigSet, Signal};
+use nix::unistd::Pid;
+
+use crate::event::{EndEvent, ExecEvent, ExitEvent, ExitStatus, ForkEvent, Source};
+use crate::trace::Record;
+
+/// The options set on every tracee (inherited by auto-attached children).
+const OPTIONS: Options = Options::PTRACE_O_TRACEFORK
+    .union(Options::PTRACE_O_TRACEVFORK)
+    .union(Options::PTRACE_O_TRACECLONE)
+    .union(Options::PTRACE_O_TRACEEXEC)
+    .union(Options::PTRACE_O_EXITKILL);
+
+/// Signals sent to guard that are passed on to the command.
+const FORWARDED: [Signal; 7] = [
+    Signal::SIGINT,
+    Signal::SIGTERM,
+    Signal::SIGHUP,
+    Signal::SIGQUIT,
+    Signal::SIGTSTP,
+    Signal::SIGTTIN,
+    Signal::SIGTTOU,
+];
+
+/// How long we give the processes a command left running to let go of (detach) once it exited.
+const DETACH_DEADLINE: Duration = Duration::from_secs(10);
+
+/// A ptrace stop, as ptrace(2) names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// Signal-delivery-stop: the tracee is about to receive this signal.
+    Signal(i32),
+    /// Group-stop (`PTRACE_EVENT_STOP` with a stopping signal): the process is stopped by job control.
+    Group(i32),
+    /// `PTRACE_EVENT_STOP` with `SIGTRAP`: a new child's first stop, `PTRACE_INTERRUPT`, or a
+    /// `SIGCONT` waking a listening tracee.
+    Trap,
+    /// `PTRACE_EVENT_FORK` / `VFORK` / `CLONE`.
+    Fork(u8),
+    /// `PTRACE_EVENT_EXEC`.
+    Exec,
+    /// Any other event (not requested; resumed as is).
+    Other(u8),
+}
+
+/// What `waitpid` reported for one tracee.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wait {
+    Stopped(Stop),
+    Exited(ExitStatus),
+}
+
+fn decode(status: i32) -> Option<Wait> {
+    if libc::WIFEXITED(status) {
+        return Some(Wait::Exited(ExitStatus::Code(libc::WEXITSTATUS(status))));
+    }
+    if libc::WIFSIGNALED(status) {
+        return Some(Wait::Exited(ExitStatus::Signal(libc::WTERMSIG(status))));
+    }
+    if !libc::WIFSTOPPED(status) {
+        return None;
+    }
+    let sig = libc::WSTOPSIG(status);
+    let event = ((status >> 16) & 0xff) as u8;
+    let stop = match event as i32 {
+        0 => Stop::Signal(sig),
+        libc::PTRACE_EVENT_STOP => match sig {
+            libc::SIGSTOP | libc::SIGTSTP | libc::SIGTTIN | libc::SIGTTOU => Stop::Group(sig),
+            _ => Stop::Trap,
+        },
+        libc::PTRACE_EVENT_FORK | libc::PTRACE_EVENT_VFORK | libc::PTRACE_EVENT_CLONE => {
+            Stop::Fork(event)
+        }
+        libc::PTRACE_EVENT_EXEC => Stop::Exec,
+        _ => Stop::Other(event),
+    };
+    Some(Wait::Stopped(stop))
+}
+
+/// Why a command could not be traced.
+#[derive(Debug, thiserror::Error)]
+pub enum SpawnError {
+    #[error("cannot create a pipe: {0}")]
+    Pipe(Errno),
+    #[error("cannot fork: {0}")]
+    Fork(Errno),
+    #[error("tracing refused by the kernel (PTRACE_SEIZE: {0}); a container may need CAP_SYS_PTRACE or a seccomp profile that allows ptrace")]
+    Seize(Errno),
+    #[error("a command argument contains a NUL byte")]
+    Nul,
+    #[error("no command given")]
+    Empty,
+}
+
+/// The end of a traced run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunResult {
+    /// How the command ended (`None` if it was never started).
+    pub status: ExitStatus,
+    /// Set when the command could not be executed at all (exit status 126/127 follows).
+    pub exec_error: Option<Errno>,
+    /// Processes still running when the command exited; they were detached and run on untraced.
+    pub outlived: Vec<u32>,
+    /// Tracees that did not let go within the deadline (killed by `EXITKILL` when guard exits).
+    pub stuck: Vec<u32>,
+}
+
+struct Tracee {
+    tgid: i32,
+    /// Stopped by job control and listening (`PTRACE_LISTEN`).
+    group_stopped: bool,
+}
+
+/// A spawned command, seized and released to run its exec.
+pub struct Traced {
+    root: Pid,
+    err_read: OwnedFd,
+    signals: Arc<AtomicI32>,
+}
+
+fn pipe_cloexec() -> Result<(OwnedFd, OwnedFd), SpawnError> {
+    let mut fds = [0; 2];
+    // SAFETY: fds is a valid array of two ints for pipe2 to fill.
+    let rc = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) };
+    if rc != 0 {
+        return Err(SpawnError::Pipe(Errno::last()));
+    }
+    // SAFETY: pipe2 succeeded, so both fds are open and owned by nobody else.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// Starts `cmd` (looked up in `PATH` like a shell does) as a seized tracee.
+///
+/// Must be called while the process is single-threaded: the child between fork and exec only
+/// makes async-signal-safe calls.
+pub fn spawn(cmd: &[OsString]) -> Result<Traced, SpawnError> {
+    if cmd.is_empty() {
+        return Err(SpawnError::Empty);
+    }
+    let argv: Vec<CString> = cmd
+        .iter()
+        .map(|a| CString::new(a.as_bytes()).map_err(|_| SpawnError::Nul))
+        .collect::<Result<_, _>>()?;
+    let mut argv_ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
+    argv_ptrs.push(std::ptr::null());
+
+    // Block the signals we forward before any thread exists, so that the forwarding thread
+    // inherits the mask and receives them with sigwaitinfo; the child restores the old mask.
+    let mut forwarded = SigSet::empty();
+    for s in FORWARDED {
+        forwarded.add(s);
+    }
+    let old_mask = forwarded
+        .thread_swap_mask(signal::SigmaskHow::SIG_BLOCK)
+        .map_err(SpawnError::Fork)?;
+
+    let (go_read, go_write) = pipe_cloexec()?;
+    let (err_read, err_write) = pipe_cloexec()?;
+
+    // SAFETY: the child only calls async-signal-safe functions (signal, sigprocmask, close, read,
+    // execvp, write, _exit) on data prepared before the fork.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(SpawnError::Fork(Errno::last()));
+    }
+    if pid == 0 {
+        // SAFETY: see above; raw pointers point into argv/argv_ptrs, alive until exec.
+        unsafe {
+            // Rust ignores SIGPIPE; an ignored disposition survives exec, so restore the default.
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+            libc::pthread_sigmask(libc::SIG_SETMASK, old_mask.as_ref(), std::ptr::null_mut());
+            // Our copies of the parent's ends: the release is the EOF of the parent's close.
+            libc::close(go_write.as_raw_fd());
+            libc::close(err_read.as_raw_fd());
+            let mut byte = 0u8;
+            // Wait until the parent has seized us, so that our exec is seen.
+            while libc::read(go_read.as_raw_fd(), (&mut byte as *mut u8).cast(), 1) < 0
+                && *libc::__errno_location() == libc::EINTR
+            {}
+            libc::execvp(argv_ptrs[0], argv_ptrs.as_ptr());
+            let errno: i32 = *libc::__errno_location();
+            libc::write(err_write.as_raw_fd(), (&errno as *const i32).cast(), 4);
+            libc::_exit(if errno == libc::ENOENT { 127 } else { 126 });
+        }
+    }
+    drop(go_read);
+    drop(err_write);
+    let root = Pid::from_raw(pid);
+    if let Err(e) = ptrace::seize(root, OPTIONS) {
+        let _ = signal::kill(root, Signal::SIGKILL);
+        let _ = nix::sys::wait::waitpid(root, None);
+        let _ = old_mask.thread_set_mask();
+        return Err(SpawnError::Seize(e));
+    }
+    // Release the child: it execs now (EOF on the pipe also releases it).
+    drop(go_write);
+
+    let signals = Arc::new(AtomicI32::new(pid));
+    start_forwarder(forwarded, signals.clone());
+    Ok(Traced {
+        root,
+        err_read,
+        signals,
+    })
+}
+
+/// A thread that receives the forwarded signals and passes those sent *to guard* on to the
+/// command. Signals from the terminal (`si_code == SI_KERNEL`) already reached the command,
+/// which shares guard's process group, and are not sent twice.
+fn start_forwarder(set: SigSet, root: Arc<AtomicI32>) {
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || loop {
+            let mut info = std::mem::MaybeUninit::<libc::siginfo_t>::uninit();
+            // SAFETY: set is a valid sigset; info is written by the kernel on success.
+            let signo = unsafe { libc::sigwaitinfo(set.as_ref(), info.as_mut_ptr()) };
+            if signo < 0 {
+                continue;
+            }
+            // SAFETY: sigwaitinfo returned a signal, so info is initialised.
+            let code = unsafe { info.assume_init() }.si_code;
+            if code == libc::SI_KERNEL {
+                continue;
+            }
+            let pid = root.load(Ordering::SeqCst);
+            if pid > 0 {
+                // SAFETY: plain kill(2) with a signal number we received.
+                unsafe { libc::kill(pid, signo) };
+            }
+        })
+        .expect("spawning the signal thread");
+}
+
+/// Follows the tree until the command exits, then detaches what it left running.
+pub struct Tracer<'s> {
+    root: Pid,
+    tracees: HashMap<i32, Tracee>,
+    emit: &'s mut dyn FnMut(Record),
+    ending: Option<Instant>,
+    root_status: Option<ExitStatus>,
+    outlived: Vec<u32>,
+    /// After guard was stopped and continued: when to check that the command was continued too.
+    cont_check: Option<Instant>,
+}
+
+impl Traced {
+    pub fn root(&self) -> u32 {
+        self.root.as_raw() as u32
+    }
+
+    /// Runs the event loop; `emit` receives every record (sequence numbers are left at 0).
+    pub fn follow(self, emit: &mut dyn FnMut(Record)) -> RunResult {
+        let mut t = Tracer {
+            root: self.root,
+            tracees: HashMap::new(),
+            emit,
+            ending: None,
+            root_status: None,
+            outlived: Vec::new(),
+            cont_check: None,
+        };
+        t.tracees.insert(
+            self.root.as_raw(),
+            Tracee {
+                tgid: self.root.as_raw(),
+                group_stopped: false,
+            },
+        );
+        let stuck = t.run();
+        self.signals.store(0, Ordering::SeqCst);
+        let status = t.root_status.unwrap_or(ExitStatus::Code(125));
+        let mut exec_error = None;
+        let mut buf = [0u8; 4];
+        // SAFETY: reading into a 4-byte buffer from an fd we own.
+        let n = unsafe { libc::read(self.err_read.as_raw_fd(), buf.as_mut_ptr().cast(), 4) };
+        if n == 4 {
+            exec_error = Some(Errno::from_raw(i32::from_ne_bytes(buf)));
+        }
+        RunResult {
+            status,
+            exec_error,
+            outlived: t.outlived,
+            stuck,
+        }
+    }
+}
+
+impl Tracer<'_> {
+    fn run(&mut self) -> Vec<u32> {
+        loop {
+            if self.ending.is_some() && self.tracees.is_empty() {
+                return Vec::new();
+            }
+            if let Some(deadline) = self.cont_check {
+                if Instant::now() >= deadline {
+                    self.cont_check = None;
+                    self.continue_root_if_stopped();
+                }
+            }
+            let polling = self.ending.is_some() || self.cont_check.is_some();
+            let mut status = 0;
+            let flags = libc::__WALL | if polling { libc::WNOHANG } else { 0 };
+            // SAFETY: waitpid with a valid out pointer.
+            let pid = unsafe { libc::waitpid(-1, &mut status, flags) };
+            if pid < 0 {
+                match Errno::last() {
+                    Errno::EINTR => continue,
+                    // No tracee and no child left.
+                    _ => return Vec::new(),
+                }
+            }
+            if pid == 0 {
+                if let Some(since) = self.ending {
+                    if since.elapsed() > DETACH_DEADLINE {
+                        return self.tracees.keys().map(|&t| t as u32).collect();
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(1));
+                continue;
+            }
+            match decode(status) {
+                Some(Wait::Exited(st)) => self.exited(pid, st),
+                Some(Wait::Stopped(stop)) => self.stopped(pid, stop),
+                None => {}
+            }
+        }
+    }
+
+    fn exited(&mut self, pid: i32, status: ExitStatus) {
+        let tracee = self.tracees.remove(&pid);
+        let is_leader = tracee.as_ref().is_none_or(|t| t.tgid == pid);
+        if is_leader {
+            (self.emit)(Record::Exit(ExitEvent {
+                seq: 0,
+                time: crate::time::now(),
+                pid: pid as u32,
+                status,
+            }));
+        }
+        if pid == self.root.as_raw() && self.ending.is_none() {
+            self.root_status = Some(status);
+            self.begin_end(status);
+        }
+    }
+
+    /// The command exited: every remaining tracee is interrupted and, at its next stop,
+    /// detached. They run on untraced, and are reported as having outlived the command.
+    fn begin_end(&mut self, status: ExitStatus) {
+        self.ending = Some(Instant::now());
+        let mut outlived: Vec<u32> = self.tracees.values().map(|t| t.tgid as u32).collect();
+        outlived.sort_unstable();
+        outlived.dedup();
+        self.outlived = outlived.clone();
+        (self.emit)(Record::End(EndEvent {
+            seq: 0,
+            time: crate::time::now(),
+            status,
+            outlived,
+        }));
+        for &tid in self.tracees.keys() {
+            // ESRCH: it is exiting; its exit will be reported.
+            let _ = ptrace::interrupt(Pid::from_raw(tid));
+        }
+    }
+
+    fn tracee(&mut self, tid: i32) -> &mut Tracee {
+        self.tracees.entry(tid).or_insert_with(|| Tracee {
+            tgid: tgid_of(tid).unwrap_or(tid),
+            group_stopped: false,
+        })
+    }
+
+    fn stopped(&mut self, tid: i32, stop: Stop) {
+        self.tracee(tid).group_stopped = false;
+        match stop {
+            Stop::Signal(sig) => self.resume(tid, sig),
+            Stop::Group(_) => {
+                if self.ending.is_some() {
+                    // The kernel keeps a detached tracee in its group-stop.
+                    self.resume(tid, 0);
+                    return;
+                }
+                // SAFETY: PTRACE_LISTEN on a tracee in group-stop; no pointers involved.
+                let rc = unsafe { libc::ptrace(libc::PTRACE_LISTEN, tid, 0, 0) };
+                if rc == 0 {
+                    self.tracee(tid).group_stopped = true;
+                    if tid == self.root.as_raw() {
+                        self.mirror_stop();
+                    }
+                }
+            }
+            Stop::Trap | Stop::Other(_) => self.resume(tid, 0),
+            Stop::Fork(event) => {
+                if let Ok(new) = ptrace::getevent(Pid::from_raw(tid)) {
+                    let new = new as i32;
+                    let parent_tgid = self.tracee(tid).tgid;
+                    let thread = event as i32 == libc::PTRACE_EVENT_CLONE
+                        && std::path::Path::new(&format!("/proc/{parent_tgid}/task/{new}"))
+                            .exists();
+                    let tgid = if thread { parent_tgid } else { new };
+                    self.tracees
+                        .entry(new)
+                        .or_insert(Tracee {
+                            tgid,
+                            group_stopped: false,
+                        })
+                        .tgid = tgid;
+                    if !thread {
+                        (self.emit)(Record::Fork(ForkEvent {
+                            seq: 0,
+                            time: crate::time::now(),
+                            pid: new as u32,
+                            ppid: parent_tgid as u32,
+                            source: Source::Ptrace,
+                        }));
+                    }
+                }
+                self.resume(tid, 0);
+            }
+            Stop::Exec => {
+                // On an exec from a non-leader thread the kernel gives the execing thread the
+                // leader's id; GETEVENTMSG holds the id it had (ptrace(2), "execve(2) under ptrace").
+                let former = ptrace::getevent(Pid::from_raw(tid))
+                    .map(|f| f as i32)
+                    .unwrap_or(tid);
+                if former != tid {
+                    self.tracees.remove(&former);
+                }
+                self.tracee(tid).tgid = tid;
+                let mut event: ExecEvent = super::proc::read_exec(tid, Source::Ptrace);
+                if former != tid {
+                    event.former_tid = Some(former as u32);
+                }
+                (self.emit)(Record::Exec(event));
+                self.resume(tid, 0);
+            }
+        }
+    }
+
+    /// Continues a tracee (or, once the command has exited, detaches it), delivering `sig`.
+    fn resume(&mut self, tid: i32, sig: i32) {
+        let pid = Pid::from_raw(tid);
+        let signal = if sig == 0 {
+            None
+        } else {
+            Signal::try_from(sig).ok()
+        };
+        if self.ending.is_some() {
+            // ESRCH: it died meanwhile; nothing to let go of.
+            let _ = ptrace::detach(pid, signal);
+            self.tracees.remove(&tid);
+        } else {
+            let _ = ptrace::cont(pid, signal);
+        }
+    }
+
+    /// The command was stopped by job control: stop guard as well, so that the shell that
+    /// started guard sees the job stopped (Ctrl-Z, `jobs`, `fg` work as without guard).
+    fn mirror_stop(&mut self) {
+        // SAFETY: signalling ourselves.
+        unsafe { libc::kill(libc::getpid(), libc::SIGSTOP) };
+        // We run again: `fg` continued the whole process group (the command included), or
+        // someone continued only guard — then the command must be continued too.
+        self.cont_check = Some(Instant::now() + Duration::from_millis(50));
+    }
+
+    fn continue_root_if_stopped(&mut self) {
+        let root = self.root.as_raw();
+        if self.tracees.get(&root).is_some_and(|t| t.group_stopped) {
+            // SAFETY: plain kill(2) to our traced command.
+            unsafe { libc::kill(root, libc::SIGCONT) };
+        }
+    }
+}
+
+/// The thread-group id of a thread, from `/proc/TID/status`.
+fn tgid_of(tid: i32) -> Option<i32> {
+    let status = std::fs::read_to_string(format!("/proc/{tid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Tgid:"))
+        .and_then(|v| v.trim().parse().ok())
+}
