@@ -118,8 +118,8 @@ pub struct Checker<'a> {
     config: &'a Config,
     today: Date,
     procs: HashMap<u32, Proc>,
-    /// (recipe index, limit index, scope key) → (findings so far, index of the last one).
-    limits: HashMap<(usize, usize, Vec<u8>), (u64, usize)>,
+    /// (recipe index, limit index, allowance class, scope key) → (findings so far, index of the last one).
+    limits: HashMap<(usize, usize, i64, Vec<u8>), (u64, usize)>,
     outcome: Outcome,
 }
 
@@ -238,22 +238,30 @@ impl<'a> Checker<'a> {
             let Some(m) = matcher_evaluate(recipe, &view) else {
                 continue;
             };
-            if let Some(target) = self.limited(ri, recipe, e, &refs) {
+            let allowance = self
+                .config
+                .allowance(&recipe.name, &recipe.kind, e, self.today);
+            // Repeats are folded only into a finding with the same allowance, so that an allowed
+            // exec can never absorb (and hide) a failing one.
+            let class = match &allowance {
+                Allowance::Allowed { index, .. } => *index as i64,
+                Allowance::Expired { .. } | Allowance::None => -1,
+            };
+            if let Some(target) = self.limited(ri, class, recipe, e, &refs) {
                 self.outcome.findings[target].count += 1;
                 self.outcome.stats.suppressed += 1;
                 continue;
             }
-            let (allowed, allow_expired) =
-                match self.config.allowance(&recipe.name, &recipe.kind, e, self.today) {
-                    Allowance::Allowed { reason, .. } => (Some(reason), None),
-                    Allowance::Expired { index, reason, expired } => (
-                        None,
-                        Some(format!(
-                            "allowlist entry allow[{index}] ({reason}) expired on {expired}: it no longer allows this"
-                        )),
-                    ),
-                    Allowance::None => (None, None),
-                };
+            let (allowed, allow_expired) = match allowance {
+                Allowance::Allowed { reason, .. } => (Some(reason), None),
+                Allowance::Expired { index, reason, expired } => (
+                    None,
+                    Some(format!(
+                        "allowlist entry allow[{index}] ({reason}) expired on {expired}: it no longer allows this"
+                    )),
+                ),
+                Allowance::None => (None, None),
+            };
             let finding = Finding {
                 recipe: recipe.kind.clone(),
                 name: recipe.name.clone(),
@@ -283,7 +291,7 @@ impl<'a> Checker<'a> {
             };
             self.outcome.findings.push(finding);
             let index = self.outcome.findings.len() - 1;
-            self.count_limits(ri, recipe, e, &refs, index);
+            self.count_limits(ri, class, recipe, e, &refs, index);
         }
     }
 
@@ -314,12 +322,13 @@ impl<'a> Checker<'a> {
     fn limited(
         &self,
         ri: usize,
+        class: i64,
         recipe: &Recipe,
         e: &ExecEvent,
         ancestors: &[&Image],
     ) -> Option<usize> {
         for (li, limit) in recipe.times.iter().enumerate() {
-            let key = (ri, li, Self::scope_key(limit.kind, e, ancestors));
+            let key = (ri, li, class, Self::scope_key(limit.kind, e, ancestors));
             if let Some(&(n, last)) = self.limits.get(&key) {
                 if n >= limit.max {
                     return Some(last);
@@ -332,13 +341,14 @@ impl<'a> Checker<'a> {
     fn count_limits(
         &mut self,
         ri: usize,
+        class: i64,
         recipe: &Recipe,
         e: &ExecEvent,
         ancestors: &[&Image],
         index: usize,
     ) {
         for (li, limit) in recipe.times.iter().enumerate() {
-            let key = (ri, li, Self::scope_key(limit.kind, e, ancestors));
+            let key = (ri, li, class, Self::scope_key(limit.kind, e, ancestors));
             let slot = self.limits.entry(key).or_insert((0, index));
             slot.0 += 1;
             slot.1 = index;

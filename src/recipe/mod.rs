@@ -241,3 +241,165 @@ pub fn recipe_files(path: &Path) -> Result<Vec<PathBuf>, LoadError> {
     }
     Ok(files)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_recipes_are_valid() {
+        for (name, text) in BUILTIN {
+            let recipes = parse(name, text.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+            assert!(!recipes.is_empty(), "{name}");
+        }
+        let set = RecipeSet::builtin();
+        let r = &set.get("webserver_exec").unwrap().recipe;
+        assert_eq!(r.tactic, "command_and_control");
+        assert_eq!(r.technique, "application_layer_protocol");
+        assert_eq!(r.subtechnique, "web_protocols");
+        assert_eq!(r.importance, Importance::High);
+        let ids: Vec<&str> = r.ext.references.iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(ids, ["TA0011", "T1071", "T1071.001"]);
+        assert_eq!(r.ext.actions.ci_cd.len(), 3);
+        assert_eq!(r.ext.actions.staging.len(), 3);
+        assert_eq!(r.ext.actions.production.len(), 3);
+    }
+
+    fn err(yaml: &str) -> LoadError {
+        parse("bad.yaml", yaml.as_bytes()).unwrap_err()
+    }
+
+    const HEAD: &str = "- kind: k\n  name: k\n  version: 1.0\n  description: d\n  breed: file_access\n  mechanism: execution\n  tactic: none\n  technique: none\n  importance: high\n  file_actions: execve\n";
+
+    #[test]
+    fn malformed_recipes_name_file_line_column_and_value() {
+        let cases: &[(String, (usize, usize), &str)] = &[
+            (format!("{HEAD}  bases:\n    - regex: '(unclosed'\n"), (12, 14), "(unclosed"),
+            (format!("{HEAD}  bases: [{{base: nginx}}]\n  colour: red\n"), (12, 3), "unknown field `colour`"),
+            (HEAD.replace("importance: high", "importance: hgh") + "  bases: [{base: x}]\n", (9, 15), "unknown variant `hgh`"),
+            (format!("{HEAD}  bases: [{{base: nginx}}]\n  times:\n    - kind: times_per_galaxy\n      max: 1\n"), (13, 13), "times_per_galaxy"),
+            (format!("{HEAD}  bases: [{{base: nginx}}]\n  times:\n    - kind: times_per_exe\n      max: 0\n"), (14, 12), "at least 1"),
+            (format!("{HEAD}  bases: [{{base: a/b}}]\n"), (11, 18), "a/b"),
+            (format!("{HEAD}  bases: [{{base: x}}]\n  x-guard:\n    commands:\n      - name: n\n        exe: [{{base: p}}]\n        args: '['\n"), (16, 15), "invalid regex"),
+            (format!("{HEAD}  bases: [{{base: x}}]\n  x-guard:\n    colour: 1\n"), (13, 5), "unknown field `colour`"),
+            (format!("{HEAD}  bases: [{{base: x}}]\n  arbitrary:\n    - how: XOR\n      items: []\n"), (13, 12), "XOR"),
+            (HEAD.replace("file_actions: execve", "file_actions: explode") + "  bases: [{base: x}]\n", (10, 17), "explode"),
+        ];
+        for (yaml, (line, col), needle) in cases {
+            let e = err(yaml);
+            let shown = e.to_string();
+            assert!(
+                shown.starts_with(&format!("bad.yaml:{line}:{col}: ")),
+                "want {line}:{col}, got: {shown}"
+            );
+            assert!(shown.contains(needle), "want {needle:?} in: {shown}");
+        }
+        // Cross-field errors point at the recipe.
+        let e = err(&HEAD.replace("file_actions: execve\n", "file_actions: execve\n"));
+        assert!(e.to_string().contains("needs `bases`"), "{e}");
+        assert_eq!(e.line, Some(1));
+    }
+
+    #[test]
+    fn unmodified_jibril_recipes_load() {
+        // Shapes of public Jibril recipes: null times/arbitrary, file_actions as a string or a
+        // pipe-joined string, no `enabled`, no `subtechnique`, dir-only bases, network keys.
+        let yaml = r#"
+- kind: data_encoder_exec
+  name: data_encoder_exec
+  enabled: false
+  version: 1.0
+  description: Data encoder execution
+  documentation: |
+    https://garnet.gitbook.io/jibril/detections/execution/data_encoder_exec
+  breed: file_access
+  mechanism: execution
+  tactic: command_and_control
+  technique: data_encoding
+  subtechnique: none
+  importance: high
+  times:
+    - kind: times_per_parent_proc
+      max: 2
+    - kind: times_per_full_ancestry
+      max: 4
+  arbitrary: []
+  file_actions:
+    - execve
+  file_actions_how: any
+  bases:
+    - base: ascii85
+    - regex: ^.*/base(16|32(hex|plain)?|58|64(mime|pem|plain|url)?|z)$
+- kind: apt_privilege_escalation
+  name: apt_privilege_escalation
+  version: 1.0
+  description: apt
+  breed: file_access
+  mechanism: execution
+  tactic: privilege_escalation
+  technique: abuse_elevation_control_mechanism
+  subtechnique: none
+  importance: critical
+  times:
+  arbitrary:
+    - how: AND
+      which: irrelevant
+      items:
+        - what: args
+          which: pertinent
+          pattern: .*APT::Update::Pre-Invoke::.*
+        - what: parent_exe
+          which: pertinent
+          pattern: sudo
+  file_actions: execve
+  file_actions_how: any
+  bases:
+    - base: apt-get
+- kind: reading_of_ssh_keys
+  name: reading_of_ssh_keys
+  enabled: true
+  version: 1.0
+  description: ssh keys
+  breed: file_access
+  mechanism: file_access
+  tactic: credential_access
+  technique: unsecured_credentials
+  importance: medium
+  file_actions: open|read
+  file_actions_how: any
+  bases:
+    - dir: /etc/ssh
+- kind: block_ip
+  name: block_ip_1
+  version: 1.0
+  description: net
+  breed: remote_domains
+  mechanism: network_peers
+  tactic: none
+  technique: none
+  subtechnique: ""
+  importance: low
+  times:
+  remote_domains: [example.com]
+  remote_domains_type: exact
+  flow_actions: [egress]
+  flow_actions_how: any
+  arbitrary:
+  reactions:
+    - format: shell
+      code: "true"
+"#;
+        let recipes = parse("jibril.yaml", yaml.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(recipes.len(), 4);
+        assert!(!recipes[0].enabled);
+        assert!(recipes[1].not_evaluated().is_none());
+        assert_eq!(
+            recipes[2].not_evaluated().as_deref(),
+            Some("not evaluated: needs file events")
+        );
+        assert_eq!(
+            recipes[3].not_evaluated().as_deref(),
+            Some("not evaluated: needs network events")
+        );
+    }
+}

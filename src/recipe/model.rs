@@ -88,11 +88,25 @@ pub struct TimesLimit {
 }
 
 fn positive<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-    let n = u64::deserialize(d)?;
-    if n == 0 {
-        return Err(de::Error::custom("`max` must be at least 1 (got 0)"));
+    struct V;
+    impl de::Visitor<'_> for V {
+        type Value = u64;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a whole number of at least 1")
+        }
+        fn visit_u64<E: de::Error>(self, n: u64) -> Result<u64, E> {
+            if n == 0 {
+                return Err(E::custom("`max` must be at least 1 (got 0)"));
+            }
+            Ok(n)
+        }
+        fn visit_i64<E: de::Error>(self, n: i64) -> Result<u64, E> {
+            u64::try_from(n)
+                .map_err(|_| E::custom(format!("`max` must be at least 1 (got {n})")))
+                .and_then(|n| self.visit_u64(n))
+        }
     }
-    Ok(n)
+    d.deserialize_u64(V)
 }
 
 /// A regular expression (Rust's `regex`: linear time, no backtracking), matched on bytes as an
@@ -185,9 +199,29 @@ pub struct PathMatcher {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawPathMatcher {
+    #[serde(default, deserialize_with = "file_name")]
     base: Option<String>,
+    #[serde(default, deserialize_with = "abs_dir")]
     dir: Option<String>,
     regex: Option<Pattern>,
+}
+
+fn file_name<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    deserialize_str_with(d, "a file name", |base| {
+        if base.is_empty() || base.contains('/') {
+            return Err(format!("`base` is a file name without '/': got {base:?}"));
+        }
+        Ok(Some(base.to_string()))
+    })
+}
+
+fn abs_dir<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    deserialize_str_with(d, "an absolute directory", |dir| {
+        if !dir.starts_with('/') {
+            return Err(format!("`dir` must be an absolute directory: got {dir:?}"));
+        }
+        Ok(Some(dir.to_string()))
+    })
 }
 
 impl TryFrom<RawPathMatcher> for PathMatcher {
@@ -195,16 +229,6 @@ impl TryFrom<RawPathMatcher> for PathMatcher {
     fn try_from(r: RawPathMatcher) -> Result<Self, String> {
         if r.base.is_none() && r.dir.is_none() && r.regex.is_none() {
             return Err("a path matcher needs at least one of `base`, `dir`, `regex`".into());
-        }
-        if let Some(base) = &r.base {
-            if base.is_empty() || base.contains('/') {
-                return Err(format!("`base` is a file name without '/': got {base:?}"));
-            }
-        }
-        if let Some(dir) = &r.dir {
-            if !dir.starts_with('/') {
-                return Err(format!("`dir` must be an absolute directory: got {dir:?}"));
-            }
         }
         let dir = r.dir.map(|d| {
             if d.len() > 1 {
@@ -406,24 +430,53 @@ const FILE_ACTIONS: &[&str] = &[
     "sync",
 ];
 
+fn file_action_list(s: &str) -> Result<Vec<String>, String> {
+    s.split('|')
+        .map(|a| {
+            let a = a.trim();
+            if FILE_ACTIONS.contains(&a) {
+                Ok(a.to_string())
+            } else {
+                Err(format!(
+                    "unknown file action {a:?} (known: {})",
+                    FILE_ACTIONS.join(", ")
+                ))
+            }
+        })
+        .collect()
+}
+
+/// One element of a `file_actions` list, validated where it stands.
+struct FileActionItem(Vec<String>);
+
+impl<'de> Deserialize<'de> for FileActionItem {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        deserialize_str_with(d, "a file action", |s| {
+            file_action_list(s).map(FileActionItem)
+        })
+    }
+}
+
 impl<'de> Deserialize<'de> for FileActions {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            One(String),
-            Many(Vec<String>),
-        }
-        let actions: Vec<String> = match Raw::deserialize(d)? {
-            Raw::One(s) => s.split('|').map(|a| a.trim().to_string()).collect(),
-            Raw::Many(v) => v,
-        };
-        for a in &actions {
-            if !FILE_ACTIONS.contains(&a.as_str()) {
-                return Err(de::Error::custom(format!("unknown file action {a:?}")));
+        struct V;
+        impl<'de> de::Visitor<'de> for V {
+            type Value = FileActions;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a file action (`execve`, `open|execve`) or a list of them")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<FileActions, E> {
+                file_action_list(v).map(FileActions).map_err(E::custom)
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<FileActions, A::Error> {
+                let mut all = Vec::new();
+                while let Some(FileActionItem(mut a)) = seq.next_element()? {
+                    all.append(&mut a);
+                }
+                Ok(FileActions(all))
             }
         }
-        Ok(FileActions(actions))
+        d.deserialize_any(V)
     }
 }
 
@@ -538,7 +591,9 @@ struct RawRecipe {
     file_actions_how: Option<How>,
     file_actions_excl: Option<FileActions>,
     bases: Option<Vec<PathMatcher>>,
+    #[serde(default, deserialize_with = "file_name")]
     base: Option<String>,
+    #[serde(default, deserialize_with = "abs_dir")]
     dir: Option<String>,
     regex: Option<Pattern>,
     #[serde(rename = "x-guard")]
