@@ -112,6 +112,9 @@ impl Outcome {
     }
 }
 
+/// (recipe index, limit index, allowance class, scope key).
+type LimitKey = (usize, usize, i64, Vec<u8>);
+
 /// Feeds records, returns findings.
 pub struct Checker<'a> {
     recipes: Vec<&'a Recipe>,
@@ -119,7 +122,7 @@ pub struct Checker<'a> {
     today: Date,
     procs: HashMap<u32, Proc>,
     /// (recipe index, limit index, allowance class, scope key) → (findings so far, index of the last one).
-    limits: HashMap<(usize, usize, i64, Vec<u8>), (u64, usize)>,
+    limits: HashMap<LimitKey, (u64, usize)>,
     outcome: Outcome,
 }
 
