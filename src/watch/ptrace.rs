@@ -130,6 +130,10 @@ struct Tracee {
     tgid: i32,
     /// Stopped by job control and listening (`PTRACE_LISTEN`).
     group_stopped: bool,
+    /// Its fork record was emitted (or it is a thread, or the root). A new child can report
+    /// its first stop, exec or even exit before its parent reports the fork event: its fork
+    /// record is emitted at its own first report, so that the trace stays causally ordered.
+    announced: bool,
 }
 
 /// A spawned command, seized and released to run its exec.
@@ -262,6 +266,11 @@ pub struct Tracer<'s> {
     outlived: Vec<u32>,
     /// After guard was stopped and continued: when to check that the command was continued too.
     cont_check: Option<Instant>,
+    /// Exits of new children reported before anything else about them (killed before their
+    /// first stop): emitted after their fork record.
+    early_exits: HashMap<i32, ExitStatus>,
+    /// New children announced at their own first report, whose parent's fork event is due.
+    early: std::collections::HashSet<i32>,
 }
 
 impl Traced {
@@ -279,12 +288,15 @@ impl Traced {
             root_status: None,
             outlived: Vec::new(),
             cont_check: None,
+            early_exits: HashMap::new(),
+            early: Default::default(),
         };
         t.tracees.insert(
             self.root.as_raw(),
             Tracee {
                 tgid: self.root.as_raw(),
                 group_stopped: false,
+                announced: true,
             },
         );
         let stuck = t.run();
@@ -348,6 +360,11 @@ impl Tracer<'_> {
     }
 
     fn exited(&mut self, pid: i32, status: ExitStatus) {
+        if pid != self.root.as_raw() && !self.tracees.get(&pid).is_some_and(|t| t.announced) {
+            self.tracees.remove(&pid);
+            self.early_exits.insert(pid, status);
+            return;
+        }
         let tracee = self.tracees.remove(&pid);
         let is_leader = tracee.as_ref().is_none_or(|t| t.tgid == pid);
         if is_leader {
@@ -386,12 +403,35 @@ impl Tracer<'_> {
 
     fn tracee(&mut self, tid: i32) -> &mut Tracee {
         self.tracees.entry(tid).or_insert_with(|| Tracee {
-            tgid: tgid_of(tid).unwrap_or(tid),
+            tgid: tid,
             group_stopped: false,
+            announced: false,
         })
     }
 
+    /// First report of a new tracee whose parent's fork event we have not seen yet: learn
+    /// its thread group and parent from `/proc` (it is stopped) and emit its fork record now.
+    fn announce(&mut self, tid: i32) {
+        let (tgid, ppid) = ids_of(tid).unwrap_or((tid, 0));
+        let t = self.tracee(tid);
+        t.tgid = tgid;
+        t.announced = true;
+        self.early.insert(tid);
+        if tgid == tid && ppid > 0 {
+            (self.emit)(Record::Fork(ForkEvent {
+                seq: 0,
+                time: crate::time::now(),
+                pid: tid as u32,
+                ppid: ppid as u32,
+                source: Source::Ptrace,
+            }));
+        }
+    }
+
     fn stopped(&mut self, tid: i32, stop: Stop) {
+        if !self.tracees.get(&tid).is_some_and(|t| t.announced) {
+            self.announce(tid);
+        }
         self.tracee(tid).group_stopped = false;
         match stop {
             Stop::Signal(sig) => self.resume(tid, sig),
@@ -419,21 +459,36 @@ impl Tracer<'_> {
                         && std::path::Path::new(&format!("/proc/{parent_tgid}/task/{new}"))
                             .exists();
                     let tgid = if thread { parent_tgid } else { new };
-                    self.tracees
-                        .entry(new)
-                        .or_insert(Tracee {
-                            tgid,
-                            group_stopped: false,
-                        })
-                        .tgid = tgid;
-                    if !thread {
-                        (self.emit)(Record::Fork(ForkEvent {
-                            seq: 0,
-                            time: crate::time::now(),
-                            pid: new as u32,
-                            ppid: parent_tgid as u32,
-                            source: Source::Ptrace,
-                        }));
+                    let early_exit = self.early_exits.remove(&new);
+                    if !self.early.remove(&new) {
+                        if !thread {
+                            (self.emit)(Record::Fork(ForkEvent {
+                                seq: 0,
+                                time: crate::time::now(),
+                                pid: new as u32,
+                                ppid: parent_tgid as u32,
+                                source: Source::Ptrace,
+                            }));
+                        }
+                        match early_exit {
+                            Some(status) if !thread => (self.emit)(Record::Exit(ExitEvent {
+                                seq: 0,
+                                time: crate::time::now(),
+                                pid: new as u32,
+                                status,
+                            })),
+                            Some(_) => {}
+                            None => {
+                                self.tracees.insert(
+                                    new,
+                                    Tracee {
+                                        tgid,
+                                        group_stopped: false,
+                                        announced: true,
+                                    },
+                                );
+                            }
+                        }
                     }
                 }
                 self.resume(tid, 0);
@@ -494,11 +549,14 @@ impl Tracer<'_> {
     }
 }
 
-/// The thread-group id of a thread, from `/proc/TID/status`.
-fn tgid_of(tid: i32) -> Option<i32> {
+/// The thread-group id and the parent of a thread, from `/proc/TID/status`.
+fn ids_of(tid: i32) -> Option<(i32, i32)> {
     let status = std::fs::read_to_string(format!("/proc/{tid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("Tgid:"))
-        .and_then(|v| v.trim().parse().ok())
+    let field = |name: &str| -> Option<i32> {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().parse().ok())
+    };
+    Some((field("Tgid:")?, field("PPid:")?))
 }
