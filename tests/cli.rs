@@ -236,7 +236,26 @@ fn children(pid: u32) -> Vec<u32> {
 #[test]
 fn signals_sent_to_guard_reach_the_command() {
     let dir = tempdir("sigterm");
-    // A command that handles SIGTERM: its own exit status comes back.
+    // Each forwarded signal reaches a command that handles it: its own exit status comes back.
+    for (sig, name, code) in [
+        (libc::SIGINT, "INT", 40),
+        (libc::SIGHUP, "HUP", 41),
+        (libc::SIGQUIT, "QUIT", 43),
+    ] {
+        let script = format!("trap 'exit {code}' {name}; while :; do sleep 0.05; done");
+        let child = guard(&dir)
+            .args(["run", "--", "sh", "-c", &script])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        wait_for("the command to start", || !children(pid).is_empty());
+        std::thread::sleep(Duration::from_millis(300));
+        unsafe { libc::kill(pid as i32, sig) };
+        let o = finish(child);
+        assert_eq!(o.code, Some(code), "SIG{name}: {}", o.stderr);
+    }
     let child = guard(&dir)
         .args([
             "run",
