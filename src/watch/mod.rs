@@ -1,5 +1,6 @@
 //! Exec sources: they observe processes and produce [`crate::trace::Record`]s; they never match,
 //! count findings or print.
 
+pub mod connector;
 pub mod proc;
 pub mod ptrace;
