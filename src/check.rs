@@ -146,6 +146,10 @@ impl<'a> Checker<'a> {
     pub fn observe(&mut self, record: &Record) {
         match record {
             Record::Exec(e) => self.exec(e),
+            Record::Process(p) => {
+                let lineage = self.lineage_from_parent(p.ppid);
+                self.procs.entry(p.pid).or_insert(Proc { image: Rc::new(Image::of(p)), lineage });
+            }
             Record::Fork(f) => {
                 self.outcome.stats.forks += 1;
                 let parent = self
@@ -176,6 +180,10 @@ impl<'a> Checker<'a> {
         }
     }
 
+    fn lineage_from_parent(&self, ppid: u32) -> Option<Rc<Node>> {
+        self.procs.get(&ppid).map(|p| Rc::new(Node { image: p.image.clone(), up: p.lineage.clone() }))
+    }
+
     pub fn add_lost(&mut self, lost: u64) {
         self.outcome.stats.lost += lost;
     }
@@ -203,12 +211,7 @@ impl<'a> Checker<'a> {
         let lineage = match self.procs.get(&e.pid) {
             Some(p) => p.lineage.clone(),
             // No fork seen (the root, or a source without fork events): use the parent we know.
-            None => self.procs.get(&e.ppid).map(|p| {
-                Rc::new(Node {
-                    image: p.image.clone(),
-                    up: p.lineage.clone(),
-                })
-            }),
+            None => self.lineage_from_parent(e.ppid),
         };
         let image = Rc::new(Image::of(e));
         self.procs.insert(

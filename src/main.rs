@@ -293,7 +293,7 @@ fn run_status(outcome: &Outcome, mode: Mode, status: ExitStatus) -> u8 {
 
 fn set_seq(record: &mut Record, seq: u64) {
     match record {
-        Record::Exec(e) => e.seq = seq,
+        Record::Exec(e) | Record::Process(e) => e.seq = seq,
         Record::Fork(f) => f.seq = seq,
         Record::Exit(x) => x.seq = seq,
         Record::End(e) => e.seq = seq,

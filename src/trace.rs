@@ -7,6 +7,8 @@
 //!   `started`, and for `guard run` the traced `command` and its `root` pid.
 //! - `exec`: one successful exec ([`ExecEvent`]): `seq, time, pid, tgid, ppid, uid, exe, argv, cwd,
 //!   comm, source` and, when present, `former_tid, euid, execfn, script, partial`.
+//! - `process`: a process that existed before tracing began (same fields as `exec`): known for
+//!   the ancestry of later execs, never matched against recipes.
 //! - `fork`: a new process (`seq, time, pid, ppid, source`).
 //! - `exit`: a process ended (`seq, time, pid, status`), `status` being `{"code": N}` or
 //!   `{"signal": N}`.
@@ -78,7 +80,10 @@ pub struct Seal {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Record {
     Header(Header),
-    Exec(ExecEvent),
+        Exec(ExecEvent),
+    /// A process that existed before tracing began (attach, host watcher start): what it runs,
+    /// for the ancestry of later execs. Never matched against recipes.
+    Process(ExecEvent),
     Fork(ForkEvent),
     Exit(ExitEvent),
     End(EndEvent),

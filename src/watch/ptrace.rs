@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::ffi::{CString, OsString};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -258,7 +258,10 @@ fn start_forwarder(set: SigSet, root: Arc<AtomicI32>) {
 
 /// Follows the tree until the command exits, then detaches what it left running.
 pub struct Tracer<'s> {
-    root: Pid,
+    /// The spawned command (`guard run`); `None` when attached to existing processes.
+    root: Option<Pid>,
+    /// Set (and the tracer thread interrupted with `SIGUSR1`) to end an attached session.
+    stop: Option<Arc<AtomicBool>>,
     tracees: HashMap<i32, Tracee>,
     emit: &'s mut dyn FnMut(Record),
     ending: Option<Instant>,
@@ -280,8 +283,9 @@ impl Traced {
 
     /// Runs the event loop; `emit` receives every record (sequence numbers are left at 0).
     pub fn follow(self, emit: &mut dyn FnMut(Record)) -> RunResult {
-        let mut t = Tracer {
-            root: self.root,
+                let mut t = Tracer {
+            root: Some(self.root),
+            stop: None,
             tracees: HashMap::new(),
             emit,
             ending: None,
@@ -319,10 +323,14 @@ impl Traced {
 }
 
 impl Tracer<'_> {
-    fn run(&mut self) -> Vec<u32> {
+        fn run(&mut self) -> Vec<u32> {
         loop {
             if self.ending.is_some() && self.tracees.is_empty() {
                 return Vec::new();
+            }
+            if self.ending.is_none() && self.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst)) {
+                self.begin_detach();
+                continue;
             }
             if let Some(deadline) = self.cont_check {
                 if Instant::now() >= deadline {
@@ -335,9 +343,14 @@ impl Tracer<'_> {
             let flags = libc::__WALL | if polling { libc::WNOHANG } else { 0 };
             // SAFETY: waitpid with a valid out pointer.
             let pid = unsafe { libc::waitpid(-1, &mut status, flags) };
-            if pid < 0 {
+                        if pid < 0 {
                 match Errno::last() {
                     Errno::EINTR => continue,
+                    // Attached, and every tracee is gone: wait for the stop request.
+                    Errno::ECHILD if self.stop.is_some() && self.ending.is_none() => {
+                        std::thread::sleep(Duration::from_millis(20));
+                        continue;
+                    }
                     // No tracee and no child left.
                     _ => return Vec::new(),
                 }
@@ -359,8 +372,12 @@ impl Tracer<'_> {
         }
     }
 
+        fn is_root(&self, pid: i32) -> bool {
+        self.root.is_some_and(|r| r.as_raw() == pid)
+    }
+
     fn exited(&mut self, pid: i32, status: ExitStatus) {
-        if pid != self.root.as_raw() && !self.tracees.get(&pid).is_some_and(|t| t.announced) {
+        if !self.is_root(pid) && !self.tracees.get(&pid).is_some_and(|t| t.announced) {
             self.tracees.remove(&pid);
             self.early_exits.insert(pid, status);
             return;
@@ -375,7 +392,7 @@ impl Tracer<'_> {
                 status,
             }));
         }
-        if pid == self.root.as_raw() && self.ending.is_none() {
+                if self.is_root(pid) && self.ending.is_none() {
             self.root_status = Some(status);
             self.begin_end(status);
         }
@@ -389,12 +406,18 @@ impl Tracer<'_> {
         outlived.sort_unstable();
         outlived.dedup();
         self.outlived = outlived.clone();
-        (self.emit)(Record::End(EndEvent {
+                (self.emit)(Record::End(EndEvent {
             seq: 0,
             time: crate::time::now(),
             status,
             outlived,
         }));
+        self.begin_detach();
+    }
+
+    /// Interrupts every tracee; each is detached at its next stop.
+    fn begin_detach(&mut self) {
+        self.ending.get_or_insert_with(Instant::now);
         for &tid in self.tracees.keys() {
             // ESRCH: it is exiting; its exit will be reported.
             let _ = ptrace::interrupt(Pid::from_raw(tid));
@@ -445,7 +468,7 @@ impl Tracer<'_> {
                 let rc = unsafe { libc::ptrace(libc::PTRACE_LISTEN, tid, 0, 0) };
                 if rc == 0 {
                     self.tracee(tid).group_stopped = true;
-                    if tid == self.root.as_raw() {
+                    if self.is_root(tid) {
                         self.mirror_stop();
                     }
                 }
@@ -540,8 +563,10 @@ impl Tracer<'_> {
         self.cont_check = Some(Instant::now() + Duration::from_millis(50));
     }
 
-    fn continue_root_if_stopped(&mut self) {
-        let root = self.root.as_raw();
+        fn continue_root_if_stopped(&mut self) {
+        let Some(root) = self.root.map(|r| r.as_raw()) else {
+            return;
+        };
         if self.tracees.get(&root).is_some_and(|t| t.group_stopped) {
             // SAFETY: plain kill(2) to our traced command.
             unsafe { libc::kill(root, libc::SIGCONT) };
@@ -559,4 +584,117 @@ fn ids_of(tid: i32) -> Option<(i32, i32)> {
             .and_then(|v| v.trim().parse().ok())
     };
     Some((field("Tgid:")?, field("PPid:")?))
+}
+
+/// Options for seized existing processes: as for `guard run`, but without `EXITKILL` — a
+/// process we attach to must never be killed because of us.
+const ATTACH_OPTIONS: Options = Options::PTRACE_O_TRACEFORK
+    .union(Options::PTRACE_O_TRACEVFORK)
+    .union(Options::PTRACE_O_TRACECLONE)
+    .union(Options::PTRACE_O_TRACEEXEC);
+
+/// Why attaching failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AttachError {
+    #[error("cannot attach to pid {pid}: {errno} (root or CAP_SYS_PTRACE is needed, and the process must not be traced already)")]
+    Seize { pid: u32, errno: Errno },
+    #[error("no process with pid {0}")]
+    NoProcess(u32),
+}
+
+/// The end of an attached session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttachResult {
+    /// Threads seized at the start.
+    pub seized: usize,
+    /// Tracees that did not let go within the deadline (they are detached by the kernel when
+    /// this thread exits).
+    pub stuck: Vec<u32>,
+}
+
+extern "C" fn wake(_: libc::c_int) {}
+
+/// Interrupts the tracer thread's `waitpid` so that it sees the stop request.
+pub fn wake_tracer(tid: i32) {
+    // SAFETY: tgkill(2) of a thread of our own process with a signal it handles.
+    unsafe { libc::syscall(libc::SYS_tgkill, libc::getpid(), tid, libc::SIGUSR1) };
+}
+
+/// The calling thread's id (for [`wake_tracer`]).
+pub fn current_tid() -> i32 {
+    // SAFETY: gettid(2) cannot fail.
+    unsafe { libc::syscall(libc::SYS_gettid) as i32 }
+}
+
+/// Seizes every thread of each process of `pids` (never stopping them) and follows them and
+/// all their future descendants, with the same exec records as `guard run`, until `stop` is
+/// set and [`wake_tracer`] is called; then detaches every tracee, which runs on untraced.
+///
+/// Must run on one thread from start to end: ptrace requests are per tracer thread.
+pub fn attach_and_follow(
+    pids: &[u32],
+    stop: Arc<AtomicBool>,
+    emit: &mut dyn FnMut(Record),
+) -> Result<AttachResult, AttachError> {
+    // SIGUSR1 interrupts our waitpid (no SA_RESTART) when a stop is requested.
+    // SAFETY: installing a handler that does nothing; sigaction is plain data.
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = wake as *const () as usize;
+        libc::sigemptyset(&mut sa.sa_mask);
+        libc::sigaction(libc::SIGUSR1, &sa, std::ptr::null_mut());
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGUSR1);
+        libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+    }
+    let mut t = Tracer {
+        root: None,
+        stop: Some(stop),
+        tracees: HashMap::new(),
+        emit,
+        ending: None,
+        root_status: None,
+        outlived: Vec::new(),
+        cont_check: None,
+        early_exits: HashMap::new(),
+        early: Default::default(),
+    };
+    let mut seized = 0;
+    for &pid in pids {
+        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            return Err(AttachError::NoProcess(pid));
+        }
+        // Threads created while we attach are auto-attached when their creator is already
+        // seized; list the tasks until no new one appears.
+        loop {
+            let tasks: Vec<i32> = std::fs::read_dir(format!("/proc/{pid}/task"))
+                .map(|d| d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect())
+                .unwrap_or_default();
+            let new: Vec<i32> = tasks.into_iter().filter(|tid| !t.tracees.contains_key(tid)).collect();
+            if new.is_empty() {
+                break;
+            }
+            for tid in new {
+                match ptrace::seize(Pid::from_raw(tid), ATTACH_OPTIONS) {
+                    Ok(()) => {
+                        seized += 1;
+                        t.tracees.insert(tid, Tracee { tgid: pid as i32, group_stopped: false, announced: true });
+                    }
+                    // The thread ended meanwhile.
+                    Err(Errno::ESRCH) => {}
+                    Err(errno) => {
+                        t.begin_detach();
+                        t.run();
+                        return Err(AttachError::Seize { pid, errno });
+                    }
+                }
+            }
+        }
+        let mut snapshot = super::proc::read_exec(pid as i32, Source::Ptrace);
+        snapshot.time = crate::time::now();
+        (t.emit)(Record::Process(snapshot));
+    }
+    let stuck = t.run();
+    Ok(AttachResult { seized, stuck })
 }
