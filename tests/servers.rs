@@ -1,0 +1,1557 @@
+//! Integration tests with real web servers: `guard run` must detect each server of the Debian
+//! packages installed on the test host (nginx, apache2, lighttpd, caddy, busybox httpd,
+//! `python3 -m http.server`, `php -S`) when it is really started, serves a request and is
+//! stopped; it must report a daemonising server that outlives the command and leave it running
+//! untraced; and it must stay silent for builds and tools that only mention a server.
+//!
+//! Every server listens on 127.0.0.1 only, on a port found free by the kernel, with its
+//! configuration, logs and pid file in a temp dir of its own. Every external command runs with
+//! a bounded timeout, and after each run the test checks that no process it started is left
+//! (its process group, anything whose command line names its temp dir, and their children).
+//!
+//! Tests marked `#[ignore]` express the expected behaviour for gaps of the recipe found while
+//! writing these tests; run them with `cargo test --test servers -- --ignored`.
+
+use std::collections::HashSet;
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::Value;
+
+const GUARD: &str = env!("CARGO_BIN_EXE_guard");
+
+/// Served as /index.html by every server, so that the probe can tell it reached the server
+/// under test.
+const TOKEN: &str = "guard-servers-test-token";
+
+/// Exit status of the traced script when the server never answered (the port may have been
+/// taken meanwhile: the scenario is retried on a new port).
+const NO_ANSWER: i32 = 7;
+
+const SERVER_TIMEOUT: Duration = Duration::from_secs(120);
+const TOOL_TIMEOUT: Duration = Duration::from_secs(90);
+const BUILD_TIMEOUT: Duration = Duration::from_secs(180);
+
+const PROXY_VARS: [&str; 8] = [
+    "http_proxy",
+    "HTTP_PROXY",
+    "https_proxy",
+    "HTTPS_PROXY",
+    "all_proxy",
+    "ALL_PROXY",
+    "ftp_proxy",
+    "FTP_PROXY",
+];
+
+// ---------------------------------------------------------------------------------------------
+// Temp dirs, ports, bounded commands
+// ---------------------------------------------------------------------------------------------
+
+/// A directory of its own for one scenario, removed at the end (kept when GUARD_TEST_KEEP is set).
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let n = N.fetch_add(1, Ordering::SeqCst);
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let path = std::env::temp_dir().join(format!(
+            "guard-servers-{tag}-{}-{n}-{nanos}",
+            std::process::id()
+        ));
+        fs::create_dir_all(&path).unwrap_or_else(|e| panic!("mkdir {}: {e}", path.display()));
+        // Server workers drop privileges (nobody, www-data): they must reach the document root.
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
+        TempDir(path)
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+
+    fn join(&self, rel: &str) -> PathBuf {
+        self.0.join(rel)
+    }
+
+    /// `self.join(rel)` as a string.
+    fn at(&self, rel: &str) -> String {
+        self.join(rel)
+            .to_str()
+            .expect("UTF-8 temp path")
+            .to_string()
+    }
+
+    fn s(&self) -> String {
+        self.0.to_str().expect("UTF-8 temp path").to_string()
+    }
+
+    fn write(&self, rel: &str, content: &str) -> PathBuf {
+        let p = self.join(rel);
+        if let Some(parent) = p.parent() {
+            fs::create_dir_all(parent).unwrap();
+            fs::set_permissions(parent, fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        fs::write(&p, content).unwrap_or_else(|e| panic!("write {}: {e}", p.display()));
+        p
+    }
+
+    fn write_exec(&self, rel: &str, content: &str) -> PathBuf {
+        let p = self.write(rel, content);
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
+        p
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if std::env::var_os("GUARD_TEST_KEEP").is_none() {
+            let _ = fs::remove_dir_all(&self.0);
+        } else {
+            eprintln!("kept {}", self.0.display());
+        }
+    }
+}
+
+/// A port nobody listens on: bound on 127.0.0.1:0 and released. Never handed out twice in this
+/// process, so that tests running in parallel do not collide.
+fn free_port() -> u16 {
+    static USED: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    loop {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let port = listener.local_addr().unwrap().port();
+        drop(listener);
+        let mut used = USED.lock().unwrap_or_else(|e| e.into_inner());
+        if !used.contains(&port) {
+            used.push(port);
+            return port;
+        }
+    }
+}
+
+fn port_answers(port: u16) -> bool {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    TcpStream::connect_timeout(&addr, Duration::from_millis(500)).is_ok()
+}
+
+/// A finished command.
+struct Ran {
+    pid: u32,
+    code: Option<i32>,
+    signal: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+impl Ran {
+    fn describe(&self) -> String {
+        format!(
+            "exit code {:?}, signal {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.code, self.signal, self.stdout, self.stderr
+        )
+    }
+}
+
+/// Runs `cmd` in a process group of its own, stdout/stderr to files of `dir`, killing the whole
+/// group when it does not finish within `timeout`.
+fn run_bounded(mut cmd: Command, dir: &Path, label: &str, timeout: Duration) -> Ran {
+    let out_path = dir.join(format!("{label}.stdout"));
+    let err_path = dir.join(format!("{label}.stderr"));
+    cmd.stdin(Stdio::null())
+        .stdout(fs::File::create(&out_path).unwrap())
+        .stderr(fs::File::create(&err_path).unwrap())
+        .process_group(0);
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {label} ({cmd:?}): {e}"));
+    let pid = child.id();
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if Instant::now() >= deadline => {
+                signal(-(pid as i64), "KILL");
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "{label} did not finish within {timeout:?}: {cmd:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+                    read_lossy(&out_path),
+                    read_lossy(&err_path)
+                );
+            }
+            Ok(None) => thread::sleep(Duration::from_millis(20)),
+            Err(e) => panic!("waiting for {label}: {e}"),
+        }
+    };
+    Ran {
+        pid,
+        code: status.code(),
+        signal: status.signal(),
+        stdout: read_lossy(&out_path),
+        stderr: read_lossy(&err_path),
+    }
+}
+
+fn read_lossy(path: &Path) -> String {
+    String::from_utf8_lossy(&fs::read(path).unwrap_or_default()).into_owned()
+}
+
+/// `kill -SIG -- TARGET` (a negative target is a process group), bounded.
+fn signal(target: i64, sig: &str) {
+    let child = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg("--")
+        .arg(target.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn();
+    let Ok(mut child) = child else { return };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// A program in PATH.
+fn which(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Processes, from /proc
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Debug, Clone)]
+struct Proc {
+    pid: u32,
+    ppid: u32,
+    pgrp: u32,
+    state: char,
+    cmdline: String,
+}
+
+fn proc_stat(pid: u32) -> Option<(char, u32, u32)> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let mut f = rest.split_whitespace();
+    let state = f.next()?.chars().next()?;
+    let ppid = f.next()?.parse().ok()?;
+    let pgrp = f.next()?.parse().ok()?;
+    Some((state, ppid, pgrp))
+}
+
+/// Running (not a zombie: PID 1 of a container may not reap orphans).
+fn alive(pid: u32) -> bool {
+    proc_stat(pid).is_some_and(|(state, _, _)| state != 'Z' && state != 'X')
+}
+
+fn processes() -> Vec<Proc> {
+    let mut out = Vec::new();
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return out;
+    };
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Some((state, ppid, pgrp)) = proc_stat(pid) else {
+            continue;
+        };
+        let cmdline = fs::read(format!("/proc/{pid}/cmdline"))
+            .map(|raw| {
+                String::from_utf8_lossy(&raw)
+                    .replace('\0', " ")
+                    .trim_end()
+                    .to_string()
+            })
+            .unwrap_or_default();
+        out.push(Proc {
+            pid,
+            ppid,
+            pgrp,
+            state,
+            cmdline,
+        });
+    }
+    out
+}
+
+/// Live processes in process group `pgid`, or whose command line names `marker`, and all
+/// their descendants.
+fn leftovers(pgid: Option<u32>, marker: &str) -> Vec<Proc> {
+    let me = std::process::id();
+    let all: Vec<Proc> = processes()
+        .into_iter()
+        .filter(|p| p.state != 'Z' && p.state != 'X' && p.pid != me)
+        .collect();
+    let mut found: HashSet<u32> = all
+        .iter()
+        .filter(|p| Some(p.pgrp) == pgid || p.cmdline.contains(marker))
+        .map(|p| p.pid)
+        .collect();
+    loop {
+        let before = found.len();
+        for p in &all {
+            if found.contains(&p.ppid) {
+                found.insert(p.pid);
+            }
+        }
+        if found.len() == before {
+            break;
+        }
+    }
+    all.into_iter().filter(|p| found.contains(&p.pid)).collect()
+}
+
+/// Waits (bounded) until nothing of a run is left; otherwise kills what is left and fails.
+fn assert_no_leftovers(pgid: Option<u32>, marker: &str, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left = leftovers(pgid, marker);
+        if left.is_empty() {
+            return;
+        }
+        if Instant::now() >= deadline {
+            for p in &left {
+                signal(p.pid as i64, "KILL");
+            }
+            panic!("{what}: processes left running (now killed): {left:#?}");
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn tracer_pid(pid: u32) -> Option<u32> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("TracerPid:"))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// Kills, when dropped, whatever is still running that names the marker (a test that fails
+/// half-way must not leave a daemon behind).
+struct KillOnDrop(String);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        for p in leftovers(None, &self.0) {
+            signal(p.pid as i64, "KILL");
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Running guard
+// ---------------------------------------------------------------------------------------------
+
+struct GuardRun {
+    ran: Ran,
+    report: Value,
+    trace: PathBuf,
+}
+
+impl GuardRun {
+    fn findings(&self) -> &Vec<Value> {
+        self.report["findings"]
+            .as_array()
+            .unwrap_or_else(|| panic!("report without findings: {}", self.report))
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "{}\n--- findings ---\n{}",
+            self.ran.describe(),
+            serde_json::to_string_pretty(&self.report["findings"]).unwrap()
+        )
+    }
+
+    /// The exec records of the trace.
+    fn traced_execs(&self) -> Vec<Value> {
+        read_lossy(&self.trace)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|r| r["type"] == "exec")
+            .collect()
+    }
+}
+
+/// `guard run --report R --trace T -- ARGV...` in `dir`, with the proxy variables removed (only
+/// 127.0.0.1 may be contacted). With `clean`, also checks that nothing the run started is left.
+fn guard_run(
+    dir: &TempDir,
+    label: &str,
+    argv: &[String],
+    env: &[(String, String)],
+    timeout: Duration,
+    clean: bool,
+) -> GuardRun {
+    let report = dir.join(&format!("{label}-report.json"));
+    let trace = dir.join(&format!("{label}-trace.jsonl"));
+    let mut cmd = Command::new(GUARD);
+    cmd.arg("run")
+        .arg("--report")
+        .arg(&report)
+        .arg("--trace")
+        .arg(&trace)
+        .arg("--")
+        .args(argv)
+        .current_dir(dir.path());
+    for var in PROXY_VARS {
+        cmd.env_remove(var);
+    }
+    cmd.env("NO_PROXY", "127.0.0.1,localhost")
+        .env("no_proxy", "127.0.0.1,localhost")
+        .env("NO_COLOR", "1");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let ran = run_bounded(cmd, dir.path(), label, timeout);
+    if clean {
+        assert_no_leftovers(Some(ran.pid), &dir.s(), label);
+    }
+    let text = fs::read_to_string(&report).unwrap_or_else(|e| {
+        panic!(
+            "{label}: no report {}: {e}\n{}",
+            report.display(),
+            ran.describe()
+        )
+    });
+    let report: Value = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("{label}: report is not JSON: {e}\n{text}"));
+    assert_eq!(report["version"], 1, "{label}: report version");
+    GuardRun { ran, report, trace }
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    v.as_array()
+        .unwrap_or_else(|| panic!("not an array: {v}"))
+        .iter()
+        .map(|s| {
+            s.as_str()
+                .unwrap_or_else(|| panic!("not a string: {s}"))
+                .to_string()
+        })
+        .collect()
+}
+
+fn canonical(path: &str) -> String {
+    fs::canonicalize(path)
+        .unwrap_or_else(|e| panic!("canonicalize {path}: {e}"))
+        .to_str()
+        .unwrap()
+        .to_string()
+}
+
+fn file_name(path: &str) -> &str {
+    path.rsplit('/').next().unwrap_or(path)
+}
+
+/// The one failing webserver_exec finding of a run whose command succeeded.
+fn the_finding<'a>(run: &'a GuardRun, what: &str) -> &'a Value {
+    let d = run.describe();
+    assert_eq!(run.ran.code, Some(3), "{what}: guard must exit 3\n{d}");
+    assert_eq!(run.report["verdict"], "fail", "{what}: verdict\n{d}");
+    assert_eq!(
+        run.report["command"]["status"],
+        serde_json::json!({"code": 0}),
+        "{what}: the command itself succeeded\n{d}"
+    );
+    let findings = run.findings();
+    assert_eq!(findings.len(), 1, "{what}: exactly one finding\n{d}");
+    let f = &findings[0];
+    assert_eq!(f["recipe"], "webserver_exec", "{what}\n{d}");
+    assert_eq!(f["name"], "webserver_exec", "{what}\n{d}");
+    assert_eq!(f["failing"], true, "{what}\n{d}");
+    assert!(f["allowed"].is_null(), "{what}\n{d}");
+    assert!(!strings(&f["evidence"]).is_empty(), "{what}: evidence\n{d}");
+    let exe = f["process"]["exe"].as_str().expect("exe");
+    let stderr = &run.ran.stderr;
+    assert!(
+        stderr.contains("FINDING webserver_exec"),
+        "{what}: stderr\n{d}"
+    );
+    assert!(stderr.contains(exe), "{what}: stderr names {exe}\n{d}");
+    assert!(
+        stderr.contains("recommended actions"),
+        "{what}: stderr\n{d}"
+    );
+    assert!(stderr.contains("FAIL"), "{what}: stderr\n{d}");
+    f
+}
+
+/// A run without any finding.
+fn assert_no_finding(run: &GuardRun, what: &str) {
+    let d = run.describe();
+    assert!(run.findings().is_empty(), "{what}: no finding\n{d}");
+    assert_eq!(run.report["verdict"], "pass", "{what}\n{d}");
+    assert!(!run.ran.stderr.contains("FINDING"), "{what}\n{d}");
+    assert!(run.ran.stderr.contains("PASS"), "{what}\n{d}");
+    assert_ne!(run.ran.code, Some(3), "{what}\n{d}");
+    assert_ne!(run.ran.code, Some(125), "{what}: guard failed\n{d}");
+}
+
+fn no_finding_run(
+    tag: &str,
+    argv: &[&str],
+    env: &[(&str, &str)],
+    expect_code: Option<i32>,
+) -> GuardRun {
+    let dir = TempDir::new(tag);
+    let argv: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
+    let env: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let run = guard_run(&dir, "guard", &argv, &env, TOOL_TIMEOUT, true);
+    let what = argv.join(" ");
+    assert_no_finding(&run, &what);
+    if let Some(code) = expect_code {
+        assert_eq!(run.ran.code, Some(code), "{what}\n{}", run.describe());
+    }
+    // Output and report are in memory; the temp dir (and the trace) go away with `dir`.
+    run
+}
+
+// ---------------------------------------------------------------------------------------------
+// Server scenarios
+// ---------------------------------------------------------------------------------------------
+
+/// Started in the background by the traced shell, probed until it answers (bounded: 40 tries),
+/// then stopped and waited for. $1: the probe, $2: the port, the rest: the server's argv.
+const SERVE_SCRIPT: &str = r#"probe=$1
+port=$2
+shift 2
+"$@" &
+pid=$!
+ready=no
+tries=0
+while [ "$tries" -lt 40 ]; do
+    if /usr/bin/python3 -I "$probe" "$port"; then
+        ready=yes
+        break
+    fi
+    if ! kill -0 "$pid" 2>/dev/null; then
+        break
+    fi
+    sleep 0.25
+    tries=$((tries + 1))
+done
+kill "$pid" 2>/dev/null
+wait "$pid"
+if [ "$ready" = yes ]; then
+    exit 0
+fi
+echo "test: the server did not answer on 127.0.0.1:$port" >&2
+exit 7
+"#;
+
+/// One try: exit 0 when the server answered anything over HTTP (saying what), 1 otherwise.
+const PROBE: &str = r#"import sys, urllib.error, urllib.request
+port = int(sys.argv[1])
+opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+try:
+    with opener.open("http://127.0.0.1:%d/index.html" % port, timeout=1) as r:
+        status, body = r.status, r.read().decode("utf-8", "replace")
+except urllib.error.HTTPError as e:
+    status, body = e.code, ""
+except Exception:
+    sys.exit(1)
+print("probe: 127.0.0.1:%d answered HTTP %d%s" % (port, status, ", token served" if "TOKEN" in body else ""))
+"#;
+
+struct ServerSpec {
+    /// The server's argv as given to the traced shell.
+    argv: Vec<String>,
+    /// The argv the report must show (when the server is started through another program).
+    expected_argv: Option<Vec<String>>,
+    env: Vec<(String, String)>,
+    /// Relative to the temp dir.
+    pid_file: Option<&'static str>,
+}
+
+impl ServerSpec {
+    fn new(argv: &[&str]) -> ServerSpec {
+        ServerSpec {
+            argv: argv.iter().map(|s| s.to_string()).collect(),
+            expected_argv: None,
+            env: Vec::new(),
+            pid_file: None,
+        }
+    }
+}
+
+/// Starts a real server under `guard run` through `sh -c`, probes it, stops it, and checks the
+/// finding. Retried on a new port (up to 3 times) only when the server never answered.
+fn server_detected(
+    tag: &str,
+    exe_ok: fn(&str) -> bool,
+    evidence: &str,
+    make: impl Fn(&TempDir, u16) -> ServerSpec,
+) {
+    for attempt in 1..=3 {
+        let dir = TempDir::new(tag);
+        dir.write("www/index.html", &format!("<p>{TOKEN}</p>\n"));
+        let probe = dir.write("probe.py", &PROBE.replace("TOKEN", TOKEN));
+        let port = free_port();
+        let spec = make(&dir, port);
+        let mut argv: Vec<String> = vec![
+            "sh".into(),
+            "-c".into(),
+            SERVE_SCRIPT.into(),
+            "sh".into(),
+            probe.to_str().unwrap().into(),
+            port.to_string(),
+        ];
+        argv.extend(spec.argv.iter().cloned());
+        let run = guard_run(&dir, "guard", &argv, &spec.env, SERVER_TIMEOUT, true);
+
+        // Stopped: nothing left (checked by guard_run), its pid file names no live process, the
+        // port is closed.
+        if let Some(rel) = spec.pid_file {
+            if let Some(pid) = fs::read_to_string(dir.join(rel))
+                .ok()
+                .and_then(|s| s.trim().parse::<u32>().ok())
+            {
+                let deadline = Instant::now() + Duration::from_secs(10);
+                while alive(pid) && Instant::now() < deadline {
+                    thread::sleep(Duration::from_millis(50));
+                }
+                let exe = fs::read_link(format!("/proc/{pid}/exe")).ok();
+                assert!(
+                    !alive(pid)
+                        || !exe
+                            .as_ref()
+                            .is_some_and(|e| exe_ok(e.to_str().unwrap_or(""))),
+                    "{tag}: the server of the pid file ({pid}) is still running"
+                );
+            }
+        }
+        assert!(
+            !port_answers(port),
+            "{tag}: something still answers on 127.0.0.1:{port}"
+        );
+
+        if run.ran.code == Some(NO_ANSWER) && attempt < 3 {
+            eprintln!(
+                "{tag}: the server did not answer on port {port} (attempt {attempt}), retrying:\n{}",
+                run.describe()
+            );
+            continue;
+        }
+        let d = run.describe();
+        assert!(
+            run.ran.stdout.contains("answered HTTP 200, token served"),
+            "{tag}: the server must have served the test page\n{d}"
+        );
+        let f = the_finding(&run, tag);
+        let p = &f["process"];
+        let exe = p["exe"].as_str().unwrap();
+        assert!(exe.starts_with('/'), "{tag}: absolute exe {exe}\n{d}");
+        assert!(exe_ok(exe), "{tag}: unexpected exe {exe}\n{d}");
+        let want_argv = spec.expected_argv.clone().unwrap_or(spec.argv.clone());
+        assert_eq!(strings(&p["argv"]), want_argv, "{tag}: argv\n{d}");
+        let ev = strings(&f["evidence"]).join("\n");
+        assert!(
+            ev.contains(evidence),
+            "{tag}: evidence should mention {evidence:?}\n{d}"
+        );
+        // Started by the traced shell.
+        let ancestry = p["ancestry"].as_array().expect("ancestry");
+        assert!(!ancestry.is_empty(), "{tag}: ancestry\n{d}");
+        let sh = &ancestry[0];
+        assert_eq!(sh["pid"], p["ppid"], "{tag}: nearest ancestor\n{d}");
+        assert_eq!(sh["exe"], canonical("/bin/sh").as_str(), "{tag}\n{d}");
+        assert_eq!(
+            strings(&sh["argv"])[..3],
+            ["sh", "-c", SERVE_SCRIPT],
+            "{tag}: the sh -c script is the parent\n{d}"
+        );
+        assert_eq!(
+            run.report["command"]["outlived"],
+            serde_json::json!([]),
+            "{tag}: the server was stopped by the script\n{d}"
+        );
+        assert_eq!(run.report["stats"]["lost"], 0, "{tag}\n{d}");
+        return;
+    }
+}
+
+fn nginx_conf(dir: &TempDir, port: u16, daemon: bool) -> String {
+    let d = dir.s();
+    format!(
+        "daemon {};
+worker_processes 1;
+pid {d}/nginx.pid;
+error_log {d}/error.log;
+events {{ worker_connections 64; }}
+http {{
+    access_log {d}/access.log;
+    client_body_temp_path {d}/body;
+    proxy_temp_path {d}/proxy;
+    fastcgi_temp_path {d}/fastcgi;
+    uwsgi_temp_path {d}/uwsgi;
+    scgi_temp_path {d}/scgi;
+    server {{
+        listen 127.0.0.1:{port};
+        root {d}/www;
+    }}
+}}
+",
+        if daemon { "on" } else { "off" }
+    )
+}
+
+fn ends_with(exe: &str, name: &str) -> bool {
+    exe.ends_with(&format!("/{name}"))
+}
+
+/// python3.N
+fn is_python3(exe: &str) -> bool {
+    file_name(exe)
+        .strip_prefix("python3.")
+        .is_some_and(|v| !v.is_empty() && v.chars().all(|c| c.is_ascii_digit()))
+}
+
+/// phpN.M
+fn is_php(exe: &str) -> bool {
+    file_name(exe)
+        .strip_prefix("php")
+        .is_some_and(|v| v.contains('.') && v.chars().all(|c| c.is_ascii_digit() || c == '.'))
+}
+
+#[test]
+fn nginx_is_detected() {
+    server_detected(
+        "nginx",
+        |e| ends_with(e, "nginx"),
+        "base nginx",
+        |dir, port| {
+            let conf = dir.write("nginx.conf", &nginx_conf(dir, port, false));
+            let mut spec = ServerSpec::new(&[
+                "nginx",
+                "-p",
+                &format!("{}/", dir.s()),
+                "-c",
+                conf.to_str().unwrap(),
+            ]);
+            spec.pid_file = Some("nginx.pid");
+            spec
+        },
+    );
+}
+
+#[test]
+fn apache2_is_detected() {
+    server_detected(
+        "apache2",
+        |e| ends_with(e, "apache2"),
+        "base apache2",
+        |dir, port| {
+            let d = dir.s();
+            let conf = dir.write(
+                "apache2.conf",
+                &format!(
+                    "ServerRoot \"{d}\"
+LoadModule mpm_event_module /usr/lib/apache2/modules/mod_mpm_event.so
+LoadModule authz_core_module /usr/lib/apache2/modules/mod_authz_core.so
+ServerName 127.0.0.1
+Listen 127.0.0.1:{port}
+PidFile {d}/apache2.pid
+ErrorLog {d}/error.log
+DefaultRuntimeDir {d}
+DocumentRoot \"{d}/www\"
+User www-data
+Group www-data
+<Directory \"{d}/www\">
+    Require all granted
+</Directory>
+"
+                ),
+            );
+            let mut spec =
+                ServerSpec::new(&["apache2", "-D", "FOREGROUND", "-f", conf.to_str().unwrap()]);
+            spec.pid_file = Some("apache2.pid");
+            spec
+        },
+    );
+}
+
+#[test]
+fn lighttpd_is_detected() {
+    server_detected(
+        "lighttpd",
+        |e| ends_with(e, "lighttpd"),
+        "base lighttpd",
+        |dir, port| {
+            let d = dir.s();
+            let conf = dir.write(
+                "lighttpd.conf",
+                &format!(
+                    "server.document-root = \"{d}/www\"
+server.bind = \"127.0.0.1\"
+server.port = {port}
+server.pid-file = \"{d}/lighttpd.pid\"
+server.errorlog = \"{d}/error.log\"
+"
+                ),
+            );
+            let mut spec = ServerSpec::new(&["lighttpd", "-D", "-f", conf.to_str().unwrap()]);
+            spec.pid_file = Some("lighttpd.pid");
+            spec
+        },
+    );
+}
+
+/// HOME and the XDG dirs in the temp dir, so that caddy writes nothing global.
+fn private_home(dir: &TempDir) -> Vec<(String, String)> {
+    let home = dir.join("home");
+    fs::create_dir_all(&home).unwrap();
+    let h = home.to_str().unwrap().to_string();
+    vec![
+        ("HOME".into(), h.clone()),
+        ("XDG_CONFIG_HOME".into(), format!("{h}/.config")),
+        ("XDG_DATA_HOME".into(), format!("{h}/.local/share")),
+        ("XDG_CACHE_HOME".into(), format!("{h}/.cache")),
+        ("XDG_STATE_HOME".into(), format!("{h}/.local/state")),
+    ]
+}
+
+#[test]
+fn caddy_is_detected() {
+    server_detected(
+        "caddy",
+        |e| ends_with(e, "caddy"),
+        "base caddy",
+        |dir, port| {
+            let mut spec = ServerSpec::new(&[
+                "caddy",
+                "file-server",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--root",
+                &dir.at("www"),
+            ]);
+            spec.env = private_home(dir);
+            spec
+        },
+    );
+}
+
+#[test]
+fn busybox_httpd_is_detected() {
+    server_detected(
+        "busybox",
+        |e| ends_with(e, "busybox"),
+        "busybox httpd",
+        |dir, port| {
+            ServerSpec::new(&[
+                "busybox",
+                "httpd",
+                "-f",
+                "-p",
+                &format!("127.0.0.1:{port}"),
+                "-h",
+                &dir.at("www"),
+            ])
+        },
+    );
+}
+
+#[test]
+fn python_http_server_is_detected() {
+    server_detected(
+        "python",
+        is_python3,
+        "python -m http.server",
+        |dir, port| {
+            ServerSpec::new(&[
+                "/usr/bin/python3",
+                "-m",
+                "http.server",
+                "--bind",
+                "127.0.0.1",
+                "--directory",
+                &dir.at("www"),
+                &port.to_string(),
+            ])
+        },
+    );
+}
+
+#[test]
+fn php_builtin_server_is_detected() {
+    server_detected("php", is_php, "php -S", |dir, port| {
+        ServerSpec::new(&[
+            "php",
+            "-S",
+            &format!("127.0.0.1:{port}"),
+            "-t",
+            &dir.at("www"),
+        ])
+    });
+}
+
+/// The realistic CI use: checking a configuration with `nginx -t` executes nginx.
+#[test]
+fn nginx_config_test_is_detected() {
+    let dir = TempDir::new("nginx-t");
+    dir.write("www/index.html", TOKEN);
+    let conf = dir.write("nginx.conf", &nginx_conf(&dir, free_port(), false));
+    let argv: Vec<String> = [
+        "nginx",
+        "-t",
+        "-p",
+        &format!("{}/", dir.s()),
+        "-c",
+        conf.to_str().unwrap(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let run = guard_run(&dir, "guard", &argv, &[], TOOL_TIMEOUT, true);
+    let d = run.describe();
+    assert!(
+        run.ran.stderr.contains("test is successful"),
+        "nginx -t must have run\n{d}"
+    );
+    let f = the_finding(&run, "nginx -t");
+    let p = &f["process"];
+    assert!(ends_with(p["exe"].as_str().unwrap(), "nginx"), "{d}");
+    assert_eq!(strings(&p["argv"]), argv, "{d}");
+    // nginx is the traced command itself: no ancestor.
+    assert_eq!(p["ancestry"], serde_json::json!([]), "{d}");
+    assert!(
+        strings(&f["evidence"]).join(" ").contains("base nginx"),
+        "{d}"
+    );
+}
+
+/// `daemon on;`: nginx forks, the command exits, the master runs on. guard reports it as
+/// having outlived the command, and lets it go: it runs on untraced until the test stops it.
+#[test]
+fn daemonising_nginx_outlives_the_command_untraced() {
+    let dir = TempDir::new("nginx-daemon");
+    let _cleanup = KillOnDrop(dir.s());
+    dir.write("www/index.html", &format!("<p>{TOKEN}</p>\n"));
+    let port = free_port();
+    let conf = dir.write("nginx.conf", &nginx_conf(&dir, port, true));
+    let argv: Vec<String> = [
+        "nginx",
+        "-p",
+        &format!("{}/", dir.s()),
+        "-c",
+        conf.to_str().unwrap(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let run = guard_run(&dir, "guard", &argv, &[], TOOL_TIMEOUT, false);
+    let d = run.describe();
+
+    let f = the_finding(&run, "nginx daemon");
+    assert!(
+        ends_with(f["process"]["exe"].as_str().unwrap(), "nginx"),
+        "{d}"
+    );
+    assert_eq!(strings(&f["process"]["argv"]), argv, "{d}");
+    assert!(
+        run.ran.stderr.contains("outlived the command"),
+        "stderr must say the master outlived the command\n{d}"
+    );
+
+    // The master, from its pid file.
+    let pid_file = dir.join("nginx.pid");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let master: u32 = loop {
+        if let Some(pid) = fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+        {
+            break pid;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no pid file {}\n{d}",
+            pid_file.display()
+        );
+        thread::sleep(Duration::from_millis(50));
+    };
+    let outlived = run.report["command"]["outlived"]
+        .as_array()
+        .unwrap_or_else(|| panic!("command.outlived\n{d}"));
+    let entry = outlived
+        .iter()
+        .find(|o| o["exe"].as_str().is_some_and(|e| ends_with(e, "nginx")))
+        .unwrap_or_else(|| panic!("no nginx in command.outlived: {outlived:?}\n{d}"));
+    assert_eq!(
+        entry["pid"], master,
+        "the outlived nginx is the master of the pid file\n{d}"
+    );
+    assert_eq!(strings(&entry["argv"]), argv, "{d}");
+    assert!(
+        run.ran.stderr.contains(&format!(
+            "outlived the command (detached, still running untraced): pid {master}"
+        )),
+        "{d}"
+    );
+
+    // Alive and untraced, the master and its workers, and serving.
+    assert!(
+        alive(master),
+        "the nginx master {master} must still run\n{d}"
+    );
+    assert_eq!(tracer_pid(master), Some(0), "master {master} untraced");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let workers: Vec<u32> = loop {
+        let w: Vec<u32> = processes()
+            .into_iter()
+            .filter(|p| p.ppid == master && p.state != 'Z')
+            .map(|p| p.pid)
+            .collect();
+        if !w.is_empty() || Instant::now() >= deadline {
+            break w;
+        }
+        thread::sleep(Duration::from_millis(50));
+    };
+    assert!(!workers.is_empty(), "the master has no worker");
+    for w in &workers {
+        assert_eq!(tracer_pid(*w), Some(0), "worker {w} untraced");
+    }
+    let page = http_get(port, "/index.html");
+    assert!(
+        page.starts_with("HTTP/1.1 200") && page.contains(TOKEN),
+        "the detached nginx serves: {page}"
+    );
+
+    // Stopped gracefully; gone.
+    signal(master as i64, "QUIT");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while (alive(master) || workers.iter().any(|w| alive(*w))) && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!alive(master), "nginx master {master} did not stop on QUIT");
+    for w in &workers {
+        assert!(!alive(*w), "nginx worker {w} did not stop");
+    }
+    assert!(!port_answers(port), "port {port} still open");
+    assert_no_leftovers(None, &dir.s(), "nginx daemon");
+}
+
+/// A plain HTTP/1.0-style GET from the test itself (bounded by socket timeouts).
+fn http_get(port: u16, path: &str) -> String {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("connect 127.0.0.1:{port}: {e}"));
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.set_write_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+// ---------------------------------------------------------------------------------------------
+// A `#!` script whose path matches
+// ---------------------------------------------------------------------------------------------
+
+fn assert_apachectl_script(run: &GuardRun, script: &Path, what: &str) -> Value {
+    let d = run.describe();
+    let f = the_finding(run, what);
+    let p = &f["process"];
+    let script = canonical(script.to_str().unwrap());
+    assert_eq!(p["script"], script.as_str(), "{what}: script\n{d}");
+    assert!(
+        p["script"].as_str().unwrap().ends_with("/apachectl"),
+        "{what}\n{d}"
+    );
+    // The kernel ran the interpreter of the #! line.
+    assert_eq!(p["exe"], canonical("/bin/sh").as_str(), "{what}: exe\n{d}");
+    let argv = strings(&p["argv"]);
+    assert_eq!(argv[0], "/bin/sh", "{what}\n{d}");
+    assert!(argv[1].ends_with("/apachectl"), "{what}\n{d}");
+    let ev = strings(&f["evidence"]).join("\n");
+    assert!(
+        ev.contains("script") && ev.contains("apachectl"),
+        "{what}: evidence\n{d}"
+    );
+    assert!(run.ran.stderr.contains("script:"), "{what}\n{d}");
+    f.clone()
+}
+
+#[test]
+fn apachectl_script_is_detected_by_its_path() {
+    let dir = TempDir::new("apachectl");
+    let script = dir.write_exec("bin/apachectl", "#!/bin/sh\nexit 0\n");
+    let argv = vec![script.to_str().unwrap().to_string(), "configtest".into()];
+    let run = guard_run(&dir, "guard", &argv, &[], TOOL_TIMEOUT, true);
+    let f = assert_apachectl_script(&run, &script, "apachectl");
+    assert_eq!(strings(&f["process"]["argv"])[2], "configtest");
+    assert_eq!(f["process"]["ancestry"], serde_json::json!([]));
+}
+
+#[test]
+fn apachectl_script_found_in_path_is_detected() {
+    let dir = TempDir::new("apachectl-path");
+    let script = dir.write_exec("bin/apachectl", "#!/bin/sh\nexit 0\n");
+    let path = format!(
+        "{}:{}",
+        dir.at("bin"),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let argv: Vec<String> = vec!["sh".into(), "-c".into(), "apachectl graceful".into()];
+    let run = guard_run(
+        &dir,
+        "guard",
+        &argv,
+        &[("PATH".into(), path)],
+        TOOL_TIMEOUT,
+        true,
+    );
+    let d = run.describe();
+    let f = assert_apachectl_script(&run, &script, "apachectl via PATH");
+    let ancestry = f["process"]["ancestry"].as_array().unwrap();
+    assert_eq!(ancestry.len(), 1, "{d}");
+    assert_eq!(strings(&ancestry[0]["argv"]), argv, "{d}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// No finding: a real build, and tools that only mention a server
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn c_build_with_make_has_no_finding() {
+    let dir = TempDir::new("cbuild");
+    dir.write(
+        "greet.h",
+        "#ifndef GREET_H\n#define GREET_H\nconst char *greeting(void);\n#endif\n",
+    );
+    dir.write(
+        "greet.c",
+        "#include \"greet.h\"\nconst char *greeting(void) { return \"hello from greet\"; }\n",
+    );
+    dir.write(
+        "main.c",
+        "#include <stdio.h>\n#include \"greet.h\"\nint main(void) { puts(greeting()); return 0; }\n",
+    );
+    dir.write(
+        "Makefile",
+        "CC = gcc\nCFLAGS = -O2 -Wall -Werror\n\n\
+         hello: main.o greet.o\n\t$(CC) $(CFLAGS) -o $@ main.o greet.o\n\n\
+         %.o: %.c greet.h\n\t$(CC) $(CFLAGS) -c $<\n\n\
+         check: hello\n\t./hello > out.txt\n\tgrep -q 'hello from greet' out.txt\n\n\
+         .PHONY: check\n",
+    );
+    let argv: Vec<String> = vec!["make".into(), "check".into()];
+    let run = guard_run(&dir, "guard", &argv, &[], BUILD_TIMEOUT, true);
+    let d = run.describe();
+    assert_no_finding(&run, "make check");
+    assert_eq!(run.ran.code, Some(0), "make check\n{d}");
+    assert_eq!(
+        fs::read_to_string(dir.join("out.txt")).unwrap_or_default(),
+        "hello from greet\n"
+    );
+    // The whole build was traced: the compiler proper, the linker and the program built.
+    let execs: Vec<String> = run
+        .traced_execs()
+        .iter()
+        .filter_map(|e| e["exe"].as_str().map(str::to_string))
+        .collect();
+    for name in ["make", "cc1", "hello", "grep"] {
+        assert!(
+            execs.iter().any(|e| file_name(e) == name),
+            "no traced exec of {name}: {execs:?}\n{d}"
+        );
+    }
+    // The linker: ld, ld.bfd, ld.gold, x86_64-linux-gnu-ld.bfd...
+    assert!(
+        execs.iter().any(|e| {
+            let n = file_name(e);
+            n == "ld" || n.starts_with("ld.") || n.contains("-ld")
+        }),
+        "no traced exec of the linker: {execs:?}\n{d}"
+    );
+    assert!(
+        execs.iter().any(|e| file_name(e).contains("gcc")),
+        "no gcc exec: {execs:?}"
+    );
+    assert!(run.report["stats"]["execs"].as_u64().unwrap() >= 10, "{d}");
+}
+
+#[test]
+fn grep_for_nginx_in_its_config_has_no_finding() {
+    let run = no_finding_run("grep", &["grep", "-r", "nginx", "/etc/nginx"], &[], Some(0));
+    assert!(run.ran.stdout.contains("nginx"), "{}", run.describe());
+}
+
+#[test]
+fn cat_nginx_conf_has_no_finding() {
+    let run = no_finding_run("cat", &["cat", "/etc/nginx/nginx.conf"], &[], Some(0));
+    assert_eq!(
+        run.ran.stdout,
+        fs::read_to_string("/etc/nginx/nginx.conf").unwrap()
+    );
+}
+
+#[test]
+fn apt_cache_show_nginx_has_no_finding() {
+    // Without apt lists apt-cache fails: any status is accepted, a finding is not.
+    let run = no_finding_run("apt-cache", &["apt-cache", "show", "nginx"], &[], None);
+    if run.ran.code == Some(0) {
+        assert!(
+            run.ran.stdout.contains("Package: nginx"),
+            "{}",
+            run.describe()
+        );
+    }
+}
+
+#[test]
+fn man_lighttpd_has_no_finding() {
+    if which("man").is_none() {
+        eprintln!("man is not installed: skipped");
+        return;
+    }
+    let run = no_finding_run(
+        "man",
+        &["man", "lighttpd"],
+        &[("MANPAGER", "cat"), ("PAGER", "cat"), ("MANWIDTH", "80")],
+        None,
+    );
+    // 16: no manual entry (documentation excluded from the image).
+    assert!(
+        matches!(run.ran.code, Some(0) | Some(16)),
+        "{}",
+        run.describe()
+    );
+    if run.ran.code == Some(0) {
+        assert!(
+            run.ran.stdout.to_lowercase().contains("lighttpd"),
+            "{}",
+            run.describe()
+        );
+    }
+}
+
+#[test]
+fn programs_in_an_nginx_tools_dir_have_no_finding() {
+    let dir = TempDir::new("nginx-tools");
+    let tool = dir.join("nginx-tools/bin/fmt-nginx-conf");
+    fs::create_dir_all(tool.parent().unwrap()).unwrap();
+    fs::copy("/bin/true", &tool).unwrap();
+    fs::set_permissions(&tool, fs::Permissions::from_mode(0o755)).unwrap();
+    dir.write_exec(
+        "nginx-tools/bin/nginx-lint.sh",
+        "#!/bin/sh\ngrep -q worker_processes \"$1\"\n",
+    );
+    let runs: [Vec<String>; 2] = [
+        vec![
+            tool.to_str().unwrap().into(),
+            "--check".into(),
+            "/etc/nginx/nginx.conf".into(),
+        ],
+        vec![
+            "sh".into(),
+            "-c".into(),
+            "cd nginx-tools/bin && ./fmt-nginx-conf /etc/nginx/nginx.conf && ./nginx-lint.sh /etc/nginx/nginx.conf"
+                .into(),
+        ],
+    ];
+    for (i, argv) in runs.iter().enumerate() {
+        let run = guard_run(&dir, &format!("guard{i}"), argv, &[], TOOL_TIMEOUT, true);
+        assert_no_finding(&run, &argv.join(" "));
+        assert_eq!(run.ran.code, Some(0), "{}", run.describe());
+    }
+}
+
+#[test]
+fn python_http_modules_that_serve_nothing_have_no_finding() {
+    no_finding_run(
+        "py-cookies",
+        &["python3", "-m", "http.cookies"],
+        &[],
+        Some(0),
+    );
+    no_finding_run(
+        "py-client",
+        &["python3", "-c", "import http.client"],
+        &[],
+        Some(0),
+    );
+    // Reading the documentation of the server module is not running it.
+    let run = no_finding_run(
+        "py-pydoc",
+        &["/usr/bin/python3", "-m", "pydoc", "http.server"],
+        &[("PAGER", "cat")],
+        Some(0),
+    );
+    assert!(
+        run.ran.stdout.contains("SimpleHTTPRequestHandler"),
+        "{}",
+        run.describe()
+    );
+}
+
+/// A minimal HTTP responder on 127.0.0.1 in the test process (not traced): the clients under
+/// test talk to it.
+struct Responder {
+    port: u16,
+    stop: Arc<AtomicBool>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl Responder {
+    fn start() -> Responder {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        listener.set_nonblocking(true).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let handle = thread::spawn(move || {
+            let deadline = Instant::now() + Duration::from_secs(300);
+            while !flag.load(Ordering::SeqCst) && Instant::now() < deadline {
+                match listener.accept() {
+                    Ok((mut s, _)) => {
+                        let _ = s.set_nonblocking(false);
+                        let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+                        let _ = s.set_write_timeout(Some(Duration::from_secs(5)));
+                        let mut req = Vec::new();
+                        let mut buf = [0u8; 1024];
+                        while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                            match s.read(&mut buf) {
+                                Ok(0) | Err(_) => break,
+                                Ok(n) => req.extend_from_slice(&buf[..n]),
+                            }
+                        }
+                        let body = format!("{TOKEN}\n");
+                        let _ = write!(
+                            s,
+                            "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                            body.len()
+                        );
+                    }
+                    Err(_) => thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        });
+        Responder {
+            port,
+            stop,
+            handle: Some(handle),
+        }
+    }
+}
+
+impl Drop for Responder {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+#[test]
+fn http_clients_have_no_finding() {
+    let responder = Responder::start();
+    let url = format!("http://127.0.0.1:{}/", responder.port);
+    let home = TempDir::new("clients-home");
+    let home_env = ("HOME", home.s());
+    let mut clients: Vec<Vec<String>> = Vec::new();
+    if which("curl").is_some() {
+        clients.push(
+            ["curl", "-fsS", "--noproxy", "*", "--max-time", "10", &url]
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+        );
+    }
+    if which("wget").is_some() {
+        clients.push(
+            [
+                "wget",
+                "-q",
+                "-O-",
+                "--no-proxy",
+                "--no-hsts",
+                "--tries=1",
+                "--timeout=10",
+                &url,
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+        );
+    }
+    clients.push(
+        // No -T: busybox 1.35 (Debian 12) wget crashes with SIGSEGV on -T; run_bounded bounds it.
+        ["busybox", "wget", "-q", "-O-", &url]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+    );
+    clients.push(vec![
+        "/usr/bin/python3".into(),
+        "-c".into(),
+        format!(
+            "import urllib.request as u; print(u.build_opener(u.ProxyHandler({{}})).open('{url}', timeout=10).read().decode(), end='')"
+        ),
+    ]);
+    for (i, argv) in clients.iter().enumerate() {
+        let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+        let run = no_finding_run(
+            &format!("client{i}"),
+            &argv,
+            &[(home_env.0, home_env.1.as_str())],
+            Some(0),
+        );
+        assert!(
+            run.ran.stdout.contains(TOKEN),
+            "{} must have fetched the page\n{}",
+            argv[0],
+            run.describe()
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Gaps of the recipe found while writing these tests: real servers that are not detected.
+// ---------------------------------------------------------------------------------------------
+
+/// busybox picks its applet from argv[0]: `exec -a httpd busybox ...` runs httpd without a link
+/// named httpd and without `httpd` as first argument. The recipe's busybox rule only looks at
+/// argv[1..] (`^httpd( |$)`) and at the paths.
+#[test]
+#[ignore = "recipe gap: busybox httpd selected by argv[0] (exec -a httpd busybox) is not detected"]
+fn busybox_httpd_selected_by_argv0_is_detected() {
+    server_detected(
+        "busybox-argv0",
+        |e| ends_with(e, "busybox"),
+        "httpd",
+        |dir, port| {
+            let cmd = format!(
+                "exec -a httpd busybox -f -p 127.0.0.1:{port} -h {}",
+                dir.at("www")
+            );
+            let mut spec = ServerSpec::new(&["bash", "-c", &cmd]);
+            spec.expected_argv = Some(
+                [
+                    "httpd",
+                    "-f",
+                    "-p",
+                    &format!("127.0.0.1:{port}"),
+                    "-h",
+                    &dir.at("www"),
+                ]
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            );
+            spec
+        },
+    );
+}
+
+/// PHP accepts combined short options: `php -nS host:port` starts the built-in server. The
+/// recipe's php rule requires `-S` to start a word (`(^| )-S ?[^ ]`), unlike its python rule
+/// (`-[A-Za-z]*m`).
+#[test]
+#[ignore = "recipe gap: php -nS host:port (combined short options) is not detected"]
+fn php_builtin_server_with_combined_options_is_detected() {
+    server_detected("php-nS", is_php, "php -S", |dir, port| {
+        ServerSpec::new(&[
+            "php",
+            "-nS",
+            &format!("127.0.0.1:{port}"),
+            "-t",
+            &dir.at("www"),
+        ])
+    });
+}
+
+/// The same server as `python3 -m http.server`, run from its file.
+#[test]
+#[ignore = "recipe gap: python3 .../http/server.py (the module run as a script) is not detected"]
+fn python_http_server_run_from_its_file_is_detected() {
+    let dir = TempDir::new("py-file-lookup");
+    let lookup = run_bounded(
+        {
+            let mut c = Command::new("/usr/bin/python3");
+            c.args([
+                "-I",
+                "-c",
+                "import http.server; print(http.server.__file__)",
+            ]);
+            c
+        },
+        dir.path(),
+        "lookup",
+        TOOL_TIMEOUT,
+    );
+    let file = lookup.stdout.trim().to_string();
+    assert!(file.ends_with("/http/server.py"), "{}", lookup.describe());
+    server_detected("py-file", is_python3, "http.server", move |dir, port| {
+        ServerSpec::new(&[
+            "/usr/bin/python3",
+            &file,
+            "--bind",
+            "127.0.0.1",
+            "--directory",
+            &dir.at("www"),
+            &port.to_string(),
+        ])
+    });
+}
+
+/// Python stops reading its own options at `-c CMD` (or at the script): what follows is the
+/// program's sys.argv. Here `-m http.server` is data printed by the program, and no server runs;
+/// the recipe's python rule matches `-m http.server` anywhere in the arguments.
+#[test]
+#[ignore = "recipe false positive: `python3 -c CODE -m http.server` (arguments of the program) is reported"]
+fn python_program_arguments_naming_http_server_have_no_finding() {
+    let run = no_finding_run(
+        "py-argv",
+        &[
+            "/usr/bin/python3",
+            "-c",
+            "import sys; print(sys.argv[1:])",
+            "-m",
+            "http.server",
+        ],
+        &[],
+        Some(0),
+    );
+    assert!(
+        run.ran.stdout.contains("['-m', 'http.server']"),
+        "{}",
+        run.describe()
+    );
+}
