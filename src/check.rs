@@ -148,7 +148,10 @@ impl<'a> Checker<'a> {
             Record::Exec(e) => self.exec(e),
             Record::Process(p) => {
                 let lineage = self.lineage_from_parent(p.ppid);
-                self.procs.entry(p.pid).or_insert(Proc { image: Rc::new(Image::of(p)), lineage });
+                self.procs.entry(p.pid).or_insert(Proc {
+                    image: Rc::new(Image::of(p)),
+                    lineage,
+                });
             }
             Record::Fork(f) => {
                 self.outcome.stats.forks += 1;
@@ -181,7 +184,12 @@ impl<'a> Checker<'a> {
     }
 
     fn lineage_from_parent(&self, ppid: u32) -> Option<Rc<Node>> {
-        self.procs.get(&ppid).map(|p| Rc::new(Node { image: p.image.clone(), up: p.lineage.clone() }))
+        self.procs.get(&ppid).map(|p| {
+            Rc::new(Node {
+                image: p.image.clone(),
+                up: p.lineage.clone(),
+            })
+        })
     }
 
     pub fn add_lost(&mut self, lost: u64) {

@@ -175,6 +175,17 @@ pub struct ExecEvent {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub comm: Option<Bytes>,
     pub source: Source,
+    /// Every source that saw this exec, when more than one did (the record keeps the richest
+    /// data, ptrace's).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<Source>,
+    /// The container the process ran in (its id, from `/proc/PID/cgroup`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+    /// The GitHub Actions step it belongs to: the value of `GITHUB_ACTION` in its environment.
+    /// No other environment value is ever read into a record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<Bytes>,
     /// Some fields could not be read (the process was already gone).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub partial: bool,

@@ -80,7 +80,7 @@ pub struct Seal {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Record {
     Header(Header),
-        Exec(ExecEvent),
+    Exec(ExecEvent),
     /// A process that existed before tracing began (attach, host watcher start): what it runs,
     /// for the ancestry of later execs. Never matched against recipes.
     Process(ExecEvent),
@@ -382,6 +382,9 @@ mod tests {
             cwd: Some("/".into()),
             comm: Some("nginx".into()),
             source: Source::Ptrace,
+            sources: Vec::new(),
+            container: None,
+            step: None,
             partial: false,
         })
     }

@@ -1450,7 +1450,7 @@ fn http_clients_have_no_finding() {
 /// named httpd and without `httpd` as first argument. The recipe's busybox rule only looks at
 /// argv[1..] (`^httpd( |$)`) and at the paths.
 #[test]
-#[ignore = "recipe gap: busybox httpd selected by argv[0] (exec -a httpd busybox) is not detected"]
+
 fn busybox_httpd_selected_by_argv0_is_detected() {
     server_detected(
         "busybox-argv0",
@@ -1484,7 +1484,7 @@ fn busybox_httpd_selected_by_argv0_is_detected() {
 /// recipe's php rule requires `-S` to start a word (`(^| )-S ?[^ ]`), unlike its python rule
 /// (`-[A-Za-z]*m`).
 #[test]
-#[ignore = "recipe gap: php -nS host:port (combined short options) is not detected"]
+
 fn php_builtin_server_with_combined_options_is_detected() {
     server_detected("php-nS", is_php, "php -S", |dir, port| {
         ServerSpec::new(&[
@@ -1499,7 +1499,7 @@ fn php_builtin_server_with_combined_options_is_detected() {
 
 /// The same server as `python3 -m http.server`, run from its file.
 #[test]
-#[ignore = "recipe gap: python3 .../http/server.py (the module run as a script) is not detected"]
+
 fn python_http_server_run_from_its_file_is_detected() {
     let dir = TempDir::new("py-file-lookup");
     let lookup = run_bounded(
@@ -1535,7 +1535,7 @@ fn python_http_server_run_from_its_file_is_detected() {
 /// program's sys.argv. Here `-m http.server` is data printed by the program, and no server runs;
 /// the recipe's python rule matches `-m http.server` anywhere in the arguments.
 #[test]
-#[ignore = "recipe false positive: `python3 -c CODE -m http.server` (arguments of the program) is reported"]
+
 fn python_program_arguments_naming_http_server_have_no_finding() {
     let run = no_finding_run(
         "py-argv",

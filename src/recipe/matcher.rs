@@ -142,17 +142,31 @@ pub fn evaluate(recipe: &Recipe, view: &ExecView) -> Option<Match> {
     }
     if evidence.is_empty() {
         let args = view.args();
+        let argv0 = view
+            .exec
+            .argv
+            .first()
+            .map(|a| a.as_bytes())
+            .unwrap_or_default();
         'commands: for c in &recipe.ext.commands {
-            if !c.args.is_match(&args) {
+            if c.args.as_ref().is_some_and(|p| !p.is_match(&args))
+                || c.argv0.as_ref().is_some_and(|p| !p.is_match(argv0))
+            {
                 continue;
             }
             for (label, path) in view.paths() {
                 if let Some(m) = c.exe.iter().find(|m| m.matches(path)) {
+                    let how: Vec<String> = [("arguments", &c.args), ("argv[0]", &c.argv0)]
+                        .iter()
+                        .filter_map(|(what, p)| {
+                            p.as_ref().map(|p| format!("{what} match /{}/", p.source))
+                        })
+                        .collect();
                     evidence.push(format!(
-                        "arguments: {} ({label} {} matches {m}; arguments match /{}/)",
+                        "arguments: {} ({label} {} matches {m}; {})",
                         c.name,
                         path.lossy(),
-                        c.args.source
+                        how.join(", ")
                     ));
                     break 'commands;
                 }
@@ -190,6 +204,9 @@ mod tests {
             cwd: None,
             comm: None,
             source: Source::Ptrace,
+            sources: Vec::new(),
+            container: None,
+            step: None,
             partial: false,
         }
     }

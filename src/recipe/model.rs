@@ -489,14 +489,51 @@ impl FileActions {
 }
 
 /// A command matched by its arguments as well as its executable (interpreters, multi-call
-/// binaries): `exe` must match one of the exec's paths and `args` the arguments after argv[0],
-/// joined by single spaces.
+/// binaries): `exe` must match one of the exec's paths, `args` (when given) the arguments after
+/// argv[0] joined by single spaces, and `argv0` (when given) argv[0] itself — which a multi-call
+/// binary such as busybox uses to choose what to run.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, try_from = "RawCommandMatcher")]
 pub struct CommandMatcher {
     pub name: String,
     pub exe: Vec<PathMatcher>,
-    pub args: Pattern,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub args: Option<Pattern>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub argv0: Option<Pattern>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCommandMatcher {
+    name: String,
+    exe: Vec<PathMatcher>,
+    args: Option<Pattern>,
+    argv0: Option<Pattern>,
+}
+
+impl TryFrom<RawCommandMatcher> for CommandMatcher {
+    type Error = String;
+    fn try_from(r: RawCommandMatcher) -> Result<Self, String> {
+        if r.args.is_none() && r.argv0.is_none() {
+            return Err(format!(
+                "command {:?} needs `args` or `argv0`: the executable alone belongs in `bases`",
+                r.name
+            ));
+        }
+        if r.exe.is_empty() {
+            return Err(format!(
+                "command {:?} needs at least one `exe` matcher",
+                r.name
+            ));
+        }
+        Ok(CommandMatcher {
+            name: r.name,
+            exe: r.exe,
+            args: r.args,
+            argv0: r.argv0,
+        })
+    }
 }
 
 /// A MITRE ATT&CK (or other) reference.

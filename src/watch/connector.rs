@@ -24,10 +24,11 @@ const PROC_EVENT_HDRLEN: usize = 16;
 const PROC_EVENT_NONE: u32 = 0;
 const PROC_EVENT_FORK: u32 = 1;
 const PROC_EVENT_EXEC: u32 = 2;
+const PROC_EVENT_COMM: u32 = 0x200;
 const PROC_EVENT_EXIT: u32 = 0x8000_0000;
 
 /// One event of interest from the proc connector.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ProcEvent {
     /// A new task: a process when `child_pid == child_tgid`, else a thread.
     Fork {
@@ -45,6 +46,13 @@ pub enum ProcEvent {
         tgid: u32,
         exit_code: u32,
     },
+    /// A task's command name changed (exec sets it to the new program's file name, cut at 15
+    /// bytes) — what we know of an exec whose process is gone before `/proc` could be read.
+    Comm {
+        pid: u32,
+        tgid: u32,
+        comm: crate::event::Bytes,
+    },
     /// The kernel's answer to our subscription (`err` 0 on success).
     Ack {
         err: u32,
@@ -54,7 +62,7 @@ pub enum ProcEvent {
 }
 
 /// A connector message as received: the CPU's sequence number and the event.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Message {
     pub cpu: u32,
     pub seq: u32,
@@ -167,6 +175,16 @@ fn parse_cn_msg(b: &[u8]) -> Result<Message, ParseError> {
             ProcEvent::Exec {
                 pid: u32_at(ev, 0),
                 tgid: u32_at(ev, 4),
+            }
+        }
+        PROC_EVENT_COMM => {
+            need(24)?;
+            let raw = &ev[8..24];
+            let end = raw.iter().position(|&b| b == 0).unwrap_or(raw.len());
+            ProcEvent::Comm {
+                pid: u32_at(ev, 0),
+                tgid: u32_at(ev, 4),
+                comm: crate::event::Bytes::from(&raw[..end]),
             }
         }
         PROC_EVENT_EXIT => {
@@ -393,8 +411,24 @@ mod tests {
                 exit_code: 256
             }
         );
-        let m = parse_datagram(&datagram(0, 9, 0x200, &[11, 11])).unwrap();
+        let m = parse_datagram(&datagram(0, 9, 0x4, &[11, 11])).unwrap();
         assert_eq!(m[0].event, ProcEvent::Other);
+        let name = u32::from_ne_bytes(*b"ngin");
+        let m = parse_datagram(&datagram(
+            0,
+            10,
+            PROC_EVENT_COMM,
+            &[11, 11, name, u32::from_ne_bytes(*b"x\0\0\0")],
+        ))
+        .unwrap();
+        assert_eq!(
+            m[0].event,
+            ProcEvent::Comm {
+                pid: 11,
+                tgid: 11,
+                comm: "nginx".into()
+            }
+        );
     }
 
     #[test]

@@ -2,5 +2,7 @@
 //! count findings or print.
 
 pub mod connector;
+pub mod daemon;
+pub mod merge;
 pub mod proc;
 pub mod ptrace;

@@ -89,6 +89,9 @@ pub fn read_exec(pid: i32, source: Source) -> ExecEvent {
         cwd: None,
         comm: None,
         source,
+        sources: Vec::new(),
+        container: None,
+        step: None,
         partial: false,
     };
     let Ok(p) = Process::new(pid) else {
@@ -129,8 +132,38 @@ pub fn read_exec(pid: i32, source: Source) -> ExecEvent {
             e.execfn = Some(execfn);
         }
     }
+    e.container = read_relative(&p, "cgroup", 64 << 10).and_then(|c| container_id(&c));
+    e.step = read_relative(&p, "environ", 4 << 20).and_then(|env| github_action(&env));
     e.partial = !complete;
     e
+}
+
+/// The container id in a `/proc/PID/cgroup` file: the last 64-hex-digit path component,
+/// optionally wrapped by the runtime (`docker-ID.scope`, `cri-containerd-ID.scope`,
+/// `crio-ID.scope`, `libpod-ID.scope`, `/docker/ID`, kubepods paths).
+pub fn container_id(cgroup: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(cgroup).ok()?;
+    let mut found = None;
+    for line in text.lines() {
+        let path = line.splitn(3, ':').nth(2).unwrap_or("");
+        for comp in path.split('/') {
+            let comp = comp.strip_suffix(".scope").unwrap_or(comp);
+            let id = comp.rsplit(['-', ':']).next().unwrap_or(comp);
+            if id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit()) {
+                found = Some(id.to_ascii_lowercase());
+            }
+        }
+    }
+    found
+}
+
+/// The value of `GITHUB_ACTION` in a `/proc/PID/environ` block, and nothing else: the rest of
+/// the environment (where secrets live) is neither kept nor returned.
+pub fn github_action(environ: &[u8]) -> Option<Bytes> {
+    environ
+        .split(|&b| b == 0)
+        .find_map(|entry| entry.strip_prefix(b"GITHUB_ACTION="))
+        .map(|v| Bytes(v.to_vec()))
 }
 
 /// When the path given to exec is not the executable the kernel ran, the exec went through an
@@ -167,6 +200,35 @@ mod tests {
         assert_eq!(
             split_cmdline(b"a\0\xff\0\0"),
             vec![Bytes::from("a"), Bytes(vec![0xff]), Bytes::from("")]
+        );
+    }
+
+    #[test]
+    fn container_ids_from_cgroup_files() {
+        let id = "4f1c6e0f5a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5";
+        for text in [
+            format!("0::/system.slice/docker-{id}.scope\n"),
+            format!("12:pids:/docker/{id}\n0::/docker/{id}\n"),
+            format!("0::/kubepods.slice/kubepods-besteffort.slice/cri-containerd-{id}.scope\n"),
+            format!("0::/machine.slice/libpod-{id}.scope/container\n"),
+            format!("0::/crio-{id}.scope\n"),
+        ] {
+            assert_eq!(container_id(text.as_bytes()).as_deref(), Some(id), "{text}");
+        }
+        assert_eq!(
+            container_id(b"0::/user.slice/user-0.slice/session-3.scope\n"),
+            None
+        );
+        assert_eq!(container_id(b"0::/\n"), None);
+    }
+
+    #[test]
+    fn only_github_action_is_taken_from_the_environment() {
+        let env = b"SECRET_TOKEN=ghp_abc\0GITHUB_ACTIONS=true\0GITHUB_ACTION=__run_2\0HOME=/root\0";
+        assert_eq!(github_action(env), Some(Bytes::from("__run_2")));
+        assert_eq!(
+            github_action(b"GITHUB_ACTIONS=true\0XGITHUB_ACTION=x\0"),
+            None
         );
     }
 

@@ -283,7 +283,7 @@ impl Traced {
 
     /// Runs the event loop; `emit` receives every record (sequence numbers are left at 0).
     pub fn follow(self, emit: &mut dyn FnMut(Record)) -> RunResult {
-                let mut t = Tracer {
+        let mut t = Tracer {
             root: Some(self.root),
             stop: None,
             tracees: HashMap::new(),
@@ -323,12 +323,13 @@ impl Traced {
 }
 
 impl Tracer<'_> {
-        fn run(&mut self) -> Vec<u32> {
+    fn run(&mut self) -> Vec<u32> {
         loop {
             if self.ending.is_some() && self.tracees.is_empty() {
                 return Vec::new();
             }
-            if self.ending.is_none() && self.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst)) {
+            if self.ending.is_none() && self.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst))
+            {
                 self.begin_detach();
                 continue;
             }
@@ -343,7 +344,7 @@ impl Tracer<'_> {
             let flags = libc::__WALL | if polling { libc::WNOHANG } else { 0 };
             // SAFETY: waitpid with a valid out pointer.
             let pid = unsafe { libc::waitpid(-1, &mut status, flags) };
-                        if pid < 0 {
+            if pid < 0 {
                 match Errno::last() {
                     Errno::EINTR => continue,
                     // Attached, and every tracee is gone: wait for the stop request.
@@ -372,7 +373,7 @@ impl Tracer<'_> {
         }
     }
 
-        fn is_root(&self, pid: i32) -> bool {
+    fn is_root(&self, pid: i32) -> bool {
         self.root.is_some_and(|r| r.as_raw() == pid)
     }
 
@@ -392,7 +393,7 @@ impl Tracer<'_> {
                 status,
             }));
         }
-                if self.is_root(pid) && self.ending.is_none() {
+        if self.is_root(pid) && self.ending.is_none() {
             self.root_status = Some(status);
             self.begin_end(status);
         }
@@ -406,7 +407,7 @@ impl Tracer<'_> {
         outlived.sort_unstable();
         outlived.dedup();
         self.outlived = outlived.clone();
-                (self.emit)(Record::End(EndEvent {
+        (self.emit)(Record::End(EndEvent {
             seq: 0,
             time: crate::time::now(),
             status,
@@ -563,7 +564,7 @@ impl Tracer<'_> {
         self.cont_check = Some(Instant::now() + Duration::from_millis(50));
     }
 
-        fn continue_root_if_stopped(&mut self) {
+    fn continue_root_if_stopped(&mut self) {
         let Some(root) = self.root.map(|r| r.as_raw()) else {
             return;
         };
@@ -669,9 +670,15 @@ pub fn attach_and_follow(
         // seized; list the tasks until no new one appears.
         loop {
             let tasks: Vec<i32> = std::fs::read_dir(format!("/proc/{pid}/task"))
-                .map(|d| d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect())
+                .map(|d| {
+                    d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+                        .collect()
+                })
                 .unwrap_or_default();
-            let new: Vec<i32> = tasks.into_iter().filter(|tid| !t.tracees.contains_key(tid)).collect();
+            let new: Vec<i32> = tasks
+                .into_iter()
+                .filter(|tid| !t.tracees.contains_key(tid))
+                .collect();
             if new.is_empty() {
                 break;
             }
@@ -679,7 +686,14 @@ pub fn attach_and_follow(
                 match ptrace::seize(Pid::from_raw(tid), ATTACH_OPTIONS) {
                     Ok(()) => {
                         seized += 1;
-                        t.tracees.insert(tid, Tracee { tgid: pid as i32, group_stopped: false, announced: true });
+                        t.tracees.insert(
+                            tid,
+                            Tracee {
+                                tgid: pid as i32,
+                                group_stopped: false,
+                                announced: true,
+                            },
+                        );
                     }
                     // The thread ended meanwhile.
                     Err(Errno::ESRCH) => {}

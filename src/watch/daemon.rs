@@ -1,0 +1,704 @@
+//! The host watcher: `guard start` launches it in the background, `guard stop` asks it to seal
+//! its trace and waits for it, `guard status` tells whether it is alive and what it has seen.
+//!
+//! Inside, three threads feed one writer: the proc connector reader (host-wide fork/exec/exit,
+//! each exec enriched from `/proc` at once), the ptrace follower (`--attach PID`: race-free exec
+//! records for the attached trees) and the writer, which merges twins ([`super::merge`]) and is
+//! the only one to touch the disk — so a slow disk never stalls the reader.
+//!
+//! State lives in a root-owned 0700 directory: `watcher.json` (who and since when),
+//! `status.json` (rewritten every second: liveness and counts), `watcher.log` (the watcher's
+//! stdout/stderr: it keeps no terminal and no pipe of the step that started it open), and by
+//! default `trace.jsonl` (0600).
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{BufWriter, Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::event::{Bytes, ExitEvent, ExitStatus, ForkEvent, Source};
+use crate::trace::{Header, Record, TraceWriter};
+
+use super::connector::{Connector, LossCounter, ProcEvent};
+use super::merge::Merger;
+
+/// Default state directory (override with `--state-dir` or `GUARD_STATE_DIR`).
+pub const DEFAULT_STATE_DIR: &str = "/run/webserver-exec-guard";
+/// How long the probe exec of the self-test may take to show up.
+const PROBE_BOUND: Duration = Duration::from_secs(3);
+/// How long `stop` waits for the watcher to seal and exit.
+const STOP_BOUND: Duration = Duration::from_secs(60);
+/// Receive buffer of the netlink socket.
+const RCVBUF: usize = 64 << 20;
+/// Hold window of the merger.
+const HOLD: Duration = Duration::from_millis(250);
+
+/// `watcher.json`: written once the watcher is recording.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct WatcherInfo {
+    pub pid: u32,
+    /// Field 22 of `/proc/PID/stat`, to tell our watcher from a process that reused its pid.
+    pub starttime: u64,
+    pub started: String,
+    pub trace: PathBuf,
+    pub attached: Vec<u32>,
+}
+
+/// `status.json`: rewritten every second by the writer.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct WatcherStatus {
+    pub time: String,
+    pub records: u64,
+    pub execs: u64,
+    pub lost: u64,
+    pub merged: u64,
+    pub sealed: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("{0}")]
+    Io(String),
+    #[error("state directory {path}: {why}")]
+    State { path: PathBuf, why: String },
+    #[error("a watcher is already running (pid {0}); stop it with `guard stop`")]
+    Running(u32),
+    #[error("no watcher was started (no {0}); start one with `guard start`")]
+    NotStarted(PathBuf),
+    #[error("the watcher could not start: {0}")]
+    Failed(String),
+}
+
+fn io(what: impl std::fmt::Display, e: impl std::fmt::Display) -> DaemonError {
+    DaemonError::Io(format!("{what}: {e}"))
+}
+
+/// The state directory in force.
+pub fn state_dir(explicit: Option<&Path>) -> PathBuf {
+    explicit
+        .map(Path::to_path_buf)
+        .or_else(|| std::env::var_os("GUARD_STATE_DIR").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR))
+}
+
+/// Creates (or checks) the state directory: a real directory, owned by us (root), mode 0700.
+pub fn prepare_state_dir(dir: &Path) -> Result<(), DaemonError> {
+    match std::fs::symlink_metadata(dir) {
+        Err(_) => {
+            std::fs::create_dir_all(dir).map_err(|e| io(dir.display(), e))?;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+                .map_err(|e| io(dir.display(), e))?;
+        }
+        Ok(m) if !m.is_dir() => {
+            return Err(DaemonError::State {
+                path: dir.into(),
+                why: "is not a directory (a symlink?)".into(),
+            })
+        }
+        Ok(_) => {}
+    }
+    check_state_dir(dir)
+}
+
+fn check_state_dir(dir: &Path) -> Result<(), DaemonError> {
+    let m = std::fs::symlink_metadata(dir).map_err(|e| io(dir.display(), e))?;
+    // SAFETY: geteuid(2) cannot fail.
+    let me = unsafe { libc::geteuid() };
+    if !m.is_dir() || m.uid() != me || m.mode() & 0o077 != 0 {
+        return Err(DaemonError::State {
+            path: dir.into(),
+            why: format!(
+                "must be a directory owned by uid {me} with mode 0700 (found uid {}, mode {:o}): another user could tamper with the watcher's state",
+                m.uid(),
+                m.mode() & 0o7777
+            ),
+        });
+    }
+    Ok(())
+}
+
+fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    serde_json::to_writer(&mut f, value).map_err(std::io::Error::other)?;
+    f.write_all(b"\n")?;
+    drop(f);
+    std::fs::rename(&tmp, path)
+}
+
+fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Option<T> {
+    serde_json::from_slice(&std::fs::read(path).ok()?).ok()
+}
+
+/// Field 22 (start time) of `/proc/PID/stat`.
+pub fn starttime(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit(") ")
+        .next()?
+        .split_whitespace()
+        .nth(19)?
+        .parse()
+        .ok()
+}
+
+/// The watcher recorded in `dir`, if it is alive (same pid and start time).
+pub fn alive(info: &WatcherInfo) -> bool {
+    starttime(info.pid) == Some(info.starttime)
+}
+
+/// Options of `guard start`.
+pub struct StartOptions {
+    pub state_dir: PathBuf,
+    pub trace: Option<PathBuf>,
+    pub attach: Vec<u32>,
+}
+
+/// Starts the watcher in the background and returns once it is recording (or why it is not).
+///
+/// Must be called while the process is single-threaded (it forks).
+pub fn start(opts: &StartOptions) -> Result<WatcherInfo, DaemonError> {
+    prepare_state_dir(&opts.state_dir)?;
+    let info_path = opts.state_dir.join("watcher.json");
+    if let Some(info) = read_json::<WatcherInfo>(&info_path) {
+        if alive(&info) {
+            return Err(DaemonError::Running(info.pid));
+        }
+    }
+    // A previous watcher's files: the new one starts afresh.
+    for f in ["watcher.json", "status.json"] {
+        let _ = std::fs::remove_file(opts.state_dir.join(f));
+    }
+    let trace = opts
+        .trace
+        .clone()
+        .unwrap_or_else(|| opts.state_dir.join("trace.jsonl"));
+    let trace = if trace.is_absolute() {
+        trace
+    } else {
+        std::env::current_dir()
+            .map_err(|e| io("current directory", e))?
+            .join(trace)
+    };
+    let trace_file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&trace)
+        .map_err(|e| io(trace.display(), e))?;
+    let log_path = opts.state_dir.join("watcher.log");
+    let log = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .open(&log_path)
+        .map_err(|e| io(log_path.display(), e))?;
+
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 fills two fds.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(io("pipe", std::io::Error::last_os_error()));
+    }
+    // SAFETY: pipe2 succeeded; we own both ends.
+    let (ready_read, ready_write) =
+        unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+
+    // SAFETY: single-threaded here; the child continues in Rust code of its own (it is a full
+    // process after the second fork, not a between-fork-and-exec child).
+    match unsafe { libc::fork() } {
+        -1 => return Err(io("fork", std::io::Error::last_os_error())),
+        0 => {
+            drop(ready_read);
+            // SAFETY: setsid/fork in the first child: a new session, then a grandchild that
+            // is not a session leader and can never reacquire a terminal.
+            unsafe {
+                libc::setsid();
+                match libc::fork() {
+                    -1 => libc::_exit(1),
+                    0 => {}
+                    _ => libc::_exit(0),
+                }
+            }
+            let code = daemon_main(opts, trace, trace_file, log, ready_write);
+            // SAFETY: leaving without running the parent's atexit handlers or destructors.
+            unsafe { libc::_exit(code) };
+        }
+        child => {
+            drop(ready_write);
+            let mut status = 0;
+            // SAFETY: reap the first child (it exits right after the second fork).
+            unsafe { libc::waitpid(child, &mut status, 0) };
+        }
+    }
+    let mut answer = String::new();
+    File::from(ready_read)
+        .read_to_string(&mut answer)
+        .map_err(|e| io("watcher readiness", e))?;
+    match answer.strip_prefix("ok\n") {
+        Some(_) => read_json(&info_path)
+            .ok_or_else(|| DaemonError::Failed("it wrote no watcher.json".into())),
+        None if answer.is_empty() => Err(DaemonError::Failed(format!(
+            "it exited before it was recording; see {}",
+            log_path.display()
+        ))),
+        None => Err(DaemonError::Failed(answer.trim().to_string())),
+    }
+}
+
+/// Counters shared between the threads.
+#[derive(Default)]
+struct Shared {
+    stop: Arc<AtomicBool>,
+    probe_pid: AtomicU32,
+    probe_seen: AtomicBool,
+    lost: AtomicU64,
+    tracer_tid: AtomicI32,
+}
+
+enum Msg {
+    Record(Box<Record>, Source),
+    /// The ptrace follower ended (with an error message if attaching failed).
+    TracerDone(Option<String>),
+}
+
+fn daemon_main(
+    opts: &StartOptions,
+    trace: PathBuf,
+    trace_file: File,
+    log: File,
+    ready: OwnedFd,
+) -> i32 {
+    // Keep nothing of the caller's terminal or pipes: stdin from /dev/null, stdout/stderr to the log.
+    // SAFETY: dup2 onto the standard descriptors of our own process.
+    unsafe {
+        let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY);
+        libc::dup2(null, 0);
+        libc::dup2(log.as_raw_fd(), 1);
+        libc::dup2(log.as_raw_fd(), 2);
+        if null > 2 {
+            libc::close(null);
+        }
+        libc::chdir(c"/".as_ptr());
+    }
+    let mut ready = Some(File::from(ready));
+    let fail = |ready: &mut Option<File>, msg: String| -> i32 {
+        eprintln!("{} watcher: {msg}", crate::time::now());
+        if let Some(mut r) = ready.take() {
+            let _ = r.write_all(msg.as_bytes());
+        }
+        1
+    };
+
+    // The signals that stop us are taken by sigwait in the main thread; block them everywhere.
+    let mut stop_set = nix::sys::signal::SigSet::empty();
+    for s in [
+        nix::sys::signal::Signal::SIGTERM,
+        nix::sys::signal::Signal::SIGINT,
+        nix::sys::signal::Signal::SIGHUP,
+    ] {
+        stop_set.add(s);
+    }
+    let _ = stop_set.thread_block();
+
+    let shared = Arc::new(Shared::default());
+    let (tx, rx) = mpsc::channel::<Msg>();
+
+    let connector = match Connector::subscribe(RCVBUF) {
+        Ok(c) => c,
+        Err(e) => {
+            return fail(
+                &mut ready,
+                format!(
+                    "{e}. In a container job, or without root, use `guard run -- CMD` instead."
+                ),
+            )
+        }
+    };
+    let reader = {
+        let (shared, tx) = (shared.clone(), tx.clone());
+        std::thread::Builder::new()
+            .name("connector".into())
+            .spawn(move || read_connector(connector, &shared, &tx))
+            .expect("spawning the connector thread")
+    };
+
+    // The self-test: a probe exec must come back through the connector.
+    let probe = std::process::Command::new("/bin/true")
+        .arg("webserver-exec-guard-probe")
+        .stdin(std::process::Stdio::null())
+        .spawn();
+    let probe_ok = match probe {
+        Ok(mut child) => {
+            shared.probe_pid.store(child.id(), Ordering::SeqCst);
+            let _ = child.wait();
+            let start = Instant::now();
+            while !shared.probe_seen.load(Ordering::SeqCst) && start.elapsed() < PROBE_BOUND {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            shared.probe_seen.load(Ordering::SeqCst)
+        }
+        Err(_) => false,
+    };
+    if !probe_ok {
+        return fail(
+            &mut ready,
+            format!(
+                "the proc connector delivered no event for a probe exec within {} s: this happens in a non-initial network or PID namespace (a container job). Use `guard run -- CMD` to trace the build's commands instead.",
+                PROBE_BOUND.as_secs()
+            ),
+        );
+    }
+
+    // The ptrace follower, if asked; it reports whether attaching worked before recording.
+    let tracer = if opts.attach.is_empty() {
+        None
+    } else {
+        let (shared2, tx2, pids) = (shared.clone(), tx.clone(), opts.attach.clone());
+        let (att_tx, att_rx) = mpsc::channel::<Result<(), String>>();
+        let handle = std::thread::Builder::new()
+            .name("ptrace".into())
+            .spawn(move || {
+                shared2
+                    .tracer_tid
+                    .store(super::ptrace::current_tid(), Ordering::SeqCst);
+                let mut first = Some(att_tx);
+                let mut emit = |r: Record| {
+                    if let Some(t) = first.take() {
+                        let _ = t.send(Ok(()));
+                    }
+                    let _ = tx2.send(Msg::Record(Box::new(r), Source::Ptrace));
+                };
+                let result =
+                    super::ptrace::attach_and_follow(&pids, shared2.stop.clone(), &mut emit);
+                let err = result.err().map(|e| e.to_string());
+                if let Some(t) = first.take() {
+                    let _ = t.send(err.clone().map_or(Ok(()), Err));
+                }
+                let _ = tx2.send(Msg::TracerDone(err));
+            })
+            .expect("spawning the ptrace thread");
+        match att_rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return fail(&mut ready, e),
+            Err(_) => return fail(&mut ready, "attaching did not finish within 20 s".into()),
+        }
+        Some(handle)
+    };
+
+    let header = {
+        let mut h = Header::new("watcher");
+        h.root = None;
+        h
+    };
+    let mut writer = match TraceWriter::new(BufWriter::with_capacity(1 << 16, trace_file), &header)
+    {
+        Ok(w) => w,
+        Err(e) => return fail(&mut ready, format!("{}: {e}", trace.display())),
+    };
+    // SAFETY: getpid(2) cannot fail.
+    let pid = unsafe { libc::getpid() } as u32;
+    let info = WatcherInfo {
+        pid,
+        starttime: starttime(pid).unwrap_or(0),
+        started: crate::time::now(),
+        trace: trace.clone(),
+        attached: opts.attach.clone(),
+    };
+    let info_path = opts.state_dir.join("watcher.json");
+    if let Err(e) = write_json_atomic(&info_path, &info) {
+        return fail(&mut ready, format!("{}: {e}", info_path.display()));
+    }
+    if let Some(mut r) = ready.take() {
+        let _ = r.write_all(b"ok\n");
+    }
+    eprintln!(
+        "{} watcher: recording (pid {pid}, trace {})",
+        crate::time::now(),
+        trace.display()
+    );
+
+    // Stop on SIGTERM/SIGINT/SIGHUP.
+    {
+        let shared = shared.clone();
+        std::thread::Builder::new()
+            .name("signals".into())
+            .spawn(move || {
+                let _ = stop_set.wait();
+                shared.stop.store(true, Ordering::SeqCst);
+            })
+            .expect("spawning the signal thread");
+    }
+    drop(tx);
+
+    let status_path = opts.state_dir.join("status.json");
+    let mut merger = Merger::new(HOLD);
+    let mut status = WatcherStatus::default();
+    let mut last_status = Instant::now() - Duration::from_secs(2);
+    let mut last_flush = Instant::now();
+    let mut tracer = tracer;
+    let mut write_error: Option<String> = None;
+    let mut write = |writer: &mut TraceWriter<_>, status: &mut WatcherStatus, r: Record| {
+        if matches!(r, Record::Exec(_)) {
+            status.execs += 1;
+        }
+        status.records += 1;
+        if write_error.is_none() {
+            if let Err(e) = writer.write(&r) {
+                write_error = Some(e.to_string());
+            }
+        }
+    };
+    loop {
+        let stopping = shared.stop.load(Ordering::SeqCst);
+        if stopping {
+            if let Some(h) = tracer.as_ref() {
+                if !h.is_finished() {
+                    super::ptrace::wake_tracer(shared.tracer_tid.load(Ordering::SeqCst));
+                }
+            }
+        }
+        match rx.recv_timeout(Duration::from_millis(50)) {
+            Ok(Msg::Record(r, source)) => merger.push(*r, source, Instant::now()),
+            Ok(Msg::TracerDone(err)) => {
+                if let Some(e) = err {
+                    eprintln!("{} watcher: ptrace follower: {e}", crate::time::now());
+                }
+                if let Some(h) = tracer.take() {
+                    let _ = h.join();
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            // Every sender is gone: the reader and the tracer have finished.
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+        for r in merger.ready(Instant::now()) {
+            write(&mut writer, &mut status, r);
+        }
+        if last_flush.elapsed() >= Duration::from_millis(200) {
+            let _ = writer.flush();
+            last_flush = Instant::now();
+        }
+        if last_status.elapsed() >= Duration::from_secs(1) {
+            status.time = crate::time::now();
+            status.lost = shared.lost.load(Ordering::SeqCst);
+            status.merged = merger.merged;
+            let _ = write_json_atomic(&status_path, &status);
+            last_status = Instant::now();
+        }
+    }
+    let _ = reader.join();
+    for r in merger.drain() {
+        write(&mut writer, &mut status, r);
+    }
+    let lost = shared.lost.load(Ordering::SeqCst);
+    let sealed = writer.seal(lost);
+    status.time = crate::time::now();
+    status.lost = lost;
+    status.merged = merger.merged;
+    status.sealed = sealed.is_ok() && write_error.is_none();
+    let _ = write_json_atomic(&status_path, &status);
+    match (sealed, write_error) {
+        (Ok(_), None) => {
+            eprintln!(
+                "{} watcher: sealed {} records ({} execs, {} lost, {} seen by both sources)",
+                crate::time::now(),
+                status.records,
+                status.execs,
+                lost,
+                merger.merged
+            );
+            0
+        }
+        (Err(e), _) => {
+            eprintln!(
+                "{} watcher: sealing the trace failed: {e}",
+                crate::time::now()
+            );
+            1
+        }
+        (_, Some(e)) => {
+            eprintln!(
+                "{} watcher: writing the trace failed: {e}",
+                crate::time::now()
+            );
+            1
+        }
+    }
+}
+
+/// The connector reader: turns messages into records (enriching execs from `/proc` at once)
+/// and never waits on anything but the socket.
+fn read_connector(mut c: Connector, shared: &Shared, tx: &mpsc::Sender<Msg>) {
+    let mut losses = LossCounter::default();
+    // comm from PROC_EVENT_COMM, for execs whose process is gone before we read /proc.
+    let mut comms: HashMap<u32, Bytes> = HashMap::new();
+    loop {
+        let stopping = shared.stop.load(Ordering::SeqCst);
+        let mut pfd = libc::pollfd {
+            fd: c.raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: poll(2) on one valid pollfd.
+        let n = unsafe { libc::poll(&mut pfd, 1, if stopping { 0 } else { 100 }) };
+        if n <= 0 {
+            if stopping {
+                return;
+            }
+            continue;
+        }
+        let msgs = match c.recv(true) {
+            Ok(m) => m,
+            Err(nix::errno::Errno::ENOBUFS) => {
+                losses.overflows += 1;
+                shared.lost.store(losses.lost(), Ordering::SeqCst);
+                continue;
+            }
+            Err(_) => continue,
+        };
+        for m in msgs {
+            if losses.observe(m.cpu, m.seq) > 0 {
+                shared.lost.store(losses.lost(), Ordering::SeqCst);
+            }
+            let record = match m.event {
+                ProcEvent::Fork {
+                    parent_tgid,
+                    child_pid,
+                    child_tgid,
+                } if child_pid == child_tgid => Record::Fork(ForkEvent {
+                    seq: 0,
+                    time: crate::time::now(),
+                    pid: child_pid,
+                    ppid: parent_tgid,
+                    source: Source::Connector,
+                }),
+                ProcEvent::Exec { tgid, .. } => {
+                    let mut e = super::proc::read_exec(tgid as i32, Source::Connector);
+                    if e.comm.is_none() {
+                        e.comm = comms.remove(&tgid);
+                    }
+                    if tgid == shared.probe_pid.load(Ordering::SeqCst) {
+                        shared.probe_seen.store(true, Ordering::SeqCst);
+                    }
+                    Record::Exec(e)
+                }
+                ProcEvent::Comm { tgid, pid, comm } if tgid == pid => {
+                    comms.insert(tgid, comm);
+                    if comms.len() > 65_536 {
+                        comms.clear();
+                    }
+                    continue;
+                }
+                ProcEvent::Exit {
+                    pid,
+                    tgid,
+                    exit_code,
+                } if pid == tgid => {
+                    comms.remove(&tgid);
+                    let status = if exit_code & 0x7f == 0 {
+                        ExitStatus::Code(((exit_code >> 8) & 0xff) as i32)
+                    } else {
+                        ExitStatus::Signal((exit_code & 0x7f) as i32)
+                    };
+                    Record::Exit(ExitEvent {
+                        seq: 0,
+                        time: crate::time::now(),
+                        pid,
+                        status,
+                    })
+                }
+                _ => continue,
+            };
+            if tx
+                .send(Msg::Record(Box::new(record), Source::Connector))
+                .is_err()
+            {
+                return;
+            }
+        }
+    }
+}
+
+/// Asks the watcher to seal its trace and waits for it to exit. Returns what it recorded and
+/// whether it ended cleanly; a watcher already gone is reported, never hidden.
+pub fn stop(dir: &Path) -> Result<(WatcherInfo, Stopped), DaemonError> {
+    let info_path = dir.join("watcher.json");
+    if !dir.exists() || !info_path.exists() {
+        return Err(DaemonError::NotStarted(info_path));
+    }
+    check_state_dir(dir)?;
+    let info: WatcherInfo = read_json(&info_path).ok_or_else(|| DaemonError::State {
+        path: info_path.clone(),
+        why: "unreadable watcher.json".into(),
+    })?;
+    let status_path = dir.join("status.json");
+    if !alive(&info) {
+        let last: Option<WatcherStatus> = read_json(&status_path);
+        return Ok(match last {
+            Some(s) if s.sealed => (info, Stopped::AlreadySealed),
+            Some(s) => (info, Stopped::Died { last_seen: s.time }),
+            None => (
+                info,
+                Stopped::Died {
+                    last_seen: "unknown".into(),
+                },
+            ),
+        });
+    }
+    // SAFETY: kill(2) of the pid we verified by start time.
+    unsafe { libc::kill(info.pid as i32, libc::SIGTERM) };
+    let start = Instant::now();
+    while alive(&info) {
+        if start.elapsed() > STOP_BOUND {
+            return Err(DaemonError::Failed(format!(
+                "the watcher (pid {}) did not stop within {} s",
+                info.pid,
+                STOP_BOUND.as_secs()
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let last: Option<WatcherStatus> = read_json(&status_path);
+    let result = match last {
+        Some(s) if s.sealed => Stopped::Sealed,
+        Some(s) => Stopped::Died { last_seen: s.time },
+        None => Stopped::Died {
+            last_seen: "unknown".into(),
+        },
+    };
+    let _ = std::fs::remove_file(&info_path);
+    Ok((info, result))
+}
+
+/// How the watcher ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stopped {
+    /// It sealed its trace on our request.
+    Sealed,
+    /// It had already sealed and exited.
+    AlreadySealed,
+    /// It was gone without sealing (killed): `last_seen` is its last status time.
+    Died { last_seen: String },
+}
+
+/// What `guard status` shows.
+pub fn status(dir: &Path) -> Result<(WatcherInfo, bool, Option<WatcherStatus>), DaemonError> {
+    let info_path = dir.join("watcher.json");
+    let info: WatcherInfo =
+        read_json(&info_path).ok_or_else(|| DaemonError::NotStarted(info_path.clone()))?;
+    let alive = alive(&info);
+    Ok((info, alive, read_json(&dir.join("status.json"))))
+}

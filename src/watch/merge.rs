@@ -1,0 +1,287 @@
+//! Merging the host watcher's two sources into one ordered stream. A fork, exec or exit seen by
+//! both ptrace and the proc connector is written once — with ptrace's data, which is read at
+//! the exec stop and so is exact, and, for an exec, both sources named.
+//!
+//! The kernel emits the two reports of one event in a fixed order (the connector's fork message
+//! before the parent's ptrace fork stop; the ptrace exec stop before the connector's exec
+//! message), but they reach us through different threads. Every record is therefore held for a
+//! short window, in arrival order, while its twin may still arrive; a twin that arrives later
+//! than that is recognised and dropped.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use crate::event::Source;
+use crate::trace::Record;
+
+/// How long a twin is remembered after its record was written.
+const LATE_TWIN: Duration = Duration::from_secs(10);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Kind {
+    Fork,
+    Exec,
+    Exit,
+}
+
+type Key = (Kind, u32);
+
+fn key(r: &Record) -> Option<Key> {
+    match r {
+        Record::Fork(f) => Some((Kind::Fork, f.pid)),
+        Record::Exec(e) => Some((Kind::Exec, e.pid)),
+        Record::Exit(x) => Some((Kind::Exit, x.pid)),
+        _ => None,
+    }
+}
+
+struct Slot {
+    record: Record,
+    key: Option<Key>,
+    source: Source,
+    twinned: bool,
+    at: Instant,
+}
+
+/// The reorder-and-merge buffer.
+pub struct Merger {
+    hold: Duration,
+    queue: VecDeque<Slot>,
+    /// Written records still waiting for a twin: key → (source, when written), oldest first.
+    written: HashMap<Key, VecDeque<(Source, Instant)>>,
+    /// Records seen by both sources (written once).
+    pub merged: u64,
+    /// Twins that arrived after their record was written (dropped).
+    pub late_twins: u64,
+}
+
+impl Merger {
+    pub fn new(hold: Duration) -> Merger {
+        Merger {
+            hold,
+            queue: VecDeque::new(),
+            written: HashMap::new(),
+            merged: 0,
+            late_twins: 0,
+        }
+    }
+
+    /// Adds a record from `source`.
+    pub fn push(&mut self, mut record: Record, source: Source, now: Instant) {
+        let Some(k) = key(&record) else {
+            self.queue.push_back(Slot {
+                record,
+                key: None,
+                source,
+                twinned: false,
+                at: now,
+            });
+            return;
+        };
+        if let Some(slot) = self
+            .queue
+            .iter_mut()
+            .find(|s| s.key == Some(k) && !s.twinned && s.source != source)
+        {
+            // Ptrace's data wins, at the position of whichever arrived first.
+            if source == Source::Ptrace {
+                slot.record = record;
+            }
+            if let Record::Exec(e) = &mut slot.record {
+                e.source = Source::Ptrace;
+                e.sources = vec![Source::Ptrace, Source::Connector];
+            }
+            slot.twinned = true;
+            self.merged += 1;
+            return;
+        }
+        if let Some(waiting) = self.written.get_mut(&k) {
+            if let Some(i) = waiting.iter().position(|(s, _)| *s != source) {
+                waiting.remove(i);
+                self.late_twins += 1;
+                return;
+            }
+        }
+        if let Record::Exec(e) = &mut record {
+            e.source = source;
+        }
+        self.queue.push_back(Slot {
+            record,
+            key: Some(k),
+            source,
+            twinned: false,
+            at: now,
+        });
+    }
+
+    /// Records whose hold window has passed, in order.
+    pub fn ready(&mut self, now: Instant) -> Vec<Record> {
+        let mut out = Vec::new();
+        while self
+            .queue
+            .front()
+            .is_some_and(|s| now.duration_since(s.at) >= self.hold)
+        {
+            out.push(self.pop());
+        }
+        self.written.retain(|_, v| {
+            v.retain(|(_, at)| now.duration_since(*at) < LATE_TWIN);
+            !v.is_empty()
+        });
+        out
+    }
+
+    /// Everything still held, in order (at the end).
+    pub fn drain(&mut self) -> Vec<Record> {
+        let mut out = Vec::new();
+        while !self.queue.is_empty() {
+            out.push(self.pop());
+        }
+        out
+    }
+
+    fn pop(&mut self) -> Record {
+        let slot = self.queue.pop_front().expect("caller checked");
+        if let (Some(k), false) = (slot.key, slot.twinned) {
+            self.written
+                .entry(k)
+                .or_default()
+                .push_back((slot.source, slot.at));
+        }
+        slot.record
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{Bytes, ExecEvent, ExitEvent, ExitStatus, ForkEvent};
+
+    fn exec(pid: u32, exe: &str, source: Source) -> Record {
+        Record::Exec(ExecEvent {
+            seq: 0,
+            time: String::new(),
+            pid,
+            tgid: pid,
+            ppid: 1,
+            former_tid: None,
+            uid: 0,
+            euid: None,
+            exe: exe.into(),
+            execfn: None,
+            script: None,
+            argv: vec![Bytes::from(exe)],
+            cwd: None,
+            comm: None,
+            source,
+            sources: Vec::new(),
+            container: None,
+            step: None,
+            partial: source == Source::Connector,
+        })
+    }
+
+    fn fork(pid: u32, source: Source) -> Record {
+        Record::Fork(ForkEvent {
+            seq: 0,
+            time: String::new(),
+            pid,
+            ppid: 1,
+            source,
+        })
+    }
+
+    fn exit(pid: u32) -> Record {
+        Record::Exit(ExitEvent {
+            seq: 0,
+            time: String::new(),
+            pid,
+            status: ExitStatus::Code(0),
+        })
+    }
+
+    #[test]
+    fn twins_are_written_once_in_order_with_ptrace_data() {
+        let t0 = Instant::now();
+        let hold = Duration::from_millis(100);
+        let mut m = Merger::new(hold);
+        // Connector's fork first, then ptrace's; ptrace's exec first, then the connector's.
+        m.push(fork(10, Source::Connector), Source::Connector, t0);
+        m.push(
+            exec(9, "/bin/other", Source::Connector),
+            Source::Connector,
+            t0,
+        );
+        m.push(fork(10, Source::Ptrace), Source::Ptrace, t0);
+        m.push(
+            exec(10, "/usr/sbin/nginx", Source::Ptrace),
+            Source::Ptrace,
+            t0,
+        );
+        m.push(
+            exec(10, "/usr/sbin/nginx-partial", Source::Connector),
+            Source::Connector,
+            t0,
+        );
+        m.push(exit(10), Source::Ptrace, t0);
+        m.push(exit(10), Source::Connector, t0);
+        assert!(m.ready(t0).is_empty(), "held");
+        let out = m.ready(t0 + hold);
+        assert_eq!(out.len(), 4, "{out:#?}");
+        assert!(matches!(&out[0], Record::Fork(f) if f.pid == 10 && f.source == Source::Ptrace));
+        assert!(matches!(&out[1], Record::Exec(e) if e.pid == 9 && e.sources.is_empty()));
+        match &out[2] {
+            Record::Exec(e) => {
+                assert_eq!(e.exe, Bytes::from("/usr/sbin/nginx"));
+                assert!(!e.partial);
+                assert_eq!(e.sources, vec![Source::Ptrace, Source::Connector]);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(&out[3], Record::Exit(x) if x.pid == 10));
+        assert_eq!(m.merged, 3);
+    }
+
+    #[test]
+    fn late_twins_are_dropped_and_repeated_execs_pair_in_order() {
+        let t0 = Instant::now();
+        let hold = Duration::from_millis(50);
+        let mut m = Merger::new(hold);
+        m.push(exec(5, "/bin/env", Source::Ptrace), Source::Ptrace, t0);
+        m.push(
+            exec(5, "/usr/bin/python3", Source::Ptrace),
+            Source::Ptrace,
+            t0,
+        );
+        m.push(
+            exec(5, "/bin/env", Source::Connector),
+            Source::Connector,
+            t0,
+        );
+        let out = m.ready(t0 + hold);
+        assert_eq!(out.len(), 2);
+        assert!(
+            matches!(&out[0], Record::Exec(e) if e.exe == Bytes::from("/bin/env") && e.sources.len() == 2)
+        );
+        assert!(matches!(&out[1], Record::Exec(e) if e.sources.is_empty()));
+        // The second connector twin comes too late: it is recognised and dropped.
+        m.push(
+            exec(5, "/usr/bin/python3", Source::Connector),
+            Source::Connector,
+            t0 + hold,
+        );
+        assert!(m.drain().is_empty());
+        assert_eq!(m.late_twins, 1);
+        // But an unrelated later exec of the same pid from the connector alone is kept.
+        m.push(
+            exec(5, "/usr/bin/true", Source::Connector),
+            Source::Connector,
+            t0 + hold,
+        );
+        assert_eq!(m.drain().len(), 1);
+    }
+}
