@@ -15,6 +15,8 @@ use crate::trace::Record;
 
 /// A link of the process tree: who forked whom, with the image the parent ran at that moment.
 struct Node {
+    /// The process (a forked child that did not exec runs its parent's image).
+    pid: u32,
     image: Rc<Image>,
     up: Option<Rc<Node>>,
 }
@@ -65,7 +67,9 @@ pub struct Finding {
     pub evidence: Vec<String>,
     /// 1 + the matching execs the recipe's `times` limits folded into this finding.
     pub count: u64,
-    pub process: ProcessInfo,
+    /// The exec that matched; `null` for a finding about the guard itself (a trace altered, a
+    /// watcher stopped).
+    pub process: Option<ProcessInfo>,
 }
 
 impl Finding {
@@ -160,7 +164,14 @@ impl<'a> Checker<'a> {
                     .get(&f.ppid)
                     .map(|p| (p.image.clone(), p.lineage.clone()));
                 let (image, lineage) = match parent {
-                    Some((image, up)) => (image.clone(), Some(Rc::new(Node { image, up }))),
+                    Some((image, up)) => (
+                        image.clone(),
+                        Some(Rc::new(Node {
+                            pid: f.ppid,
+                            image,
+                            up,
+                        })),
+                    ),
                     // A parent we never saw exec (the root before its exec, or an attach).
                     None => (
                         Rc::new(Image {
@@ -186,10 +197,26 @@ impl<'a> Checker<'a> {
     fn lineage_from_parent(&self, ppid: u32) -> Option<Rc<Node>> {
         self.procs.get(&ppid).map(|p| {
             Rc::new(Node {
+                pid: ppid,
                 image: p.image.clone(),
                 up: p.lineage.clone(),
             })
         })
+    }
+
+    /// A critical finding about the guard itself: the evidence it relies on was altered or is
+    /// incomplete (`trace_altered`, `watcher_stopped`). It always fails.
+    pub fn critical(&mut self, kind: &str, message: String) {
+        self.outcome.findings.push(Finding {
+            recipe: kind.to_string(),
+            name: kind.to_string(),
+            importance: Importance::Critical,
+            allowed: None,
+            allow_expired: None,
+            evidence: vec![message],
+            count: 1,
+            process: None,
+        });
     }
 
     pub fn add_lost(&mut self, lost: u64) {
@@ -233,12 +260,14 @@ impl<'a> Checker<'a> {
         // Ancestors nearest first; pids are bounded by the lineage, but guard against cycles
         // from a corrupted trace all the same.
         let mut ancestors: Vec<Rc<Image>> = Vec::new();
+        let mut pids: Vec<u32> = Vec::new();
         let mut cur = lineage;
         while let Some(node) = cur {
             if ancestors.len() >= 4096 {
                 break;
             }
             ancestors.push(node.image.clone());
+            pids.push(node.pid);
             cur = node.up.clone();
         }
         let refs: Vec<&Image> = ancestors.iter().map(|a| a.as_ref()).collect();
@@ -284,7 +313,7 @@ impl<'a> Checker<'a> {
                 allow_expired,
                 evidence: m.evidence,
                 count: 1,
-                process: ProcessInfo {
+                process: Some(ProcessInfo {
                     pid: e.pid,
                     ppid: e.ppid,
                     exe: e.exe.clone(),
@@ -295,13 +324,14 @@ impl<'a> Checker<'a> {
                     time: e.time.clone(),
                     ancestry: refs
                         .iter()
-                        .map(|a| Ancestor {
-                            pid: a.pid,
+                        .zip(&pids)
+                        .map(|(a, pid)| Ancestor {
+                            pid: *pid,
                             exe: a.exe.clone(),
                             argv: a.argv.clone(),
                         })
                         .collect(),
-                },
+                }),
             };
             self.outcome.findings.push(finding);
             let index = self.outcome.findings.len() - 1;

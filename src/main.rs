@@ -18,7 +18,7 @@ use guard::recipe::{self, RecipeSet};
 use guard::report::{self, Mode, Run};
 use guard::time::Date;
 use guard::trace::{Header, Integrity, Record, TraceReader, TraceWriter};
-use guard::watch::ptrace;
+use guard::watch::{daemon, ptrace};
 
 /// Exit status: guard itself failed (bad config, tracing refused) before or while running CMD.
 const EXIT_GUARD_FAILED: u8 = 125;
@@ -86,6 +86,35 @@ enum Command {
         output: Option<PathBuf>,
         #[command(flatten)]
         options: CheckOptions,
+    },
+    /// Start the host watcher in the background (root): every exec on the host through the
+    /// kernel's proc connector, and, with --attach, race-free exec records of the given process
+    /// trees through ptrace. Returns once it is recording.
+    Start {
+        /// Where to write the trace [default: STATE_DIR/trace.jsonl]
+        #[arg(long, value_name = "FILE")]
+        trace: Option<PathBuf>,
+        /// Follow this process and all its future descendants with ptrace (repeatable).
+        #[arg(long, value_name = "PID")]
+        attach: Vec<u32>,
+        /// State directory (root-owned, 0700) [default: $GUARD_STATE_DIR or /run/webserver-exec-guard]
+        #[arg(long, value_name = "DIR")]
+        state_dir: Option<PathBuf>,
+    },
+    /// Stop the watcher, seal its trace and check it (exit 3 on failing findings).
+    Stop {
+        /// Write the JSON report (v1) to FILE.
+        #[arg(long, value_name = "FILE")]
+        report: Option<PathBuf>,
+        #[arg(long, value_name = "DIR")]
+        state_dir: Option<PathBuf>,
+        #[command(flatten)]
+        options: CheckOptions,
+    },
+    /// Whether the watcher is running, and what it has seen (exit 1 when it is not running).
+    Status {
+        #[arg(long, value_name = "DIR")]
+        state_dir: Option<PathBuf>,
     },
     /// List, show and validate recipes.
     Recipes {
@@ -156,6 +185,23 @@ fn main() -> ExitCode {
             EXIT_BAD_INPUT,
         ),
         Command::Recipes { command } => (recipes_command(command), EXIT_BAD_INPUT),
+        Command::Start {
+            trace,
+            attach,
+            state_dir,
+        } => (
+            start(state_dir.as_deref(), trace, attach),
+            EXIT_GUARD_FAILED,
+        ),
+        Command::Stop {
+            report,
+            state_dir,
+            options,
+        } => (
+            stop(state_dir.as_deref(), report.as_deref(), &options),
+            EXIT_GUARD_FAILED,
+        ),
+        Command::Status { state_dir } => (status(state_dir.as_deref()), EXIT_GUARD_FAILED),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -301,6 +347,113 @@ fn set_seq(record: &mut Record, seq: u64) {
     }
 }
 
+/// What reading a trace through the checker established.
+struct Checked {
+    outcome: Outcome,
+    integrity: Integrity,
+    notes: Vec<String>,
+    command: Option<Vec<Bytes>>,
+}
+
+/// Reads a trace through the checker. Evidence that was altered, or a watcher that stopped
+/// without sealing its trace, becomes a critical finding: never a clean verdict.
+fn check_trace(
+    trace: &Path,
+    recipes: &RecipeSet,
+    config: &Config,
+    watcher_last_seen: Option<&str>,
+) -> anyhow::Result<Checked> {
+    let mut reader = TraceReader::open(trace)?;
+    let command = reader.header().command.clone();
+    let from_watcher = reader.header().watcher == "watcher";
+    let mut checker = Checker::new(recipes, config, Date::today());
+    let mut last_time = reader.header().started.clone();
+    while let Some(record) = reader.next_record()? {
+        if let Some(t) = record_time(&record) {
+            last_time.clear();
+            last_time.push_str(t);
+        }
+        checker.observe(&record);
+    }
+    let integrity = reader
+        .integrity()
+        .cloned()
+        .unwrap_or(Integrity::Unsealed { torn: false });
+    let mut notes = Run::recipe_notes(recipes);
+    let shown = trace.display();
+    match &integrity {
+        Integrity::Sealed { lost } => checker.add_lost(*lost),
+        Integrity::Altered { reason } => checker.critical(
+            "trace_altered",
+            format!("trace altered: {shown}: {reason}; its records cannot be trusted"),
+        ),
+        Integrity::Unsealed { torn } if from_watcher => checker.critical(
+            "watcher_stopped",
+            format!(
+                "watcher stopped at {}: {shown} was never sealed{} — the watcher was killed or crashed during the job, and what ran after that is unknown",
+                watcher_last_seen.unwrap_or(&last_time),
+                if *torn { " and its last line is torn" } else { "" }
+            ),
+        ),
+        Integrity::Unsealed { torn: true } => notes.push(format!(
+            "{shown}: the last line is torn (the writer was interrupted); the records before it were checked"
+        )),
+        Integrity::Unsealed { torn: false } => notes.push(format!(
+            "{shown}: the trace is not sealed (the writer did not finish); the records present were checked"
+        )),
+    }
+    Ok(Checked {
+        outcome: checker.finish(),
+        integrity,
+        notes,
+        command,
+    })
+}
+
+fn record_time(r: &Record) -> Option<&str> {
+    match r {
+        Record::Exec(e) | Record::Process(e) => Some(&e.time),
+        Record::Fork(f) => Some(&f.time),
+        Record::Exit(x) => Some(&x.time),
+        Record::End(e) => Some(&e.time),
+        Record::Header(_) | Record::Seal(_) => None,
+    }
+}
+
+fn write_report(
+    run: &Run,
+    format: Format,
+    output: Option<&Path>,
+    to_stderr: bool,
+) -> anyhow::Result<()> {
+    let mut out: Box<dyn Write> = match output {
+        Some(p) => Box::new(BufWriter::new(create_private(p)?)),
+        None if to_stderr => Box::new(std::io::stderr().lock()),
+        None => Box::new(std::io::stdout().lock()),
+    };
+    let terminal = if to_stderr {
+        std::io::stderr().is_terminal()
+    } else {
+        std::io::stdout().is_terminal()
+    };
+    match format {
+        Format::Text => {
+            report::text::write(run, &mut out, output.is_none() && terminal && color())?
+        }
+        Format::Json => report::json::write(run, &mut out)?,
+    }
+    out.flush()?;
+    Ok(())
+}
+
+fn verdict_status(run: &Run) -> u8 {
+    if run.verdict() == "fail" {
+        EXIT_FINDING
+    } else {
+        0
+    }
+}
+
 fn check(
     trace: &Path,
     format: Format,
@@ -309,56 +462,113 @@ fn check(
 ) -> anyhow::Result<u8> {
     let recipes = load_recipes(&options.recipes)?;
     let config = load_config(options)?;
-    let mut reader = TraceReader::open(trace)?;
-    let command = reader.header().command.clone();
-    let mut checker = Checker::new(&recipes, &config, Date::today());
-    while let Some(record) = reader.next_record()? {
-        checker.observe(&record);
-    }
-    let integrity = reader
-        .integrity()
-        .cloned()
-        .unwrap_or(Integrity::Unsealed { torn: false });
-    let mut notes = Run::recipe_notes(&recipes);
-    match &integrity {
-        Integrity::Sealed { lost } => checker.add_lost(*lost),
-        Integrity::Unsealed { torn: true } => notes.push(format!(
-            "{}: the last line is torn (the writer was interrupted); the records before it were checked",
-            trace.display()
-        )),
-        Integrity::Unsealed { torn: false } => notes.push(format!(
-            "{}: the trace is not sealed (the writer did not finish); the records present were checked",
-            trace.display()
-        )),
-        Integrity::Altered { .. } => {}
-    }
-    let outcome = checker.finish();
+    let checked = check_trace(trace, &recipes, &config, None)?;
     let run = Run {
-        outcome: &outcome,
+        outcome: &checked.outcome,
         recipes: &recipes,
         mode: options.mode,
-        command: command.as_deref(),
-        integrity: Some(&integrity),
-        notes,
+        command: checked.command.as_deref(),
+        integrity: Some(&checked.integrity),
+        notes: checked.notes.clone(),
     };
-    let mut out: Box<dyn Write> = match output {
-        Some(p) => Box::new(BufWriter::new(create_private(p)?)),
-        None => Box::new(std::io::stdout().lock()),
+    write_report(&run, format, output, false)?;
+    Ok(verdict_status(&run))
+}
+
+fn start(state: Option<&Path>, trace: Option<PathBuf>, attach: Vec<u32>) -> anyhow::Result<u8> {
+    let opts = daemon::StartOptions {
+        state_dir: daemon::state_dir(state),
+        trace,
+        attach,
     };
-    match format {
-        Format::Text => report::text::write(
-            &run,
-            &mut out,
-            output.is_none() && std::io::stdout().is_terminal() && color(),
-        )?,
-        Format::Json => report::json::write(&run, &mut out)?,
+    let info = daemon::start(&opts)?;
+    eprintln!(
+        "guard: watcher recording (pid {}{}); trace {}; stop it with `guard stop`",
+        info.pid,
+        if info.attached.is_empty() {
+            String::new()
+        } else {
+            format!(
+                ", following the process trees of {:?} with ptrace",
+                info.attached
+            )
+        },
+        info.trace.display()
+    );
+    Ok(0)
+}
+
+fn stop(
+    state: Option<&Path>,
+    report_path: Option<&Path>,
+    options: &CheckOptions,
+) -> anyhow::Result<u8> {
+    let recipes = load_recipes(&options.recipes)?;
+    let config = load_config(options)?;
+    let dir = daemon::state_dir(state);
+    let (info, stopped) = daemon::stop(&dir)?;
+    let last_seen = match &stopped {
+        daemon::Stopped::Died { last_seen } => {
+            eprintln!(
+                "guard: the watcher (pid {}) was no longer running: last seen at {last_seen}",
+                info.pid
+            );
+            Some(last_seen.as_str())
+        }
+        daemon::Stopped::AlreadySealed => {
+            eprintln!(
+                "guard: the watcher (pid {}) had already sealed its trace",
+                info.pid
+            );
+            None
+        }
+        daemon::Stopped::Sealed => None,
+    };
+    let checked = check_trace(&info.trace, &recipes, &config, last_seen)?;
+    let run = Run {
+        outcome: &checked.outcome,
+        recipes: &recipes,
+        mode: options.mode,
+        command: checked.command.as_deref(),
+        integrity: Some(&checked.integrity),
+        notes: checked.notes.clone(),
+    };
+    write_report(&run, Format::Text, None, true)?;
+    if let Some(p) = report_path {
+        write_report(&run, Format::Json, Some(p), false)?;
     }
-    out.flush()?;
-    Ok(if run.verdict() == "fail" {
-        EXIT_FINDING
-    } else {
-        0
-    })
+    Ok(verdict_status(&run))
+}
+
+fn status(state: Option<&Path>) -> anyhow::Result<u8> {
+    let dir = daemon::state_dir(state);
+    let (info, alive, st) = daemon::status(&dir)?;
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "watcher pid {}: {}; started {}; trace {}",
+        info.pid,
+        if alive { "running" } else { "NOT RUNNING" },
+        info.started,
+        info.trace.display()
+    )?;
+    if !info.attached.is_empty() {
+        writeln!(out, "following with ptrace: {:?}", info.attached)?;
+    }
+    match st {
+        Some(s) => writeln!(
+            out,
+            "as of {}: {} records, {} execs, {} lost, {} seen by both sources{}",
+            s.time,
+            s.records,
+            s.execs,
+            s.lost,
+            s.merged,
+            if s.sealed { "; sealed" } else { "" }
+        )?,
+        None => writeln!(out, "no status written yet")?,
+    }
+    Ok(if alive { 0 } else { 1 })
 }
 
 fn recipes_command(command: RecipesCommand) -> anyhow::Result<u8> {

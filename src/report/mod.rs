@@ -37,16 +37,12 @@ pub struct Run<'a> {
 impl Run<'_> {
     /// The verdict: `fail` when a failing finding exists in fail mode.
     pub fn verdict(&self) -> &'static str {
-        let failing = self.outcome.failing() > 0 || self.altered();
+        let failing = self.outcome.failing() > 0;
         match (failing, self.mode) {
             (false, _) => "pass",
             (true, Mode::Fail) => "fail",
             (true, Mode::Warn) => "warn",
         }
-    }
-
-    pub fn altered(&self) -> bool {
-        matches!(self.integrity, Some(Integrity::Altered { .. }))
     }
 
     /// Notes about recipes that are loaded but cannot be evaluated on exec events.

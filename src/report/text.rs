@@ -5,7 +5,6 @@ use std::io::{self, Write};
 
 use crate::check::Finding;
 use crate::recipe::Recipe;
-use crate::trace::Integrity;
 
 use super::escape::{terminal, terminal_argv};
 use super::Run;
@@ -29,14 +28,7 @@ pub fn write(run: &Run, out: &mut dyn Write, color: bool) -> io::Result<()> {
     for note in &run.notes {
         writeln!(out, "guard: note: {}", terminal(note.as_bytes()))?;
     }
-    if let Some(Integrity::Altered { reason }) = run.integrity {
-        writeln!(
-            out,
-            "{} trace altered: {}",
-            style.paint("1;31", "guard: CRITICAL:"),
-            terminal(reason.as_bytes())
-        )?;
-    }
+
     for f in &run.outcome.findings {
         finding(run, f, out, &style)?;
     }
@@ -87,6 +79,19 @@ fn finding(run: &Run, f: &Finding, out: &mut dyn Write, style: &Style) -> io::Re
     } else {
         style.paint("1;33", "guard: allowed")
     };
+    let Some(p) = &f.process else {
+        // A finding about the guard itself.
+        for e in &f.evidence {
+            writeln!(
+                out,
+                "{} {}: {}",
+                style.paint("1;31", "guard: CRITICAL"),
+                terminal(f.recipe.as_bytes()),
+                terminal(e.as_bytes())
+            )?;
+        }
+        return Ok(());
+    };
     let what = recipe.map(|r| r.description.as_str()).unwrap_or("");
     writeln!(
         out,
@@ -94,9 +99,8 @@ fn finding(run: &Run, f: &Finding, out: &mut dyn Write, style: &Style) -> io::Re
         terminal(f.recipe.as_bytes()),
         f.importance,
         terminal(what.as_bytes()),
-        terminal(f.process.exe.as_bytes())
+        terminal(p.exe.as_bytes())
     )?;
-    let p = &f.process;
     writeln!(out, "  argv:      {}", terminal_argv(&p.argv))?;
     let cwd = p
         .cwd
@@ -127,7 +131,9 @@ fn finding(run: &Run, f: &Finding, out: &mut dyn Write, style: &Style) -> io::Re
         } else {
             "             "
         };
-        let shown = if a.argv.is_empty() {
+        let shown = if a.argv.is_empty() && a.exe.is_empty() {
+            "(unknown: started before tracing)".to_string()
+        } else if a.argv.is_empty() {
             terminal(a.exe.as_bytes())
         } else {
             terminal_argv(&a.argv)

@@ -32,6 +32,8 @@ use super::merge::Merger;
 
 /// Default state directory (override with `--state-dir` or `GUARD_STATE_DIR`).
 pub const DEFAULT_STATE_DIR: &str = "/run/webserver-exec-guard";
+/// argv[1] of the self-test's probe exec, followed by a nonce.
+const PROBE_PREFIX: &str = "webserver-exec-guard-probe-";
 /// How long the probe exec of the self-test may take to show up.
 const PROBE_BOUND: Duration = Duration::from_secs(3);
 /// How long `stop` waits for the watcher to seal and exit.
@@ -262,7 +264,12 @@ pub fn start(opts: &StartOptions) -> Result<WatcherInfo, DaemonError> {
 #[derive(Default)]
 struct Shared {
     stop: Arc<AtomicBool>,
+    /// The nonce in the probe exec's argv[1] (`webserver-exec-guard-probe-NONCE`).
+    probe_nonce: AtomicU64,
+    /// The probe's pid, known once spawned (its exec may have been read before that).
     probe_pid: AtomicU32,
+    /// Recent exec pids, to find the probe's exec when it was read before its pid was known.
+    recent_execs: std::sync::Mutex<std::collections::VecDeque<u32>>,
     probe_seen: AtomicBool,
     lost: AtomicU64,
     tracer_tid: AtomicI32,
@@ -335,9 +342,27 @@ fn daemon_main(
             .expect("spawning the connector thread")
     };
 
+    // What already runs, for the ancestry of what will be exec'd (never matched itself).
+    for pid in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = pid.file_name().to_str().and_then(|p| p.parse::<i32>().ok()) else {
+            continue;
+        };
+        let mut p = super::proc::read_exec(pid, Source::Connector);
+        p.time = crate::time::now();
+        if !p.exe.is_empty() || !p.argv.is_empty() {
+            let _ = tx.send(Msg::Record(Box::new(Record::Process(p)), Source::Connector));
+        }
+    }
+
     // The self-test: a probe exec must come back through the connector.
+    let nonce = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(1)
+        | 1;
+    shared.probe_nonce.store(nonce, Ordering::SeqCst);
     let probe = std::process::Command::new("/bin/true")
-        .arg("webserver-exec-guard-probe")
+        .arg(format!("{PROBE_PREFIX}{nonce}"))
         .stdin(std::process::Stdio::null())
         .spawn();
     let probe_ok = match probe {
@@ -345,10 +370,18 @@ fn daemon_main(
             shared.probe_pid.store(child.id(), Ordering::SeqCst);
             let _ = child.wait();
             let start = Instant::now();
-            while !shared.probe_seen.load(Ordering::SeqCst) && start.elapsed() < PROBE_BOUND {
+            let seen = |shared: &Shared| {
+                shared.probe_seen.load(Ordering::SeqCst)
+                    || shared
+                        .recent_execs
+                        .lock()
+                        .map(|r| r.contains(&child.id()))
+                        .unwrap_or(false)
+            };
+            while !seen(&shared) && start.elapsed() < PROBE_BOUND {
                 std::thread::sleep(Duration::from_millis(5));
             }
-            shared.probe_seen.load(Ordering::SeqCst)
+            seen(&shared)
         }
         Err(_) => false,
     };
@@ -590,8 +623,27 @@ fn read_connector(mut c: Connector, shared: &Shared, tx: &mpsc::Sender<Msg>) {
                     if e.comm.is_none() {
                         e.comm = comms.remove(&tgid);
                     }
-                    if tgid == shared.probe_pid.load(Ordering::SeqCst) {
+                    let probe = e
+                        .argv
+                        .get(1)
+                        .and_then(|a| a.as_bytes().strip_prefix(PROBE_PREFIX.as_bytes()));
+                    if probe.is_some_and(|n| {
+                        n == shared
+                            .probe_nonce
+                            .load(Ordering::SeqCst)
+                            .to_string()
+                            .as_bytes()
+                    }) || tgid == shared.probe_pid.load(Ordering::SeqCst)
+                    {
                         shared.probe_seen.store(true, Ordering::SeqCst);
+                    }
+                    if !shared.probe_seen.load(Ordering::SeqCst) {
+                        if let Ok(mut recent) = shared.recent_execs.lock() {
+                            recent.push_back(tgid);
+                            if recent.len() > 4096 {
+                                recent.pop_front();
+                            }
+                        }
                     }
                     Record::Exec(e)
                 }
