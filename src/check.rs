@@ -127,6 +127,7 @@ pub struct Checker<'a> {
     procs: HashMap<u32, Proc>,
     /// (recipe index, limit index, allowance class, scope key) → (findings so far, index of the last one).
     limits: HashMap<LimitKey, (u64, usize)>,
+    outlived_pids: Vec<u32>,
     outcome: Outcome,
 }
 
@@ -138,6 +139,7 @@ impl<'a> Checker<'a> {
             today,
             procs: HashMap::new(),
             limits: HashMap::new(),
+            outlived_pids: Vec::new(),
             outcome: Outcome {
                 stats: Stats::default(),
                 findings: Vec::new(),
@@ -225,17 +227,7 @@ impl<'a> Checker<'a> {
 
     fn end(&mut self, end: &EndEvent) {
         self.outcome.status = Some(end.status);
-        for pid in &end.outlived {
-            let (exe, argv) = match self.procs.get(pid) {
-                Some(p) => (p.image.exe.clone(), p.image.argv.clone()),
-                None => (Bytes::default(), Vec::new()),
-            };
-            self.outcome.outlived.push(Outlived {
-                pid: *pid,
-                exe,
-                argv,
-            });
-        }
+        self.outlived_pids = end.outlived.clone();
     }
 
     fn exec(&mut self, e: &ExecEvent) {
@@ -399,7 +391,19 @@ impl<'a> Checker<'a> {
         }
     }
 
-    pub fn finish(self) -> Outcome {
+    /// The findings. Processes that outlived the command are shown as they are at the end of
+    /// the trace (a background job's exec after the command exited included); those that
+    /// exited meanwhile are not listed.
+    pub fn finish(mut self) -> Outcome {
+        for pid in std::mem::take(&mut self.outlived_pids) {
+            if let Some(p) = self.procs.get(&pid) {
+                self.outcome.outlived.push(Outlived {
+                    pid,
+                    exe: p.image.exe.clone(),
+                    argv: p.image.argv.clone(),
+                });
+            }
+        }
         self.outcome
     }
 }

@@ -156,9 +156,16 @@ pub fn starttime(pid: u32) -> Option<u64> {
         .ok()
 }
 
-/// The watcher recorded in `dir`, if it is alive (same pid and start time).
+/// Whether the recorded watcher still runs: same pid, same start time, and not a zombie (an
+/// orphaned watcher killed where nothing reaps it stays a zombie).
 pub fn alive(info: &WatcherInfo) -> bool {
-    starttime(info.pid) == Some(info.starttime)
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{}/stat", info.pid)) else {
+        return false;
+    };
+    let mut fields = stat.rsplit(") ").next().unwrap_or("").split_whitespace();
+    let state = fields.next();
+    let start: Option<u64> = fields.nth(18).and_then(|s| s.parse().ok());
+    !matches!(state, Some("Z" | "X")) && start == Some(info.starttime)
 }
 
 /// Options of `guard start`.

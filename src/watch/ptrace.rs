@@ -46,6 +46,10 @@ const FORWARDED: [Signal; 7] = [
 /// How long we give the processes a command left running to let go of (detach) once it exited.
 const DETACH_DEADLINE: Duration = Duration::from_secs(10);
 
+/// Once the command has exited, how long a process it forked that has not exec'd yet (`nginx &`
+/// in a script whose shell exits at once) is still followed, so that its exec is recorded.
+const EXEC_GRACE: Duration = Duration::from_millis(500);
+
 /// A ptrace stop, as ptrace(2) names them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stop {
@@ -274,6 +278,11 @@ pub struct Tracer<'s> {
     early_exits: HashMap<i32, ExitStatus>,
     /// New children announced at their own first report, whose parent's fork event is due.
     early: std::collections::HashSet<i32>,
+    /// Processes (thread groups) that exec'd while traced, or were attached: once the command
+    /// has exited they are let go at once; the others only after their exec or the grace.
+    execd: std::collections::HashSet<i32>,
+    /// Set when the grace for processes that have not exec'd yet has run out.
+    grace_over: bool,
 }
 
 impl Traced {
@@ -294,6 +303,8 @@ impl Traced {
             cont_check: None,
             early_exits: HashMap::new(),
             early: Default::default(),
+            execd: Default::default(),
+            grace_over: false,
         };
         t.tracees.insert(
             self.root.as_raw(),
@@ -358,6 +369,10 @@ impl Tracer<'_> {
             }
             if pid == 0 {
                 if let Some(since) = self.ending {
+                    if !self.grace_over && since.elapsed() >= EXEC_GRACE {
+                        self.grace_over = true;
+                        self.begin_detach();
+                    }
                     if since.elapsed() > DETACH_DEADLINE {
                         return self.tracees.keys().map(|&t| t as u32).collect();
                     }
@@ -419,10 +434,22 @@ impl Tracer<'_> {
     /// Interrupts every tracee; each is detached at its next stop.
     fn begin_detach(&mut self) {
         self.ending.get_or_insert_with(Instant::now);
-        for &tid in self.tracees.keys() {
-            // ESRCH: it is exiting; its exit will be reported.
-            let _ = ptrace::interrupt(Pid::from_raw(tid));
+        for (&tid, t) in &self.tracees {
+            if self.grace_over || self.execd.contains(&t.tgid) {
+                // ESRCH: it is exiting; its exit will be reported.
+                let _ = ptrace::interrupt(Pid::from_raw(tid));
+            }
         }
+    }
+
+    /// Whether a tracee is let go at its next stop (once the command has exited).
+    fn letting_go(&self, tid: i32) -> bool {
+        self.ending.is_some()
+            && (self.grace_over
+                || self
+                    .tracees
+                    .get(&tid)
+                    .is_none_or(|t| self.execd.contains(&t.tgid)))
     }
 
     fn tracee(&mut self, tid: i32) -> &mut Tracee {
@@ -460,7 +487,7 @@ impl Tracer<'_> {
         match stop {
             Stop::Signal(sig) => self.resume(tid, sig),
             Stop::Group(_) => {
-                if self.ending.is_some() {
+                if self.letting_go(tid) {
                     // The kernel keeps a detached tracee in its group-stop.
                     self.resume(tid, 0);
                     return;
@@ -527,6 +554,7 @@ impl Tracer<'_> {
                     self.tracees.remove(&former);
                 }
                 self.tracee(tid).tgid = tid;
+                self.execd.insert(tid);
                 let mut event: ExecEvent = super::proc::read_exec(tid, Source::Ptrace);
                 if former != tid {
                     event.former_tid = Some(former as u32);
@@ -545,7 +573,7 @@ impl Tracer<'_> {
         } else {
             Signal::try_from(sig).ok()
         };
-        if self.ending.is_some() {
+        if self.letting_go(tid) {
             // ESRCH: it died meanwhile; nothing to let go of.
             let _ = ptrace::detach(pid, signal);
             self.tracees.remove(&tid);
@@ -660,6 +688,8 @@ pub fn attach_and_follow(
         cont_check: None,
         early_exits: HashMap::new(),
         early: Default::default(),
+        execd: Default::default(),
+        grace_over: false,
     };
     let mut seized = 0;
     for &pid in pids {
@@ -686,6 +716,7 @@ pub fn attach_and_follow(
                 match ptrace::seize(Pid::from_raw(tid), ATTACH_OPTIONS) {
                     Ok(()) => {
                         seized += 1;
+                        t.execd.insert(pid as i32);
                         t.tracees.insert(
                             tid,
                             Tracee {
