@@ -628,3 +628,60 @@ public class Spawner {
         children.len()
     );
 }
+
+#[test]
+fn the_watcher_keeps_no_descriptor_of_the_step_that_started_it() {
+    let _l = serial();
+    let dir = tempdir("fds");
+    let state = dir.join("state");
+    // The Actions runner waits for a step's stdout/stderr to close: a watcher holding a copy
+    // (here also as fd 5) would keep the step alive. Reading to EOF must end right away.
+    let child = Command::new("sh")
+        .args([
+            "-c",
+            &format!(
+                "exec 5>&1; GUARD_STATE_DIR={} {GUARD} start",
+                state.display()
+            ),
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let _w = Watcher(state.clone());
+    let started = Instant::now();
+    let o = wait_out(child, Duration::from_secs(30));
+    assert_eq!(o.code, Some(0), "{}", o.stderr);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "stdout/stderr closed at once"
+    );
+    let o = guard(&state, &["stop"]);
+    assert_eq!(o.code, Some(0), "{}", o.stderr);
+}
+
+#[test]
+fn start_fails_with_advice_where_the_connector_cannot_work() {
+    let _l = serial();
+    let dir = tempdir("netns");
+    let state = dir.join("state");
+    // A new network namespace stands in for a container job.
+    let child = Command::new("unshare")
+        .args(["--net", GUARD, "start"])
+        .env("GUARD_STATE_DIR", &state)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let o = wait_out(child, Duration::from_secs(30));
+    assert_eq!(o.code, Some(125), "{}", o.stderr);
+    assert!(
+        o.stderr.contains("guard run -- CMD"),
+        "says what to do instead: {}",
+        o.stderr
+    );
+    let st = guard(&state, &["status"]);
+    assert_eq!(st.code, Some(125), "no watcher left behind: {}", st.stdout);
+}

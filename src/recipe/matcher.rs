@@ -18,16 +18,24 @@ pub struct Match {
 }
 
 impl<'a> ExecView<'a> {
-    /// The paths an exec is known by: the resolved executable, the `#!` script, the invoked path.
+    /// The paths an exec is known by: the resolved executable, the `#!` script, the invoked path
+    /// — and, for a partial record whose process was gone before its executable could be read,
+    /// its command name (the executable's file name, cut at 15 bytes by the kernel).
     fn paths(&self) -> impl Iterator<Item = (&'static str, &'a Bytes)> {
         let e = self.exec;
+        let comm = if e.exe.is_empty() {
+            e.comm.as_ref()
+        } else {
+            None
+        };
         [
             ("exe", Some(&e.exe)),
             ("script", e.script.as_ref()),
             ("invoked path", e.execfn.as_ref()),
+            ("command name (process gone)", comm),
         ]
         .into_iter()
-        .filter_map(|(k, p)| p.map(|p| (k, p)))
+        .filter_map(|(k, p)| p.filter(|p| !p.is_empty()).map(|p| (k, p)))
     }
 
     fn args(&self) -> Vec<u8> {
@@ -243,6 +251,35 @@ mod tests {
             .is_some();
             assert_eq!(got, *want, "{path}");
         }
+    }
+
+    #[test]
+    fn a_partial_record_is_matched_by_its_command_name() {
+        let r = recipe("  bases:\n    - base: nginx\n");
+        let mut e = exec("", &[]);
+        e.partial = true;
+        e.comm = Some("nginx".into());
+        let m = evaluate(
+            &r,
+            &ExecView {
+                exec: &e,
+                ancestors: &[],
+            },
+        )
+        .unwrap();
+        assert!(
+            m.evidence[0].contains("command name (process gone) nginx"),
+            "{m:?}"
+        );
+        e.comm = Some("bash".into());
+        assert!(evaluate(
+            &r,
+            &ExecView {
+                exec: &e,
+                ancestors: &[]
+            }
+        )
+        .is_none());
     }
 
     #[test]

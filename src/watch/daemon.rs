@@ -307,6 +307,21 @@ fn daemon_main(
         }
         libc::chdir(c"/".as_ptr());
     }
+    // Nor any other descriptor the caller let us inherit (a runner's pipes, sockets).
+    let keep = [trace_file.as_raw_fd(), log.as_raw_fd(), ready.as_raw_fd()];
+    let inherited: Vec<i32> = std::fs::read_dir("/proc/self/fd")
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    for fd in inherited {
+        if fd > 2 && !keep.contains(&fd) {
+            // SAFETY: closing a descriptor nothing in this process uses (listed before any
+            // thread or file of ours was opened, apart from those kept).
+            unsafe { libc::close(fd) };
+        }
+    }
     let mut ready = Some(File::from(ready));
     let fail = |ready: &mut Option<File>, msg: String| -> i32 {
         eprintln!("{} watcher: {msg}", crate::time::now());
