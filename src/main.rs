@@ -147,6 +147,7 @@ enum RecipesCommand {
 enum Format {
     Text,
     Json,
+    Sarif,
 }
 
 fn main() -> ExitCode {
@@ -286,6 +287,12 @@ fn run(
         }
     }
 
+    if let Some(errno) = result.filter_error {
+        anyhow::bail!(
+            "cannot install the seccomp filter that keeps the traced tree closed ({}); the command did not run",
+            errno.desc()
+        );
+    }
     if let Some(errno) = result.exec_error {
         let name = cmd[0].to_string_lossy();
         eprintln!(
@@ -303,6 +310,7 @@ fn run(
         command: Some(&command),
         integrity: None,
         notes: Run::recipe_notes(&recipes),
+        locations: Vec::new(),
     };
     if !result.stuck.is_empty() {
         run.notes.push(format!(
@@ -441,6 +449,7 @@ fn write_report(
             report::text::write(run, &mut out, output.is_none() && terminal && color())?
         }
         Format::Json => report::json::write(run, &mut out)?,
+        Format::Sarif => report::sarif::write(run, &mut out)?,
     }
     out.flush()?;
     Ok(())
@@ -470,6 +479,7 @@ fn check(
         command: checked.command.as_deref(),
         integrity: Some(&checked.integrity),
         notes: checked.notes.clone(),
+        locations: Vec::new(),
     };
     write_report(&run, format, output, false)?;
     Ok(verdict_status(&run))
@@ -532,6 +542,7 @@ fn stop(
         command: checked.command.as_deref(),
         integrity: Some(&checked.integrity),
         notes: checked.notes.clone(),
+        locations: Vec::new(),
     };
     write_report(&run, Format::Text, None, true)?;
     if let Some(p) = report_path {

@@ -663,3 +663,45 @@ fn help_and_version() {
         assert!(o.stdout.contains(flag), "{flag}: {}", o.stdout);
     }
 }
+
+#[test]
+fn real_time_signals_are_delivered() {
+    let dir = tempdir("rtsig");
+    // SIGRTMIN (34 with glibc) kills a shell that does not handle it: 128 + 34.
+    let o = run(
+        &dir,
+        &["run", "--", "sh", "-c", "kill -s RTMIN $$; echo survived"],
+    );
+    assert_eq!(o.code, Some(162), "{}{}", o.stdout, o.stderr);
+    assert!(!o.stdout.contains("survived"));
+}
+
+#[test]
+fn clone_untraced_cannot_leave_the_traced_tree() {
+    let dir = tempdir("untraced");
+    let bin = dir.join("untraced");
+    let src = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/untraced_clone.c"
+    );
+    let cc = Command::new("cc")
+        .args(["-o", bin.to_str().unwrap(), src])
+        .status()
+        .unwrap();
+    assert!(cc.success());
+    // Without guard the clone succeeds; under guard it is refused, so nothing runs untraced.
+    let bare = Command::new(&bin).output().unwrap();
+    assert_eq!(
+        bare.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&bare.stdout)
+    );
+    let o = run(&dir, &["run", "--", bin.to_str().unwrap()]);
+    assert_eq!(o.code, Some(3), "{}{}", o.stdout, o.stderr);
+    assert!(
+        o.stdout.contains("clone refused: Operation not permitted"),
+        "{}",
+        o.stdout
+    );
+}

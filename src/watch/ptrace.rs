@@ -124,6 +124,9 @@ pub struct RunResult {
     pub status: ExitStatus,
     /// Set when the command could not be executed at all (exit status 126/127 follows).
     pub exec_error: Option<Errno>,
+    /// Set when the seccomp filter that keeps the traced tree closed could not be installed
+    /// (guard's own failure: 125; the command did not run).
+    pub filter_error: Option<Errno>,
     /// Processes still running when the command exited; they were detached and run on untraced.
     pub outlived: Vec<u32>,
     /// Tracees that did not let go within the deadline (killed by `EXITKILL` when guard exits).
@@ -185,6 +188,13 @@ pub fn spawn(cmd: &[OsString]) -> Result<Traced, SpawnError> {
 
     let (go_read, go_write) = pipe_cloexec()?;
     let (err_read, err_write) = pipe_cloexec()?;
+    let filter = untraced_filter::program();
+    let fprog = libc::sock_fprog {
+        len: filter.len() as u16,
+        filter: filter.as_ptr() as *mut libc::sock_filter,
+    };
+    // SAFETY: getpid(2) cannot fail.
+    let parent = unsafe { libc::getpid() };
 
     // SAFETY: the child only calls async-signal-safe functions (signal, sigprocmask, close, read,
     // execvp, write, _exit) on data prepared before the fork.
@@ -195,17 +205,45 @@ pub fn spawn(cmd: &[OsString]) -> Result<Traced, SpawnError> {
     if pid == 0 {
         // SAFETY: see above; raw pointers point into argv/argv_ptrs, alive until exec.
         unsafe {
+            // If guard dies before it has seized us, we must not run on untraced.
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+            if libc::getppid() != parent {
+                libc::_exit(125);
+            }
             // Rust ignores SIGPIPE; an ignored disposition survives exec, so restore the default.
             libc::signal(libc::SIGPIPE, libc::SIG_DFL);
             libc::pthread_sigmask(libc::SIG_SETMASK, old_mask.as_ref(), std::ptr::null_mut());
-            // Our copies of the parent's ends: the release is the EOF of the parent's close.
+            // Our copies of the parent's ends: the release is a byte from the parent.
             libc::close(go_write.as_raw_fd());
             libc::close(err_read.as_raw_fd());
             let mut byte = 0u8;
-            // Wait until the parent has seized us, so that our exec is seen.
-            while libc::read(go_read.as_raw_fd(), (&mut byte as *mut u8).cast(), 1) < 0
-                && *libc::__errno_location() == libc::EINTR
-            {}
+            // Wait until the parent has seized us, so that our exec is seen; EOF means it
+            // died or gave up, and then we do not run at all.
+            loop {
+                let n = libc::read(go_read.as_raw_fd(), (&mut byte as *mut u8).cast(), 1);
+                if n == 1 {
+                    break;
+                }
+                if n == 0 || *libc::__errno_location() != libc::EINTR {
+                    libc::_exit(125);
+                }
+            }
+            // Close the way out of the traced tree (see `untraced_filter`). Unprivileged, a
+            // filter needs no_new_privs — which changes nothing here: a set-user-ID exec under
+            // an unprivileged tracer gains no privilege anyway.
+            if libc::geteuid() != 0 {
+                libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+            }
+            if libc::prctl(
+                libc::PR_SET_SECCOMP,
+                libc::SECCOMP_MODE_FILTER,
+                &fprog as *const libc::sock_fprog,
+            ) != 0
+            {
+                let errno: i32 = -*libc::__errno_location();
+                libc::write(err_write.as_raw_fd(), (&errno as *const i32).cast(), 4);
+                libc::_exit(125);
+            }
             libc::execvp(argv_ptrs[0], argv_ptrs.as_ptr());
             let errno: i32 = *libc::__errno_location();
             libc::write(err_write.as_raw_fd(), (&errno as *const i32).cast(), 4);
@@ -221,7 +259,9 @@ pub fn spawn(cmd: &[OsString]) -> Result<Traced, SpawnError> {
         let _ = old_mask.thread_set_mask();
         return Err(SpawnError::Seize(e));
     }
-    // Release the child: it execs now (EOF on the pipe also releases it).
+    // Release the child: it execs now.
+    // SAFETY: write(2) of one byte from a local.
+    unsafe { libc::write(go_write.as_raw_fd(), [1u8].as_ptr().cast(), 1) };
     drop(go_write);
 
     let signals = Arc::new(AtomicI32::new(pid));
@@ -321,12 +361,19 @@ impl Traced {
         let mut buf = [0u8; 4];
         // SAFETY: reading into a 4-byte buffer from an fd we own.
         let n = unsafe { libc::read(self.err_read.as_raw_fd(), buf.as_mut_ptr().cast(), 4) };
+        let mut filter_error = None;
         if n == 4 {
-            exec_error = Some(Errno::from_raw(i32::from_ne_bytes(buf)));
+            let code = i32::from_ne_bytes(buf);
+            if code < 0 {
+                filter_error = Some(Errno::from_raw(-code));
+            } else {
+                exec_error = Some(Errno::from_raw(code));
+            }
         }
         RunResult {
             status,
             exec_error,
+            filter_error,
             outlived: t.outlived,
             stuck,
         }
@@ -567,19 +614,18 @@ impl Tracer<'_> {
 
     /// Continues a tracee (or, once the command has exited, detaches it), delivering `sig`.
     fn resume(&mut self, tid: i32, sig: i32) {
-        let pid = Pid::from_raw(tid);
-        let signal = if sig == 0 {
-            None
-        } else {
-            Signal::try_from(sig).ok()
-        };
-        if self.letting_go(tid) {
-            // ESRCH: it died meanwhile; nothing to let go of.
-            let _ = ptrace::detach(pid, signal);
+        // Raw requests: the signal is any number the kernel reported, real-time signals (32–64)
+        // included, which `nix::Signal` cannot represent — dropping them would break glibc's
+        // setxid broadcast and programs that use SIGRTMIN.
+        let request = if self.letting_go(tid) {
             self.tracees.remove(&tid);
+            libc::PTRACE_DETACH
         } else {
-            let _ = ptrace::cont(pid, signal);
-        }
+            libc::PTRACE_CONT
+        };
+        // SAFETY: PTRACE_CONT/PTRACE_DETACH take no pointer; `data` is the signal number.
+        // ESRCH (it died meanwhile) needs no handling: its exit is reported.
+        unsafe { libc::ptrace(request, tid, 0, sig as libc::c_long) };
     }
 
     /// The command was stopped by job control: stop guard as well, so that the shell that
@@ -742,4 +788,121 @@ pub fn attach_and_follow(
     }
     let stuck = t.run();
     Ok(AttachResult { seized, stuck })
+}
+
+/// A seccomp filter for the spawned command that closes the one way out of the traced tree:
+/// `clone(CLONE_UNTRACED)`, which creates a child the kernel does not auto-attach. It fails with
+/// `EPERM`; `clone3` (whose flags a filter cannot read) fails with `ENOSYS`, so that libc falls
+/// back to `clone`. Every other system call is allowed, and no system call stops.
+pub mod untraced_filter {
+    const LD_ABS_W: u16 = 0x20;
+    const JEQ_K: u16 = 0x15;
+    const JGE_K: u16 = 0x35;
+    const JSET_K: u16 = 0x45;
+    const RET_K: u16 = 0x06;
+    const RET_ALLOW: u32 = 0x7fff_0000;
+    const RET_ERRNO: u32 = 0x0005_0000;
+    const OFF_NR: u32 = 0;
+    const OFF_ARCH: u32 = 4;
+    /// Low 32 bits of the first argument (little-endian), where `clone` takes its flags.
+    const OFF_ARG0: u32 = 16;
+    const CLONE_UNTRACED: u32 = 0x0080_0000;
+    const CLONE3: u32 = 435;
+
+    #[derive(Clone, Copy)]
+    enum Target {
+        Next,
+        Allow,
+        Enosys,
+        Eperm,
+        At(usize),
+    }
+
+    enum Ins {
+        Ld(u32),
+        Jump(u16, u32, Target, Target),
+        Ret(u32),
+    }
+
+    /// (audit arch, clone number, whether the x32 bit must be refused) per ABI the kernel
+    /// accepts from a process of this build.
+    fn abis() -> Vec<(u32, u32, bool)> {
+        if cfg!(target_arch = "x86_64") {
+            vec![
+                (0xC000_003E, libc::SYS_clone as u32, true),
+                (0x4000_0003, 120, false),
+            ]
+        } else if cfg!(target_arch = "aarch64") {
+            vec![(0xC000_00B7, libc::SYS_clone as u32, false)]
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// The classic BPF program.
+    pub fn program() -> Vec<libc::sock_filter> {
+        let mut ins: Vec<Ins> = vec![Ins::Ld(OFF_ARCH)];
+        let abis = abis();
+        for (i, (arch, clone, x32)) in abis.iter().enumerate() {
+            // Each ABI block: 6 or 7 instructions; the next block starts after it (with the
+            // arch still in the accumulator).
+            let len = if *x32 { 7 } else { 6 };
+            let next_block = if i + 1 < abis.len() {
+                Target::At(ins.len() + len)
+            } else {
+                Target::Allow
+            };
+            ins.push(Ins::Jump(JEQ_K, *arch, Target::Next, next_block));
+            ins.push(Ins::Ld(OFF_NR));
+            if *x32 {
+                ins.push(Ins::Jump(JGE_K, 0x4000_0000, Target::Enosys, Target::Next));
+            }
+            ins.push(Ins::Jump(JEQ_K, CLONE3, Target::Enosys, Target::Next));
+            ins.push(Ins::Jump(JEQ_K, *clone, Target::Next, Target::Allow));
+            ins.push(Ins::Ld(OFF_ARG0));
+            ins.push(Ins::Jump(
+                JSET_K,
+                CLONE_UNTRACED,
+                Target::Eperm,
+                Target::Allow,
+            ));
+        }
+        let allow = ins.len();
+        ins.push(Ins::Ret(RET_ALLOW));
+        ins.push(Ins::Ret(RET_ERRNO | libc::ENOSYS as u32));
+        ins.push(Ins::Ret(RET_ERRNO | libc::EPERM as u32));
+        let at = |t: Target, here: usize| -> u8 {
+            let to = match t {
+                Target::Next => here + 1,
+                Target::Allow => allow,
+                Target::Enosys => allow + 1,
+                Target::Eperm => allow + 2,
+                Target::At(i) => i,
+            };
+            (to - here - 1) as u8
+        };
+        ins.iter()
+            .enumerate()
+            .map(|(here, i)| match *i {
+                Ins::Ld(off) => libc::sock_filter {
+                    code: LD_ABS_W,
+                    jt: 0,
+                    jf: 0,
+                    k: off,
+                },
+                Ins::Jump(code, k, t, f) => libc::sock_filter {
+                    code,
+                    jt: at(t, here),
+                    jf: at(f, here),
+                    k,
+                },
+                Ins::Ret(k) => libc::sock_filter {
+                    code: RET_K,
+                    jt: 0,
+                    jf: 0,
+                    k,
+                },
+            })
+            .collect()
+    }
 }
