@@ -11,6 +11,9 @@ missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# Node.js runs the Action's entrypoints and the test-only JS tools; Debian's nodejs and npm when
+# there is no node at all (a machine may have its own, with npm bundled).
+command -v node >/dev/null && command -v npm >/dev/null || missing+=(nodejs npm)
 if ((${#missing[@]})); then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo -n"
@@ -26,5 +29,14 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   [ -z "$created_policy" ] || $sudo rm -f /usr/sbin/policy-rc.d
 fi
+
+# Test-only JavaScript tools (JSON Schema validation of SARIF, GitHub's OpenAPI description for
+# the API mock), pinned by tests/js/package-lock.json.
+if [ ! -d tests/js/node_modules/@octokit/openapi ] || [ ! -d tests/js/node_modules/ajv ]; then
+  npm ci --prefix tests/js --no-audit --no-fund >/dev/null
+fi
+
+# The Action's entrypoints (dist/*.js), with Node's own test runner.
+node --test tests/node/
 
 cargo test --locked "$@"

@@ -7,11 +7,13 @@ use std::rc::Rc;
 
 use serde::Serialize;
 
+use std::path::Path;
+
 use crate::config::{Allowance, Config};
 use crate::event::{join, Bytes, EndEvent, ExecEvent, ExitStatus, Image};
 use crate::recipe::{matcher_evaluate, ExecView, Importance, Recipe, RecipeSet, TimesKind};
 use crate::time::Date;
-use crate::trace::Record;
+use crate::trace::{Integrity, Record, TraceError, TraceReader};
 
 /// A link of the process tree: who forked whom, with the image the parent ran at that moment.
 struct Node {
@@ -39,6 +41,12 @@ pub struct ProcessInfo {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub script: Option<Bytes>,
     pub time: String,
+    /// The GitHub Actions step (`GITHUB_ACTION`) it ran in, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub step: Option<Bytes>,
+    /// The container it ran in, when it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
     /// Ancestors, nearest first, up to the traced root.
     pub ancestry: Vec<Ancestor>,
 }
@@ -190,6 +198,15 @@ impl<'a> Checker<'a> {
             Record::Exit(x) => {
                 self.outcome.stats.exits += 1;
                 self.procs.remove(&x.pid);
+                // A `times_per_proc` scope ends with its process: a later process that reuses
+                // the pid is another scope.
+                if !self.limits.is_empty() {
+                    let pid = x.pid.to_string().into_bytes();
+                    let recipes = &self.recipes;
+                    self.limits.retain(|(ri, li, _, key), _| {
+                        recipes[*ri].times[*li].kind != TimesKind::TimesPerProc || *key != pid
+                    });
+                }
             }
             Record::End(end) => self.end(end),
             Record::Header(_) | Record::Seal(_) => {}
@@ -273,9 +290,9 @@ impl<'a> Checker<'a> {
             let Some(m) = matcher_evaluate(recipe, &view) else {
                 continue;
             };
-            let allowance = self
-                .config
-                .allowance(&recipe.name, &recipe.kind, e, self.today);
+            let allowance =
+                self.config
+                    .allowance(&recipe.name, &recipe.kind, e, &m.allow_path, self.today);
             // Repeats are folded only into a finding with the same allowance, so that an allowed
             // exec can never absorb (and hide) a failing one.
             let class = match &allowance {
@@ -314,6 +331,8 @@ impl<'a> Checker<'a> {
                     uid: e.uid,
                     script: e.script.clone(),
                     time: e.time.clone(),
+                    step: e.step.clone(),
+                    container: e.container.clone(),
                     ancestry: refs
                         .iter()
                         .zip(&pids)
@@ -405,5 +424,81 @@ impl<'a> Checker<'a> {
             }
         }
         self.outcome
+    }
+}
+
+/// What reading a trace through the checker established.
+pub struct Checked {
+    pub outcome: Outcome,
+    pub integrity: Integrity,
+    pub notes: Vec<String>,
+    pub command: Option<Vec<Bytes>>,
+}
+
+/// Reads a trace through the checker. Evidence that was altered, or a watcher that stopped
+/// without sealing its trace, becomes a critical finding: never a clean verdict.
+pub fn check_trace(
+    trace: &Path,
+    recipes: &RecipeSet,
+    config: &Config,
+    watcher_last_seen: Option<&str>,
+) -> Result<Checked, TraceError> {
+    let mut reader = TraceReader::open(trace)?;
+    let command = reader.header().command.clone();
+    let from_watcher = reader.header().watcher == "watcher";
+    let mut checker = Checker::new(recipes, config, Date::today());
+    let mut last_time = reader.header().started.clone();
+    while let Some(record) = reader.next_record()? {
+        if let Some(t) = record_time(&record) {
+            last_time.clear();
+            last_time.push_str(t);
+        }
+        checker.observe(&record);
+    }
+    let integrity = reader
+        .integrity()
+        .cloned()
+        .unwrap_or(Integrity::Unsealed { torn: false });
+    let notes = crate::report::Run::recipe_notes(recipes);
+    let shown = trace.display();
+    match &integrity {
+        Integrity::Sealed { lost } => checker.add_lost(*lost),
+        Integrity::Altered { reason } => checker.critical(
+            "trace_altered",
+            format!("trace altered: {shown}: {reason}; its records cannot be trusted"),
+        ),
+        Integrity::Unsealed { torn } if from_watcher => checker.critical(
+            "watcher_stopped",
+            format!(
+                "watcher stopped at {}: {shown} was never sealed{} — the watcher was killed or crashed during the job, and what ran after that is unknown",
+                watcher_last_seen.unwrap_or(&last_time),
+                if *torn { " and its last line is torn" } else { "" }
+            ),
+        ),
+        // A trace of `guard run` without its seal: guard was killed, the disk filled up, or
+        // the file was cut. What it holds is checked, but it is not a clean verdict.
+        Integrity::Unsealed { torn } => checker.critical(
+            "trace_incomplete",
+            format!(
+                "{shown} is not sealed{} (last record at {last_time}): guard did not finish writing it, or it was cut; the records present were checked, what followed is unknown",
+                if *torn { " and its last line is torn" } else { "" }
+            ),
+        ),
+    }
+    Ok(Checked {
+        outcome: checker.finish(),
+        integrity,
+        notes,
+        command,
+    })
+}
+
+fn record_time(r: &Record) -> Option<&str> {
+    match r {
+        Record::Exec(e) | Record::Process(e) => Some(&e.time),
+        Record::Fork(f) => Some(&f.time),
+        Record::Exit(x) => Some(&x.time),
+        Record::End(e) => Some(&e.time),
+        Record::Header(_) | Record::Seal(_) => None,
     }
 }

@@ -156,16 +156,19 @@ impl Config {
     }
 
     /// Looks an exec matched by `recipe` (name and kind) up in the allowlist, as of `today`.
+    /// `path` is the file that made the match (see `recipe::Match::allow_path`): an entry must
+    /// name that file — allowing a script never allows the executable, nor the reverse.
     pub fn allowance(
         &self,
         recipe_name: &str,
         recipe_kind: &str,
         e: &ExecEvent,
+        path: &crate::event::Bytes,
         today: Date,
     ) -> Allowance {
         let mut expired = Allowance::None;
         for (index, entry) in self.allow.iter().enumerate() {
-            if !entry.matches(recipe_name, recipe_kind, e) {
+            if !entry.matches(recipe_name, recipe_kind, e, path) {
                 continue;
             }
             match entry.expires {
@@ -191,22 +194,26 @@ impl Config {
 }
 
 impl AllowEntry {
-    fn matches(&self, recipe_name: &str, recipe_kind: &str, e: &ExecEvent) -> bool {
+    fn matches(
+        &self,
+        recipe_name: &str,
+        recipe_kind: &str,
+        e: &ExecEvent,
+        p: &crate::event::Bytes,
+    ) -> bool {
         if self.recipe != "*" && self.recipe != recipe_name && self.recipe != recipe_kind {
             return false;
         }
-        let path_ok = |p: &crate::event::Bytes| {
-            self.exe
+        let path_ok = self
+            .exe
+            .as_ref()
+            .is_none_or(|x| p.as_bytes() == x.as_bytes())
+            && self
+                .base
                 .as_ref()
-                .is_none_or(|x| p.as_bytes() == x.as_bytes())
-                && self
-                    .base
-                    .as_ref()
-                    .is_none_or(|b| p.file_name() == b.as_bytes())
-                && self.regex.as_ref().is_none_or(|r| r.is_match(p.as_bytes()))
-        };
-        let by_path = path_ok(&e.exe) || e.script.as_ref().is_some_and(path_ok);
-        by_path
+                .is_none_or(|b| p.file_name() == b.as_bytes())
+            && self.regex.as_ref().is_none_or(|r| r.is_match(p.as_bytes()));
+        path_ok
             && self
                 .argv
                 .as_ref()

@@ -5,9 +5,11 @@
 //! them, with the [`recipe`]s and the [`config`] allowlist, into findings; [`report`]ers render
 //! findings to a writer.
 
+pub mod action;
 pub mod check;
 pub mod config;
 pub mod event;
+pub mod ghclient;
 pub mod recipe;
 pub mod report;
 pub mod time;

@@ -4,21 +4,29 @@ use std::ffi::OsString;
 use std::fs::File;
 use std::io::{BufWriter, IsTerminal, Write};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 
-use guard::check::{Checker, Outcome};
+use guard::check::{check_trace, Checker, Outcome};
 use guard::config::{self, Config};
 use guard::event::{Bytes, ExitStatus};
 use guard::recipe::{self, RecipeSet};
 use guard::report::{self, Mode, Run};
 use guard::time::Date;
-use guard::trace::{Header, Integrity, Record, TraceReader, TraceWriter};
+use guard::trace::{Header, Record, TraceWriter};
 use guard::watch::{daemon, ptrace};
+
+/// Like `eprintln!`, but a stderr that cannot be written (closed, full) is not a reason to
+/// panic: the exit status and the report files still tell the result.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
 
 /// Exit status: guard itself failed (bad config, tracing refused) before or while running CMD.
 const EXIT_GUARD_FAILED: u8 = 125;
@@ -106,10 +114,21 @@ enum Command {
         /// Write the JSON report (v1) to FILE.
         #[arg(long, value_name = "FILE")]
         report: Option<PathBuf>,
+        /// Instead of checking, copy the trace to FILE, readable by all and writable by root
+        /// only, in a root-owned directory, and print {"stopped", "last_seen", "trace"} as JSON
+        /// (for an unprivileged caller such as the Action's post step).
+        #[arg(long, value_name = "FILE")]
+        export: Option<PathBuf>,
         #[arg(long, value_name = "DIR")]
         state_dir: Option<PathBuf>,
         #[command(flatten)]
         options: CheckOptions,
+    },
+    /// The GitHub Action's steps (run by dist/pre.js, main.js, post.js): they read the
+    /// runner's environment and speak its protocol.
+    Action {
+        #[arg(value_enum)]
+        phase: Phase,
     },
     /// Whether the watcher is running, and what it has seen (exit 1 when it is not running).
     Status {
@@ -141,6 +160,13 @@ enum RecipesCommand {
         #[arg(required = true, value_name = "PATH")]
         paths: Vec<PathBuf>,
     },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Phase {
+    Pre,
+    Main,
+    Post,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -196,18 +222,34 @@ fn main() -> ExitCode {
         ),
         Command::Stop {
             report,
+            export,
             state_dir,
             options,
         } => (
-            stop(state_dir.as_deref(), report.as_deref(), &options),
+            match export {
+                Some(to) => stop_export(state_dir.as_deref(), &to),
+                None => stop(state_dir.as_deref(), report.as_deref(), &options),
+            },
             EXIT_GUARD_FAILED,
         ),
         Command::Status { state_dir } => (status(state_dir.as_deref()), EXIT_GUARD_FAILED),
+        Command::Action { phase } => {
+            let get = |k: &str| std::env::var(k).ok();
+            let env = guard::action::Env::new(&get);
+            let mut out = std::io::stdout().lock();
+            let code = match phase {
+                Phase::Pre => guard::action::pre(&env, &mut out),
+                Phase::Main => guard::action::main_step(&mut out),
+                Phase::Post => guard::action::post(&env, &mut out),
+            };
+            let _ = out.flush();
+            (Ok(code), EXIT_GUARD_FAILED)
+        }
     };
     match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("guard: error: {e:#}");
+            say!("guard: error: {e:#}");
             ExitCode::from(failure_status)
         }
     }
@@ -272,7 +314,7 @@ fn run(
     let mut seq = 0u64;
     let result = traced.follow(&mut |mut record: Record| {
         seq += 1;
-        set_seq(&mut record, seq);
+        record.set_seq(seq);
         if let Some(w) = writer.as_mut() {
             if let Err(e) = w.write(&record) {
                 write_error.get_or_insert(e);
@@ -293,14 +335,14 @@ fn run(
             errno.desc()
         );
     }
+    let mut notes = Run::recipe_notes(&recipes);
     if let Some(errno) = result.exec_error {
-        let name = cmd[0].to_string_lossy();
-        eprintln!(
-            "guard: cannot run {}: {}",
-            report::escape::terminal(name.as_bytes()),
+        let name = report::escape::terminal(cmd[0].as_bytes());
+        say!("guard: cannot run {name}: {}", errno.desc());
+        notes.push(format!(
+            "the command could not be executed: {name}: {}",
             errno.desc()
-        );
-        return Ok(result.status.shell_status().clamp(0, 255) as u8);
+        ));
     }
     let outcome = checker.finish();
     let mut run = Run {
@@ -309,7 +351,7 @@ fn run(
         mode: options.mode,
         command: Some(&command),
         integrity: None,
-        notes: Run::recipe_notes(&recipes),
+        notes,
         locations: Vec::new(),
     };
     if !result.stuck.is_empty() {
@@ -319,13 +361,13 @@ fn run(
             result.stuck
         ));
     }
-    let mut stderr = std::io::stderr().lock();
-    report::text::write(&run, &mut stderr, color())?;
+    // The report file first: a stderr that cannot be written must not cost the report.
     if let Some(f) = report_file {
         let mut w = BufWriter::new(f);
         report::json::write(&run, &mut w)?;
         w.flush().context("cannot write the report")?;
     }
+    let _ = report::text::write(&run, &mut std::io::stderr().lock(), color());
     if let Some(e) = write_error {
         anyhow::bail!(
             "writing the trace {} failed: {e}; the verdict above is from the live run, but the trace is incomplete",
@@ -345,89 +387,6 @@ fn run_status(outcome: &Outcome, mode: Mode, status: ExitStatus) -> u8 {
     }
 }
 
-fn set_seq(record: &mut Record, seq: u64) {
-    match record {
-        Record::Exec(e) | Record::Process(e) => e.seq = seq,
-        Record::Fork(f) => f.seq = seq,
-        Record::Exit(x) => x.seq = seq,
-        Record::End(e) => e.seq = seq,
-        Record::Header(_) | Record::Seal(_) => {}
-    }
-}
-
-/// What reading a trace through the checker established.
-struct Checked {
-    outcome: Outcome,
-    integrity: Integrity,
-    notes: Vec<String>,
-    command: Option<Vec<Bytes>>,
-}
-
-/// Reads a trace through the checker. Evidence that was altered, or a watcher that stopped
-/// without sealing its trace, becomes a critical finding: never a clean verdict.
-fn check_trace(
-    trace: &Path,
-    recipes: &RecipeSet,
-    config: &Config,
-    watcher_last_seen: Option<&str>,
-) -> anyhow::Result<Checked> {
-    let mut reader = TraceReader::open(trace)?;
-    let command = reader.header().command.clone();
-    let from_watcher = reader.header().watcher == "watcher";
-    let mut checker = Checker::new(recipes, config, Date::today());
-    let mut last_time = reader.header().started.clone();
-    while let Some(record) = reader.next_record()? {
-        if let Some(t) = record_time(&record) {
-            last_time.clear();
-            last_time.push_str(t);
-        }
-        checker.observe(&record);
-    }
-    let integrity = reader
-        .integrity()
-        .cloned()
-        .unwrap_or(Integrity::Unsealed { torn: false });
-    let mut notes = Run::recipe_notes(recipes);
-    let shown = trace.display();
-    match &integrity {
-        Integrity::Sealed { lost } => checker.add_lost(*lost),
-        Integrity::Altered { reason } => checker.critical(
-            "trace_altered",
-            format!("trace altered: {shown}: {reason}; its records cannot be trusted"),
-        ),
-        Integrity::Unsealed { torn } if from_watcher => checker.critical(
-            "watcher_stopped",
-            format!(
-                "watcher stopped at {}: {shown} was never sealed{} — the watcher was killed or crashed during the job, and what ran after that is unknown",
-                watcher_last_seen.unwrap_or(&last_time),
-                if *torn { " and its last line is torn" } else { "" }
-            ),
-        ),
-        Integrity::Unsealed { torn: true } => notes.push(format!(
-            "{shown}: the last line is torn (the writer was interrupted); the records before it were checked"
-        )),
-        Integrity::Unsealed { torn: false } => notes.push(format!(
-            "{shown}: the trace is not sealed (the writer did not finish); the records present were checked"
-        )),
-    }
-    Ok(Checked {
-        outcome: checker.finish(),
-        integrity,
-        notes,
-        command,
-    })
-}
-
-fn record_time(r: &Record) -> Option<&str> {
-    match r {
-        Record::Exec(e) | Record::Process(e) => Some(&e.time),
-        Record::Fork(f) => Some(&f.time),
-        Record::Exit(x) => Some(&x.time),
-        Record::End(e) => Some(&e.time),
-        Record::Header(_) | Record::Seal(_) => None,
-    }
-}
-
 fn write_report(
     run: &Run,
     format: Format,
@@ -444,14 +403,17 @@ fn write_report(
     } else {
         std::io::stdout().is_terminal()
     };
-    match format {
-        Format::Text => {
-            report::text::write(run, &mut out, output.is_none() && terminal && color())?
-        }
-        Format::Json => report::json::write(run, &mut out)?,
-        Format::Sarif => report::sarif::write(run, &mut out)?,
+    let written = match format {
+        Format::Text => report::text::write(run, &mut out, output.is_none() && terminal && color()),
+        Format::Json => report::json::write(run, &mut out),
+        Format::Sarif => report::sarif::write(run, &mut out),
     }
-    out.flush()?;
+    .and_then(|()| out.flush());
+    match written {
+        // A reader that stopped reading (`| head`) changes nothing to the verdict.
+        Err(e) if output.is_none() && e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),
+        r => r?,
+    }
     Ok(())
 }
 
@@ -492,7 +454,7 @@ fn start(state: Option<&Path>, trace: Option<PathBuf>, attach: Vec<u32>) -> anyh
         attach,
     };
     let info = daemon::start(&opts)?;
-    eprintln!(
+    say!(
         "guard: watcher recording (pid {}{}); trace {}; stop it with `guard stop`",
         info.pid,
         if info.attached.is_empty() {
@@ -519,14 +481,14 @@ fn stop(
     let (info, stopped) = daemon::stop(&dir)?;
     let last_seen = match &stopped {
         daemon::Stopped::Died { last_seen } => {
-            eprintln!(
+            say!(
                 "guard: the watcher (pid {}) was no longer running: last seen at {last_seen}",
                 info.pid
             );
             Some(last_seen.as_str())
         }
         daemon::Stopped::AlreadySealed => {
-            eprintln!(
+            say!(
                 "guard: the watcher (pid {}) had already sealed its trace",
                 info.pid
             );
@@ -549,6 +511,39 @@ fn stop(
         write_report(&run, Format::Json, Some(p), false)?;
     }
     Ok(verdict_status(&run))
+}
+
+fn stop_export(state: Option<&Path>, to: &Path) -> anyhow::Result<u8> {
+    let dir = daemon::state_dir(state);
+    let (info, stopped) = daemon::stop(&dir)?;
+    let parent = to.parent().context("--export needs a file path")?;
+    std::fs::create_dir_all(parent)
+        .with_context(|| format!("cannot create {}", parent.display()))?;
+    let meta = std::fs::symlink_metadata(parent)?;
+    // SAFETY: geteuid(2) cannot fail.
+    if !meta.is_dir() || std::os::unix::fs::MetadataExt::uid(&meta) != unsafe { libc::geteuid() } {
+        anyhow::bail!(
+            "{} must be a directory owned by us, so that nobody else can swap the copy",
+            parent.display()
+        );
+    }
+    std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o755))?;
+    let _ = std::fs::remove_file(to);
+    let mut copy = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .open(to)
+        .with_context(|| format!("cannot create {}", to.display()))?;
+    std::io::copy(&mut File::open(&info.trace)?, &mut copy)?;
+    let (how, last_seen) = match stopped {
+        daemon::Stopped::Sealed => ("sealed", None),
+        daemon::Stopped::AlreadySealed => ("already_sealed", None),
+        daemon::Stopped::Died { last_seen } => ("died", Some(last_seen)),
+    };
+    let said = serde_json::json!({"stopped": how, "last_seen": last_seen, "trace": to});
+    writeln!(std::io::stdout(), "{said}")?;
+    Ok(0)
 }
 
 fn status(state: Option<&Path>) -> anyhow::Result<u8> {
@@ -623,7 +618,7 @@ fn recipes_command(command: RecipesCommand) -> anyhow::Result<u8> {
                 let files = match recipe::recipe_files(path) {
                     Ok(f) => f,
                     Err(e) => {
-                        eprintln!("guard: error: {e}");
+                        say!("guard: error: {e}");
                         bad += 1;
                         continue;
                     }
@@ -643,7 +638,7 @@ fn recipes_command(command: RecipesCommand) -> anyhow::Result<u8> {
                             writeln!(out, "ok: {}: {}", file.display(), names.join(", "))?;
                         }
                         Err(e) => {
-                            eprintln!("guard: error: {e}");
+                            say!("guard: error: {e}");
                             bad += 1;
                         }
                     }

@@ -20,7 +20,11 @@
 //!
 //! `chain` is SHA-256 iterated over the lines: `c0 = sha256("webserver-exec-guard trace v1")`,
 //! `c(n+1) = sha256(c(n) || line(n))` for every line from the header to the last record, without
-//! the newline. A reader recomputes it, so an edited, reordered or truncated trace is detected.
+//! the newline, then `chain = sha256(c(last) || records || lost)` (counts as little-endian u64).
+//! A reader recomputes it, so an edited, reordered or truncated trace, or a changed lost count,
+//! is detected. The chain is not keyed: it proves that a trace is whole and unedited against
+//! accidents and against anyone who cannot write the file, not against someone who can
+//! rewrite it entirely — which is why the watcher's trace is root-owned and 0600.
 //!
 //! A reader accepts a trace whose last line is torn (a writer killed mid-line) and says so.
 
@@ -90,6 +94,19 @@ pub enum Record {
     Seal(Seal),
 }
 
+impl Record {
+    /// Sets the sequence number of a record (header and seal have none).
+    pub fn set_seq(&mut self, seq: u64) {
+        match self {
+            Record::Exec(e) | Record::Process(e) => e.seq = seq,
+            Record::Fork(f) => f.seq = seq,
+            Record::Exit(x) => x.seq = seq,
+            Record::End(e) => e.seq = seq,
+            Record::Header(_) | Record::Seal(_) => {}
+        }
+    }
+}
+
 fn chain_seed() -> [u8; 32] {
     Sha256::digest(b"webserver-exec-guard trace v1").into()
 }
@@ -98,6 +115,15 @@ fn chain_step(prev: &[u8; 32], line: &[u8]) -> [u8; 32] {
     let mut h = Sha256::new();
     h.update(prev);
     h.update(line);
+    h.finalize().into()
+}
+
+/// The value a seal carries: the chain over the lines, bound to the record and lost counts.
+fn seal_value(chain: &[u8; 32], records: u64, lost: u64) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(chain);
+    h.update(records.to_le_bytes());
+    h.update(lost.to_le_bytes());
     h.finalize().into()
 }
 
@@ -143,11 +169,12 @@ impl<W: Write> TraceWriter<W> {
 
     /// Writes the seal, flushes and returns the writer.
     pub fn seal(mut self, lost: u64) -> io::Result<W> {
+        let chain = seal_value(&self.chain, self.records, lost);
         let seal = Seal {
             time: crate::time::now(),
             records: self.records,
             lost,
-            chain: hex(&self.chain),
+            chain: hex(&chain),
         };
         serde_json::to_writer(&mut self.out, &Record::Seal(seal)).map_err(io::Error::other)?;
         self.out.write_all(b"\n")?;
@@ -330,7 +357,7 @@ impl TraceReader {
                 ),
             };
         }
-        if seal.chain != hex(&self.chain) {
+        if seal.chain != hex(&seal_value(&self.chain, seal.records, seal.lost)) {
             return Integrity::Altered {
                 reason: "the records do not match the seal's chain value".to_string(),
             };

@@ -559,7 +559,18 @@ fn check_reaches_the_same_result_as_the_live_run() {
     let torn = lines[..lines.len() - 1].join("\n");
     std::fs::write(dir.join("torn.jsonl"), &torn[..torn.len() - 5]).unwrap();
     let t = run(&dir, &["check", "--trace", "torn.jsonl"]);
-    assert!(t.stdout.contains("torn"), "{}", t.stdout);
+    assert_eq!(
+        t.code,
+        Some(3),
+        "an unsealed trace is never a clean verdict: {}",
+        t.stdout
+    );
+    assert!(
+        t.stdout.contains("CRITICAL trace_incomplete"),
+        "{}",
+        t.stdout
+    );
+    assert!(t.stdout.contains("last line is torn"), "{}", t.stdout);
 
     // An edited trace is a critical finding.
     std::fs::write(dir.join("edited.jsonl"), text.replace("\"-t\"", "\"-T\"")).unwrap();

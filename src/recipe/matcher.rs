@@ -15,6 +15,10 @@ pub struct ExecView<'a> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Match {
     pub evidence: Vec<String>,
+    /// The file an allowlist entry must name to allow this match: the `#!` script when the
+    /// script's path matched, else the executable that really ran (never the invoked name or
+    /// argv[0], which the process chooses).
+    pub allow_path: Bytes,
 }
 
 impl<'a> ExecView<'a> {
@@ -140,10 +144,14 @@ fn group_holds(view: &ExecView, group: &ArbitraryGroup) -> bool {
 /// Matches an exec against a recipe.
 pub fn evaluate(recipe: &Recipe, view: &ExecView) -> Option<Match> {
     let mut evidence = Vec::new();
+    let mut allow_path = view.exec.exe.clone();
     'paths: for (label, path) in view.paths() {
         for m in &recipe.bases {
             if m.matches(path) {
                 evidence.push(format!("name: {label} {} matches {m}", path.lossy()));
+                if label == "script" {
+                    allow_path = path.clone();
+                }
                 break 'paths;
             }
         }
@@ -164,6 +172,9 @@ pub fn evaluate(recipe: &Recipe, view: &ExecView) -> Option<Match> {
             }
             for (label, path) in view.paths() {
                 if let Some(m) = c.exe.iter().find(|m| m.matches(path)) {
+                    if label == "script" {
+                        allow_path = path.clone();
+                    }
                     let how: Vec<String> = [("arguments", &c.args), ("argv[0]", &c.argv0)]
                         .iter()
                         .filter_map(|(what, p)| {
@@ -187,7 +198,10 @@ pub fn evaluate(recipe: &Recipe, view: &ExecView) -> Option<Match> {
     if !recipe.arbitrary.iter().all(|g| group_holds(view, g)) {
         return None;
     }
-    Some(Match { evidence })
+    Some(Match {
+        evidence,
+        allow_path,
+    })
 }
 
 #[cfg(test)]

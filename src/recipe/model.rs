@@ -110,7 +110,8 @@ fn positive<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
 }
 
 /// A regular expression (Rust's `regex`: linear time, no backtracking), matched on bytes as an
-/// unanchored search — as Jibril's recipes expect; anchor with `^`/`$` where needed.
+/// unanchored search — as Jibril's recipes expect; anchor with `^`/`$` where needed. Classes
+/// are ASCII (`\w`, `\d`), and `.` matches any byte but a newline.
 #[derive(Clone)]
 pub struct Pattern {
     pub source: String,
@@ -120,6 +121,9 @@ pub struct Pattern {
 impl Pattern {
     pub fn new(source: &str) -> Result<Pattern, String> {
         regex::bytes::RegexBuilder::new(source)
+            // Arguments and paths are bytes: `.` and `[^ ]` must match any byte, invalid
+            // UTF-8 included, or a single 0xff byte would slip past a pattern.
+            .unicode(false)
             .size_limit(1 << 20)
             .dfa_size_limit(1 << 20)
             .build()

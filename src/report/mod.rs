@@ -1,7 +1,11 @@
 //! Reporters: they render a checked run to a writer, one module per format.
 
 pub mod escape;
+pub mod github;
 pub mod json;
+pub mod markdown;
+pub mod pr;
+pub mod sarif;
 pub mod text;
 
 use serde::Serialize;
@@ -32,9 +36,27 @@ pub struct Run<'a> {
     pub integrity: Option<&'a Integrity>,
     /// Things the reader should know that are not findings (a torn trace, recipes not evaluated).
     pub notes: Vec<String>,
+    /// Where each finding points in the repository (index-aligned with `outcome.findings`;
+    /// shorter or empty when unknown).
+    pub locations: Vec<Option<Location>>,
+}
+
+/// A place in the repository a finding points at: the workflow step that ran it, or a script
+/// of the repository in its ancestry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Location {
+    /// Relative to the repository root, `/`-separated.
+    pub path: String,
+    /// 1-based.
+    pub line: u32,
 }
 
 impl Run<'_> {
+    /// The location of the finding at `index`, if known.
+    pub fn location(&self, index: usize) -> Option<&Location> {
+        self.locations.get(index).and_then(|l| l.as_ref())
+    }
+
     /// The verdict: `fail` when a failing finding exists in fail mode.
     pub fn verdict(&self) -> &'static str {
         let failing = self.outcome.failing() > 0;

@@ -110,7 +110,11 @@ fn finding(run: &Run, f: &Finding, out: &mut dyn Write, style: &Style) -> io::Re
     writeln!(
         out,
         "  process:   pid {}, ppid {}, uid {}, cwd {}, at {}",
-        p.pid, p.ppid, p.uid, cwd, p.time
+        p.pid,
+        p.ppid,
+        p.uid,
+        cwd,
+        terminal(p.time.as_bytes())
     )?;
     if let Some(script) = &p.script {
         writeln!(out, "  script:    {}", terminal(script.as_bytes()))?;

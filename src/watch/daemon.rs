@@ -505,11 +505,12 @@ fn daemon_main(
     let mut last_flush = Instant::now();
     let mut tracer = tracer;
     let mut write_error: Option<String> = None;
-    let mut write = |writer: &mut TraceWriter<_>, status: &mut WatcherStatus, r: Record| {
+    let mut write = |writer: &mut TraceWriter<_>, status: &mut WatcherStatus, mut r: Record| {
         if matches!(r, Record::Exec(_)) {
             status.execs += 1;
         }
         status.records += 1;
+        r.set_seq(status.records);
         if write_error.is_none() {
             if let Err(e) = writer.write(&r) {
                 write_error = Some(e.to_string());

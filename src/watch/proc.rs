@@ -127,9 +127,8 @@ pub fn read_exec(pid: i32, source: Source) -> ExecEvent {
     }
     if let Some(addr) = p.auxv().ok().and_then(|a| a.get(&AT_EXECFN).copied()) {
         if let Some(path) = read_c_string(pid, addr, 4096) {
-            let execfn = absolute(path, e.cwd.as_ref());
-            e.script = script_of(&p, &e.exe, &execfn);
-            e.execfn = Some(execfn);
+            e.script = script_of(&p, &e.argv, &path);
+            e.execfn = Some(absolute(path, e.cwd.as_ref()));
         }
     }
     e.container = read_relative(&p, "cgroup", 64 << 10).and_then(|c| container_id(&c));
@@ -166,24 +165,37 @@ pub fn github_action(environ: &[u8]) -> Option<Bytes> {
         .map(|v| Bytes(v.to_vec()))
 }
 
-/// When the path given to exec is not the executable the kernel ran, the exec went through an
-/// interpreter (`#!` or binfmt_misc): that path is the script.
-fn script_of(p: &Process, exe: &Bytes, execfn: &Bytes) -> Option<Bytes> {
-    if execfn.file_name() == exe.file_name() || execfn.as_bytes().starts_with(b"/dev/fd/") {
+/// The script of an exec that went through a `#!` interpreter, or `None`.
+///
+/// Only when the kernel's rewrite of argv shows it — `[interpreter, (optional argument),
+/// path given to exec, original arguments...]` — and the path is not the executable itself. The
+/// path is resolved in the process's own view (`/proc/PID/cwd`, `/proc/PID/root`), not ours,
+/// so that a crafted working directory cannot make it name another file.
+fn script_of(p: &Process, argv: &[Bytes], given: &[u8]) -> Option<Bytes> {
+    if given.starts_with(b"/dev/fd/") || !argv.iter().skip(1).take(2).any(|a| a.as_bytes() == given)
+    {
         return None;
     }
-    let invoked = Path::new(std::ffi::OsStr::from_bytes(execfn.as_bytes()));
+    let through = if given.first() == Some(&b'/') {
+        format!("/proc/{}/root", p.pid())
+            .into_bytes()
+            .into_iter()
+            .chain(given.iter().copied())
+            .collect::<Vec<u8>>()
+    } else {
+        let mut v = format!("/proc/{}/cwd/", p.pid()).into_bytes();
+        v.extend_from_slice(given);
+        v
+    };
+    let through = Path::new(std::ffi::OsStr::from_bytes(&through));
     let run = std::fs::metadata(format!("/proc/{}/exe", p.pid())).ok()?;
-    let meta = std::fs::metadata(invoked).ok()?;
+    let meta = std::fs::metadata(through).ok()?;
     if meta.dev() == run.dev() && meta.ino() == run.ino() {
         return None;
     }
-    let canonical = std::fs::canonicalize(invoked).ok();
-    Some(
-        canonical
-            .map(|c| Bytes::from(c.as_path()))
-            .unwrap_or_else(|| execfn.clone()),
-    )
+    std::fs::canonicalize(through)
+        .ok()
+        .map(|c| Bytes::from(c.as_path()))
 }
 
 #[cfg(test)]

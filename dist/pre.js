@@ -1,0 +1,3 @@
+'use strict';
+// The Action's pre step: find the guard binary and run `guard action pre` (see lib.js).
+require('./lib').run('pre');

@@ -1,0 +1,239 @@
+//! GitHub Actions workflow commands: one annotation per distinct (recipe, executable, step),
+//! escaped exactly as the runner requires, within its limit of 10 annotations per type per step.
+//!
+//! argv is attacker-controlled: a message or property value can never end the command early,
+//! start a new one, or carry a raw newline (`%0A::error::` and `\n::add-mask::` come out inert).
+
+use std::collections::BTreeMap;
+use std::io::{self, Write};
+
+use crate::check::Finding;
+use crate::event::join;
+
+use super::escape::terminal;
+use super::{Location, Mode, Run};
+
+/// The runner attaches at most this many annotations of each type to a step.
+pub const PER_TYPE_LIMIT: usize = 10;
+
+/// The data part of a workflow command: `%`, CR and LF are escaped (`%` first).
+pub fn escape_data(s: &str) -> String {
+    s.replace('%', "%25")
+        .replace('\r', "%0D")
+        .replace('\n', "%0A")
+}
+
+/// A property value (`file=`, `title=`): also `:` and `,`.
+pub fn escape_property(s: &str) -> String {
+    escape_data(s).replace(':', "%3A").replace(',', "%2C")
+}
+
+/// The level of a workflow-command annotation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    Error,
+    Warning,
+    Notice,
+}
+
+impl Level {
+    pub fn command(self) -> &'static str {
+        match self {
+            Level::Error => "error",
+            Level::Warning => "warning",
+            Level::Notice => "notice",
+        }
+    }
+}
+
+/// One annotation, before escaping.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Annotation {
+    pub level: Level,
+    pub title: String,
+    pub message: String,
+    pub location: Option<Location>,
+    /// The findings (indexes) it stands for.
+    pub findings: Vec<usize>,
+}
+
+impl Annotation {
+    /// The workflow command line.
+    pub fn command(&self) -> String {
+        let mut props = Vec::new();
+        if let Some(l) = &self.location {
+            props.push(format!("file={}", escape_property(&l.path)));
+            props.push(format!("line={}", l.line));
+        }
+        props.push(format!("title={}", escape_property(&self.title)));
+        // The runner cuts messages at 4,096 characters; cut first, on a character boundary.
+        let mut message = self.message.clone();
+        if message.chars().count() > 4000 {
+            message = message.chars().take(4000).collect::<String>() + " …";
+        }
+        format!(
+            "::{} {}::{}",
+            self.level.command(),
+            props.join(","),
+            escape_data(&message)
+        )
+    }
+}
+
+/// The level of a finding's annotation in a mode.
+pub fn level_of(f: &Finding, mode: Mode) -> Level {
+    match (f.failing(), mode) {
+        (false, _) => Level::Notice,
+        (true, Mode::Fail) => Level::Error,
+        (true, Mode::Warn) => Level::Warning,
+    }
+}
+
+fn describe(run: &Run, f: &Finding, count: u64) -> String {
+    let Some(p) = &f.process else {
+        return f.evidence.join("\n");
+    };
+    let text = |b: &[u8]| terminal(b);
+    let mut m = format!(
+        "{} executed: {}\nargv: {}",
+        f.recipe,
+        text(p.exe.as_bytes()),
+        text(&join(&p.argv))
+    );
+    if let Some(step) = &p.step {
+        m.push_str(&format!("\nstep: {}", text(step.as_bytes())));
+    }
+    if let Some(c) = &p.container {
+        m.push_str(&format!("\ncontainer: {c}"));
+    }
+    if count > 1 {
+        m.push_str(&format!("\nseen {count} times"));
+    }
+    if let Some(a) = p.ancestry.first() {
+        m.push_str(&format!("\nparent: {} {}", a.pid, text(&join(&a.argv))));
+    }
+    if let Some(reason) = &f.allowed {
+        m.push_str(&format!("\nallowed: {}", text(reason.as_bytes())));
+    }
+    if let Some(note) = &f.allow_expired {
+        m.push_str(&format!("\n{}", text(note.as_bytes())));
+    }
+    if f.failing() {
+        if let Some(r) = run.recipes.get(&f.name) {
+            if !r.recipe.ext.actions.ci_cd.is_empty() {
+                m.push_str("\nRecommended actions (CI/CD):");
+                for (i, a) in r.recipe.ext.actions.ci_cd.iter().enumerate() {
+                    m.push_str(&format!("\n{}. {a}", i + 1));
+                }
+            }
+        }
+    }
+    m
+}
+
+/// The annotations for a run: one per distinct (recipe, executable, step), at most
+/// [`PER_TYPE_LIMIT`] per level — the last one of a level aggregates the rest, so none is
+/// dropped silently.
+pub fn annotations(run: &Run) -> Vec<Annotation> {
+    // Group findings by (level, recipe, exe, step), in order of first appearance.
+    let mut groups: BTreeMap<(Level, usize), (Vec<usize>, u64)> = BTreeMap::new();
+    let mut keys: Vec<(Level, String, Vec<u8>, Vec<u8>)> = Vec::new();
+    for (i, f) in run.outcome.findings.iter().enumerate() {
+        let level = level_of(f, run.mode);
+        let (exe, step) = match &f.process {
+            Some(p) => (
+                p.exe.0.clone(),
+                p.step.as_ref().map(|s| s.0.clone()).unwrap_or_default(),
+            ),
+            None => (format!("#{i}").into_bytes(), Vec::new()),
+        };
+        let key = (level, f.recipe.clone(), exe, step);
+        let at = keys.iter().position(|k| *k == key).unwrap_or_else(|| {
+            keys.push(key);
+            keys.len() - 1
+        });
+        let g = groups.entry((level, at)).or_default();
+        g.0.push(i);
+        g.1 += f.count;
+    }
+    let mut out = Vec::new();
+    for level in [Level::Error, Level::Warning, Level::Notice] {
+        let of_level: Vec<&(Vec<usize>, u64)> = groups
+            .iter()
+            .filter(|((l, _), _)| *l == level)
+            .map(|(_, g)| g)
+            .collect();
+        for (n, (idx, count)) in of_level.iter().enumerate() {
+            if n == PER_TYPE_LIMIT - 1 && of_level.len() > PER_TYPE_LIMIT {
+                let rest: Vec<usize> = of_level[n..]
+                    .iter()
+                    .flat_map(|(i, _)| i.iter().copied())
+                    .collect();
+                let execs: u64 = of_level[n..].iter().map(|(_, c)| *c).sum();
+                out.push(Annotation {
+                    level,
+                    title: format!("webserver-exec-guard: {} more", of_level.len() - n),
+                    message: format!(
+                        "{} more distinct findings ({} execs) of this level are not shown as annotations (GitHub shows at most {PER_TYPE_LIMIT} per type per step): see the job summary and the JSON report.",
+                        of_level.len() - n,
+                        execs
+                    ),
+                    location: None,
+                    findings: rest,
+                });
+                break;
+            }
+            let f = &run.outcome.findings[idx[0]];
+            let what = match &f.process {
+                Some(p) => terminal(p.exe.file_name()),
+                None => "the guard's evidence".to_string(),
+            };
+            out.push(Annotation {
+                level,
+                title: format!("{} ({}): {}", f.recipe, f.importance, what),
+                message: describe(run, f, *count),
+                location: run.location(idx[0]).cloned(),
+                findings: idx.clone(),
+            });
+        }
+    }
+    out
+}
+
+/// Writes the annotations as workflow commands.
+pub fn write(run: &Run, out: &mut dyn Write) -> io::Result<()> {
+    for a in annotations(run) {
+        writeln!(out, "{}", a.command())?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escaping_follows_the_runner() {
+        assert_eq!(
+            escape_data("a%0A::error::b\r\n::add-mask::x"),
+            "a%250A::error::b%0D%0A::add-mask::x"
+        );
+        assert_eq!(escape_property("a,b:c%\n"), "a%2Cb%3Ac%25%0A");
+        let a = Annotation {
+            level: Level::Error,
+            title: "t,::x".into(),
+            message: "line1\n::error::forged".into(),
+            location: Some(Location {
+                path: "a,b.yml".into(),
+                line: 3,
+            }),
+            findings: vec![0],
+        };
+        let cmd = a.command();
+        assert_eq!(
+            cmd,
+            "::error file=a%2Cb.yml,line=3,title=t%2C%3A%3Ax::line1%0A::error::forged"
+        );
+        assert_eq!(cmd.lines().count(), 1);
+    }
+}

@@ -1,0 +1,294 @@
+//! The Markdown job summary (and sticky PR comment): the verdict, a table of findings, the
+//! ancestry of each, the recipe's information linked to MITRE ATT&CK, the recommended actions,
+//! and the stats — within GitHub's 1 MiB limit per step summary.
+//!
+//! Text from the trace (argv, paths, step names) is attacker-controlled: it is escaped so that it
+//! renders as literal text — no link, image, mention, reference, HTML or table break.
+
+use std::fmt::Write as _;
+use std::io::{self, Write};
+
+use crate::check::Finding;
+use crate::event::{join, Bytes};
+use crate::recipe::Recipe;
+
+use super::escape::terminal;
+use super::Run;
+
+/// GitHub drops a step summary larger than 1 MiB; stay well below.
+pub const LIMIT: usize = 1_000_000;
+/// Longest attacker-controlled cell, in characters.
+const CELL: usize = 300;
+
+/// Literal text for Markdown/HTML: every ASCII punctuation character is backslash-escaped
+/// (CommonMark allows it for all of them), `<`, `>`, `&` become entities, line breaks and other
+/// controls are shown as escapes, so nothing can form a link, mention (`@`), reference (`#`),
+/// autolink (`://`, `www.`), emphasis, HTML or a table cell boundary (`|`).
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in terminal(text.as_bytes()).chars() {
+        match c {
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
+            c if c.is_ascii_punctuation() => {
+                out.push('\\');
+                out.push(c);
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A table cell: escaped, and cut to a readable length.
+fn cell(b: &[u8]) -> String {
+    let text = String::from_utf8_lossy(b);
+    if text.chars().count() > CELL {
+        escape(&text.chars().take(CELL).collect::<String>()) + " …"
+    } else {
+        escape(&text)
+    }
+}
+
+fn mitre(recipe: &Recipe) -> String {
+    let link = |field: &str| -> String {
+        let title = Recipe::title(field);
+        match recipe
+            .ext
+            .references
+            .iter()
+            .find(|r| Recipe::title(&r.name.to_lowercase().replace(' ', "_")) == title)
+        {
+            Some(r) => format!("[{} ({})]({})", title, r.id, r.url),
+            None => title,
+        }
+    };
+    let mut parts = vec![link(&recipe.tactic), link(&recipe.technique)];
+    if !recipe.subtechnique.is_empty() && recipe.subtechnique != "none" {
+        parts.push(link(&recipe.subtechnique));
+    }
+    parts.join(" › ")
+}
+
+fn finding_row(i: usize, f: &Finding) -> String {
+    let Some(p) = &f.process else {
+        return format!(
+            "| {} | **{}** (critical) | {} | | | 1 | |\n",
+            i + 1,
+            escape(&f.recipe),
+            f.evidence
+                .iter()
+                .map(|e| escape(e))
+                .collect::<Vec<_>>()
+                .join("<br>")
+        );
+    };
+    let allowed = match (&f.allowed, &f.allow_expired) {
+        (Some(r), _) => format!("✅ {}", cell(r.as_bytes())),
+        (None, Some(note)) => format!("❌ {}", cell(note.as_bytes())),
+        (None, None) => "❌ no".to_string(),
+    };
+    format!(
+        "| {} | **{}**<br>{} | {} | {} | {} | {} | {} |\n",
+        i + 1,
+        escape(&f.recipe),
+        cell(p.exe.as_bytes()),
+        cell(&join(&p.argv)),
+        p.step
+            .as_ref()
+            .map(|s| cell(s.as_bytes()))
+            .unwrap_or_default(),
+        p.container
+            .as_deref()
+            .map(|c| escape(&c[..c.len().min(12)]))
+            .unwrap_or_default(),
+        f.count,
+        allowed
+    )
+}
+
+fn ancestry(i: usize, f: &Finding) -> String {
+    let Some(p) = &f.process else {
+        return String::new();
+    };
+    let mut s = format!(
+        "<details><summary>Finding {}: process {} and its ancestry</summary>\n\n",
+        i + 1,
+        p.pid
+    );
+    let _ = writeln!(s, "- **{}** {}", p.pid, cell(&join(&p.argv)));
+    for e in &f.evidence {
+        let _ = writeln!(s, "  - evidence: {}", escape(e));
+    }
+    for a in &p.ancestry {
+        let shown: Bytes = if a.argv.is_empty() {
+            a.exe.clone()
+        } else {
+            Bytes(join(&a.argv))
+        };
+        let _ = writeln!(s, "- {} {}", a.pid, cell(shown.as_bytes()));
+    }
+    s.push_str("\n</details>\n\n");
+    s
+}
+
+/// Renders the summary.
+pub fn render(run: &Run) -> String {
+    let failing = run.outcome.failing();
+    let total = run.outcome.findings.len();
+    let mut s = String::new();
+    let verdict = match run.verdict() {
+        "fail" => format!(
+            "❌ **webserver-exec-guard: {failing} failing finding{}** — the job fails",
+            if failing == 1 { "" } else { "s" }
+        ),
+        "warn" => format!(
+            "⚠️ **webserver-exec-guard: {failing} finding{}** (warn mode: the job is not failed)",
+            if failing == 1 { "" } else { "s" }
+        ),
+        _ if total > 0 => {
+            format!("✅ **webserver-exec-guard: no failing finding** ({total} allowed)")
+        }
+        _ => "✅ **webserver-exec-guard: no web server was started**".to_string(),
+    };
+    let _ = writeln!(s, "## {verdict}\n");
+    for note in &run.notes {
+        let _ = writeln!(s, "> {}\n", escape(note));
+    }
+    if total > 0 {
+        s.push_str("| # | Executable | Arguments | Step | Container | Count | Allowed |\n");
+        s.push_str("| ---: | --- | --- | --- | --- | ---: | --- |\n");
+        let mut shown = 0;
+        for (i, f) in run.outcome.findings.iter().enumerate() {
+            let row = finding_row(i, f);
+            if s.len() + row.len() > LIMIT / 2 {
+                break;
+            }
+            s.push_str(&row);
+            shown += 1;
+        }
+        if shown < total {
+            let _ = writeln!(
+                s,
+                "\n*{} more findings are not shown here (size limit): see the JSON report.*",
+                total - shown
+            );
+        }
+        s.push('\n');
+        for (i, f) in run.outcome.findings.iter().enumerate().take(shown) {
+            let block = ancestry(i, f);
+            if s.len() + block.len() > LIMIT * 3 / 4 {
+                break;
+            }
+            s.push_str(&block);
+        }
+    }
+    // What each matching recipe is about, and what to do.
+    let mut seen: Vec<&str> = Vec::new();
+    for f in &run.outcome.findings {
+        if seen.contains(&f.name.as_str()) || !f.failing() {
+            continue;
+        }
+        seen.push(&f.name);
+        let Some(r) = run.recipes.get(&f.name).map(|l| &l.recipe) else {
+            continue;
+        };
+        let _ = writeln!(s, "### {} — {}\n", escape(&r.name), escape(&r.description));
+        let _ = writeln!(
+            s,
+            "**MITRE ATT&CK**: {} · **Importance**: {}\n",
+            mitre(r),
+            r.importance
+        );
+        if let Some(e) = &r.ext.explanation {
+            let _ = writeln!(s, "{}\n", escape(e));
+        }
+        let list = |title: &str, items: &[String]| -> String {
+            let mut b = String::new();
+            for (i, a) in items.iter().enumerate() {
+                let _ = writeln!(b, "{}. {}", i + 1, escape(a));
+            }
+            if title.is_empty() {
+                b
+            } else {
+                format!("<details><summary>{title}</summary>\n\n{b}\n</details>\n")
+            }
+        };
+        if !r.ext.actions.ci_cd.is_empty() {
+            let _ = writeln!(
+                s,
+                "#### Recommended actions for CI/CD\n\n{}",
+                list("", &r.ext.actions.ci_cd)
+            );
+        }
+        if !r.ext.actions.staging.is_empty() {
+            s.push_str(&list(
+                "Recommended actions for staging",
+                &r.ext.actions.staging,
+            ));
+        }
+        if !r.ext.actions.production.is_empty() {
+            s.push_str(&list(
+                "Recommended actions for production",
+                &r.ext.actions.production,
+            ));
+        }
+        s.push('\n');
+    }
+    let st = &run.outcome.stats;
+    let _ = writeln!(
+        s,
+        "<sub>{} execs seen · {} lost events · {} repeats folded · {} partial records · webserver-exec-guard {}</sub>",
+        st.execs,
+        st.lost,
+        st.suppressed,
+        st.partial,
+        crate::VERSION
+    );
+    if s.len() > LIMIT {
+        let mut cut = LIMIT - 200;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+        s.push_str("\n\n*(summary cut at GitHub's size limit: see the JSON report)*\n");
+    }
+    s
+}
+
+pub fn write(run: &Run, out: &mut dyn Write) -> io::Result<()> {
+    out.write_all(render(run).as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hostile_text_is_literal() {
+        let cases = [
+            "[click](https://evil.example/x)",
+            "![img](https://evil.example/p.png)",
+            "@octocat please merge",
+            "fixes #123",
+            "<img src=x onerror=alert(1)>",
+            "a | b || c",
+            "https://evil.example www.evil.example",
+            "**bold** _it_ `code`",
+            "line1\nline2\r\n## heading",
+            "\x1b[31mred\u{202e}txt",
+        ];
+        for c in cases {
+            let e = escape(c);
+            for bad in ["](", "<img", "\n", "\r", "\x1b", "\u{202e}"] {
+                assert!(!e.contains(bad), "{c:?} -> {e:?}");
+            }
+            for (i, ch) in e.char_indices() {
+                if "@#|[]()!*_`:".contains(ch) {
+                    assert_eq!(&e[i - 1..i], "\\", "{c:?} -> {e:?}: unescaped {ch:?}");
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,339 @@
+//! The GitHub Action end to end, against the runner's protocol: a fake runner (a shell script,
+//! standing for the runner's worker) sets the environment a real runner sets, runs
+//! `node dist/pre.js`, then its steps as its own children — one starts a real web server, one
+//! carries workflow-command injections in its argv — then `node dist/post.js` with the state
+//! pre saved. The GitHub API is a local server that checks request bodies against GitHub's
+//! OpenAPI description.
+
+use std::io::{BufRead, BufReader, Read};
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+const GUARD: &str = env!("CARGO_BIN_EXE_guard");
+const TOKEN: &str = "ghs_test_token_0123456789";
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+struct Mock {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Mock {
+    fn start() -> Mock {
+        let mut child = Command::new("node")
+            .arg(repo().join("tests/js/mock_github.js"))
+            .args(["--token", TOKEN, "--pr", "7", "--seed", "3"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("node");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = line
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("mock port: {line:?}"));
+        Mock { child, port }
+    }
+
+    fn state(&self) -> serde_json::Value {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        use std::io::Write;
+        write!(s, "GET /__state HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
+        let mut text = String::new();
+        s.read_to_string(&mut text).unwrap();
+        serde_json::from_str(text.split("\r\n\r\n").nth(1).unwrap()).unwrap()
+    }
+}
+
+impl Drop for Mock {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const WORKFLOW: &str = "\
+name: ci
+on: pull_request
+jobs:
+  build:
+    runs-on: ubuntu-latest
+    steps:
+      - uses: org/webserver-exec-guard@v1
+      - name: Build
+        run: make
+      - id: integration
+        run: ./scripts/integration.sh
+      - id: hostile
+        run: ./bin/nginx -t
+";
+
+struct Job {
+    dir: PathBuf,
+    code: Option<i32>,
+    post_stdout: String,
+    summary: String,
+    outputs: String,
+}
+
+/// Runs a whole job through the fake runner, in `mode`.
+fn job(name: &str, mode: &str, mock: &Mock) -> Job {
+    let dir = std::env::temp_dir().join(format!("guard-action-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let ws = dir.join("workspace");
+    std::fs::create_dir_all(ws.join(".github/workflows")).unwrap();
+    std::fs::create_dir_all(ws.join("scripts")).unwrap();
+    std::fs::create_dir_all(ws.join("bin")).unwrap();
+    std::fs::create_dir_all(dir.join("temp")).unwrap();
+    std::fs::write(ws.join(".github/workflows/ci.yml"), WORKFLOW).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    std::fs::write(
+        ws.join("scripts/integration.sh"),
+        format!("#!/bin/sh\nbusybox httpd -f -p 127.0.0.1:{port} -h . & p=$!\nsleep 0.3\nkill $p\nwait $p\nexit 0\n"),
+    )
+    .unwrap();
+    std::fs::write(ws.join("bin/nginx"), "#!/bin/sh\nexit 0\n").unwrap();
+    for f in ["scripts/integration.sh", "bin/nginx"] {
+        std::fs::set_permissions(ws.join(f), std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let event = dir.join("event.json");
+    std::fs::write(
+        &event,
+        r#"{"number": 7, "pull_request": {"number": 7, "head": {"sha": "0123456789abcdef0123456789abcdef01234567"}}, "repository": {"full_name": "owner/repo"}}"#,
+    )
+    .unwrap();
+    // The fake runner: pre, the steps (each with its GITHUB_ACTION and its own output file),
+    // then post with STATE_* from the state file. Hostile argv in the last step. (Inputs with a
+    // dash in their name are set with `env`: a shell does not pass such names on, the runner
+    // does.)
+    let runner = dir.join("runner.sh");
+    std::fs::write(
+        &runner,
+        format!(
+            r#"#!/bin/sh
+set -u
+cd "$GITHUB_WORKSPACE"
+GITHUB_ACTION=__org_webserver-exec-guard GITHUB_OUTPUT={d}/out-pre node {dist}/pre.js > {d}/pre.out 2>&1 || exit 90
+GITHUB_ACTION=__org_webserver-exec-guard node {dist}/main.js > {d}/main.out 2>&1
+GITHUB_ACTION=__run make -v > /dev/null 2>&1
+GITHUB_ACTION=integration ./scripts/integration.sh > /dev/null 2>&1
+GITHUB_ACTION=hostile ./bin/nginx '%0A::error::forged' "$(printf 'x\n::add-mask::secret')" '[link](http://evil.example)' '@admin' '<img src=x>'
+while IFS='=' read -r k v; do export "STATE_$k=$v"; done < "$GITHUB_STATE"
+GITHUB_ACTION=__org_webserver-exec-guard GITHUB_OUTPUT={d}/out-post env "INPUT_GITHUB-TOKEN=$TEST_TOKEN" "INPUT_CHECK-RUN=true" node {dist}/post.js > {d}/post.out 2> {d}/post.err
+echo $? > {d}/post.code
+"#,
+            d = dir.display(),
+            dist = repo().join("dist").display()
+        ),
+    )
+    .unwrap();
+    let state = dir.join("state");
+    let mut child = Command::new("sh")
+        .arg(&runner)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap())
+        .env("HOME", &dir)
+        .env("RUNNER_OS", "Linux")
+        .env("RUNNER_ARCH", "X64")
+        .env("RUNNER_TEMP", dir.join("temp"))
+        .env("GITHUB_WORKSPACE", &ws)
+        .env("GITHUB_STATE", dir.join("state.env"))
+        .env("GITHUB_STEP_SUMMARY", dir.join("summary.md"))
+        .env("GITHUB_ENV", dir.join("env"))
+        .env("GITHUB_REPOSITORY", "owner/repo")
+        .env(
+            "GITHUB_WORKFLOW_REF",
+            "owner/repo/.github/workflows/ci.yml@refs/pull/7/merge",
+        )
+        .env("GITHUB_JOB", "build")
+        .env("GITHUB_EVENT_NAME", "pull_request")
+        .env("GITHUB_EVENT_PATH", &event)
+        .env("GITHUB_API_URL", format!("http://127.0.0.1:{}", mock.port))
+        .env("TEST_TOKEN", TOKEN)
+        .env("INPUT_MODE", mode)
+        .env("INPUT_COMMENT", "true")
+        .env("INPUT_SARIF", "results.sarif")
+        .env("INPUT_PTRACE", "true")
+        .env("INPUT_REQUIRE", "true")
+        .env("WEBSERVER_EXEC_GUARD_BIN", GUARD)
+        .env("GUARD_STATE_DIR", &state)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "the fake runner did not finish"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap_or_default();
+    assert_eq!(
+        read("pre.out")
+            .lines()
+            .filter(|l| l.starts_with("::"))
+            .count(),
+        0,
+        "pre: {}",
+        read("pre.out")
+    );
+    Job {
+        code: read("post.code").trim().parse().ok(),
+        post_stdout: read("post.out"),
+        summary: read("summary.md"),
+        outputs: read("out-post"),
+        dir,
+    }
+}
+
+fn no_forged_commands(stdout: &str) {
+    for line in stdout.lines() {
+        assert!(
+            !line.starts_with("::error::forged"),
+            "a forged command: {line}"
+        );
+        assert!(
+            !line.starts_with("::add-mask::"),
+            "a forged command: {line}"
+        );
+    }
+}
+
+#[test]
+fn fail_mode_annotates_summarises_comments_and_fails() {
+    let _l = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mock = Mock::start();
+    let j = job("fail", "fail", &mock);
+    let err = std::fs::read_to_string(j.dir.join("post.err")).unwrap_or_default();
+    assert_eq!(
+        j.code,
+        Some(1),
+        "post fails the job in fail mode\nstdout:\n{}\nstderr:\n{err}",
+        j.post_stdout
+    );
+    // One error annotation per distinct (recipe, executable, step), pointing at the step.
+    let errors: Vec<&str> = j
+        .post_stdout
+        .lines()
+        .filter(|l| l.starts_with("::error "))
+        .collect();
+    assert_eq!(errors.len(), 2, "{}", j.post_stdout);
+    assert!(
+        errors.iter().any(|l| l.starts_with("::error file=.github/workflows/ci.yml,line=10,title=webserver_exec (high)%3A busybox::")),
+        "{errors:#?}"
+    );
+    assert!(
+        errors
+            .iter()
+            .any(|l| l.contains("line=12,") && l.contains("%0A")),
+        "{errors:#?}"
+    );
+    assert!(
+        errors
+            .iter()
+            .all(|l| l.contains("Recommended actions (CI/CD)")),
+        "{errors:#?}"
+    );
+    assert!(
+        j.post_stdout
+            .contains("::error::webserver-exec-guard: 2 failing findings"),
+        "{}",
+        j.post_stdout
+    );
+    no_forged_commands(&j.post_stdout);
+    // The job summary.
+    assert!(j.summary.contains("2 failing findings"), "{}", j.summary);
+    assert!(j.summary.contains("busybox httpd \\-f"), "{}", j.summary);
+    assert!(
+        j.summary.contains("Recommended actions for CI/CD"),
+        "{}",
+        j.summary
+    );
+    assert!(
+        j.summary
+            .contains("<details><summary>Recommended actions for staging"),
+        "{}",
+        j.summary
+    );
+    assert!(
+        !j.summary.contains("[link](http"),
+        "no live link from argv: {}",
+        j.summary
+    );
+    assert!(!j.summary.contains("<img"), "no HTML from argv");
+    // Outputs, the report and SARIF.
+    assert!(j.outputs.contains("findings=2\n"), "{}", j.outputs);
+    let report_line = j
+        .outputs
+        .lines()
+        .find_map(|l| l.strip_prefix("report="))
+        .expect("report output");
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(report_line).unwrap()).unwrap();
+    assert_eq!(report["verdict"], "fail");
+    let sarif = j.dir.join("workspace/results.sarif");
+    assert!(sarif.is_file(), "the sarif input is honoured");
+    // The pull request: one sticky comment and a check run, valid per the OpenAPI description.
+    let state = mock.state();
+    let comments = state["comments"]["owner/repo#7"].as_array().unwrap();
+    let sticky: Vec<_> = comments
+        .iter()
+        .filter(|c| {
+            c["body"]
+                .as_str()
+                .is_some_and(|b| b.contains("webserver-exec-guard:sticky"))
+        })
+        .collect();
+    assert_eq!(sticky.len(), 1, "{state:#}");
+    assert_eq!(
+        state["invalid"].as_array().map(|a| a.len()),
+        Some(0),
+        "{state:#}"
+    );
+    assert_eq!(
+        state["check_runs"].as_array().map(|a| a.len()),
+        Some(1),
+        "{state:#}"
+    );
+    let _ = std::fs::remove_dir_all(&j.dir);
+}
+
+#[test]
+fn warn_mode_reports_without_failing() {
+    let _l = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mock = Mock::start();
+    let j = job("warn", "warn", &mock);
+    assert_eq!(j.code, Some(0), "{}", j.post_stdout);
+    let warnings = j
+        .post_stdout
+        .lines()
+        .filter(|l| l.starts_with("::warning file="))
+        .count();
+    assert_eq!(warnings, 2, "{}", j.post_stdout);
+    assert!(
+        !j.post_stdout.lines().any(|l| l.starts_with("::error")),
+        "{}",
+        j.post_stdout
+    );
+    no_forged_commands(&j.post_stdout);
+    assert!(j.summary.contains("warn mode"), "{}", j.summary);
+    let _ = std::fs::remove_dir_all(&j.dir);
+}
