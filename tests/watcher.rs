@@ -427,7 +427,9 @@ fn secrets_in_the_environment_are_never_recorded() {
     let state = dir.join("state");
     let bin = dir.join("bin");
     std::fs::create_dir_all(&bin).unwrap();
-    std::fs::write(bin.join("nginx"), "#!/bin/sh\nexit 0\n").unwrap();
+    // It lives a moment, as a server would: the connector's reader finds it in /proc (a
+    // process gone before it is read leaves only a partial record, without its environment).
+    std::fs::write(bin.join("nginx"), "#!/bin/sh\nsleep 0.3\nexit 0\n").unwrap();
     std::fs::set_permissions(bin.join("nginx"), std::fs::Permissions::from_mode(0o755)).unwrap();
     let secret = format!("s3cr3t-{}-value", std::process::id());
     let script = format!("{}/nginx -t", bin.display());

@@ -46,8 +46,8 @@ pub enum ProcEvent {
         tgid: u32,
         exit_code: u32,
     },
-    /// A task's command name changed (exec sets it to the new program's file name, cut at 15
-    /// bytes) — what we know of an exec whose process is gone before `/proc` could be read.
+    /// A task renamed itself (`prctl(PR_SET_NAME)`, a write to `/proc/PID/comm`); exec sets
+    /// the name too, but without this event.
     Comm {
         pid: u32,
         tgid: u32,

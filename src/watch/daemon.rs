@@ -11,7 +11,6 @@
 //! stdout/stderr: it keeps no terminal and no pipe of the step that started it open), and by
 //! default `trace.jsonl` (0600).
 
-use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufWriter, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -24,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::event::{Bytes, ExitEvent, ExitStatus, ForkEvent, Source};
+use crate::event::{ExitEvent, ExitStatus, ForkEvent, Source};
 use crate::trace::{Header, Record, TraceWriter};
 
 use super::connector::{Connector, LossCounter, ProcEvent};
@@ -599,8 +598,6 @@ fn daemon_main(
 /// and never waits on anything but the socket.
 fn read_connector(mut c: Connector, shared: &Shared, tx: &mpsc::Sender<Msg>) {
     let mut losses = LossCounter::default();
-    // comm from PROC_EVENT_COMM, for execs whose process is gone before we read /proc.
-    let mut comms: HashMap<u32, Bytes> = HashMap::new();
     loop {
         let stopping = shared.stop.load(Ordering::SeqCst);
         let mut pfd = libc::pollfd {
@@ -642,10 +639,7 @@ fn read_connector(mut c: Connector, shared: &Shared, tx: &mpsc::Sender<Msg>) {
                     source: Source::Connector,
                 }),
                 ProcEvent::Exec { tgid, .. } => {
-                    let mut e = super::proc::read_exec(tgid as i32, Source::Connector);
-                    if e.comm.is_none() {
-                        e.comm = comms.remove(&tgid);
-                    }
+                    let e = super::proc::read_exec(tgid as i32, Source::Connector);
                     let probe = e
                         .argv
                         .get(1)
@@ -670,19 +664,11 @@ fn read_connector(mut c: Connector, shared: &Shared, tx: &mpsc::Sender<Msg>) {
                     }
                     Record::Exec(e)
                 }
-                ProcEvent::Comm { tgid, pid, comm } if tgid == pid => {
-                    comms.insert(tgid, comm);
-                    if comms.len() > 65_536 {
-                        comms.clear();
-                    }
-                    continue;
-                }
                 ProcEvent::Exit {
                     pid,
                     tgid,
                     exit_code,
                 } if pid == tgid => {
-                    comms.remove(&tgid);
                     let status = if exit_code & 0x7f == 0 {
                         ExitStatus::Code(((exit_code >> 8) & 0xff) as i32)
                     } else {
