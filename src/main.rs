@@ -356,7 +356,7 @@ fn run(
     };
     if !result.stuck.is_empty() {
         run.notes.push(format!(
-            "{} process(es) did not let go within 10 s after the command exited and were killed: {:?}",
+            "{} process(es) did not let go within 10 s after the command exited; they are killed as guard exits (PTRACE_O_EXITKILL): {:?}",
             result.stuck.len(),
             result.stuck
         ));

@@ -716,3 +716,37 @@ fn clone_untraced_cannot_leave_the_traced_tree() {
         o.stdout
     );
 }
+
+#[test]
+fn a_zombie_leader_left_behind_does_not_stall_guard() {
+    let dir = tempdir("zombie");
+    let bin = dir.join("zl");
+    let src = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/zombie_leader.c"
+    );
+    let cc = Command::new("cc")
+        .args(["-pthread", "-o", bin.to_str().unwrap(), src])
+        .status()
+        .unwrap();
+    assert!(cc.success());
+    let started = Instant::now();
+    let o = run(
+        &dir,
+        &[
+            "run",
+            "--",
+            "sh",
+            "-c",
+            &format!("{} & sleep 0.3", bin.display()),
+        ],
+    );
+    assert_eq!(o.code, Some(0), "{}", o.stderr);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}: {}",
+        started.elapsed(),
+        o.stderr
+    );
+    assert!(!o.stderr.contains("did not let go"), "{}", o.stderr);
+}

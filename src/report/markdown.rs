@@ -264,6 +264,61 @@ pub fn write(run: &Run, out: &mut dyn Write) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::check::{Outcome, ProcessInfo, Stats};
+    use crate::recipe::{Importance, RecipeSet};
+    use crate::report::Mode;
+
+    #[test]
+    fn the_summary_stays_within_githubs_limit() {
+        let big = "A".repeat(20_000);
+        let findings = (0..2_000)
+            .map(|i| Finding {
+                recipe: "webserver_exec".into(),
+                name: "webserver_exec".into(),
+                importance: Importance::High,
+                allowed: None,
+                allow_expired: None,
+                evidence: vec![big.clone()],
+                count: 1,
+                process: Some(ProcessInfo {
+                    pid: i,
+                    ppid: 1,
+                    exe: Bytes::from("/usr/sbin/nginx"),
+                    argv: vec![Bytes::from("nginx"), Bytes::from(big.as_str())],
+                    cwd: None,
+                    uid: 0,
+                    script: None,
+                    time: String::new(),
+                    step: None,
+                    container: None,
+                    ancestry: vec![],
+                }),
+            })
+            .collect();
+        let outcome = Outcome {
+            stats: Stats::default(),
+            findings,
+            status: None,
+            outlived: vec![],
+        };
+        let recipes = RecipeSet::builtin();
+        let run = Run {
+            outcome: &outcome,
+            recipes: &recipes,
+            mode: Mode::Fail,
+            command: None,
+            integrity: None,
+            notes: vec![],
+            locations: vec![],
+        };
+        let text = render(&run);
+        assert!(text.len() <= LIMIT, "{} bytes", text.len());
+        assert!(
+            text.contains("more findings are not shown here"),
+            "the cut is said"
+        );
+        assert!(text.contains("Recommended actions for CI/CD"));
+    }
 
     #[test]
     fn hostile_text_is_literal() {

@@ -423,6 +423,11 @@ impl Tracer<'_> {
                     if since.elapsed() > DETACH_DEADLINE {
                         return self.tracees.keys().map(|&t| t as u32).collect();
                     }
+                    // A thread-group leader that ended with pthread_exit while its other
+                    // threads run is a zombie that never stops again: nothing to let go of.
+                    if self.grace_over && since.elapsed().as_millis() % 50 == 0 {
+                        self.tracees.retain(|tid, _| !is_zombie(*tid));
+                    }
                 }
                 std::thread::sleep(Duration::from_millis(1));
                 continue;
@@ -646,6 +651,17 @@ impl Tracer<'_> {
             // SAFETY: plain kill(2) to our traced command.
             unsafe { libc::kill(root, libc::SIGCONT) };
         }
+    }
+}
+
+/// Whether a task is a zombie (or gone).
+fn is_zombie(tid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{tid}/stat")) {
+        Ok(stat) => stat
+            .rsplit(") ")
+            .next()
+            .is_some_and(|rest| rest.starts_with('Z') || rest.starts_with('X')),
+        Err(_) => true,
     }
 }
 
