@@ -29,6 +29,14 @@ use crate::trace::{Header, Record, TraceWriter};
 use super::connector::{Connector, LossCounter, ProcEvent};
 use super::merge::Merger;
 
+/// A line in the watcher's log (its stderr). A log that cannot be written (a full disk) must not
+/// bring the watcher down.
+macro_rules! log {
+    ($($arg:tt)*) => {{
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 /// Default state directory (override with `--state-dir` or `GUARD_STATE_DIR`).
 pub const DEFAULT_STATE_DIR: &str = "/run/webserver-exec-guard";
 /// argv[1] of the self-test's probe exec, followed by a nonce.
@@ -323,7 +331,7 @@ fn daemon_main(
     }
     let mut ready = Some(File::from(ready));
     let fail = |ready: &mut Option<File>, msg: String| -> i32 {
-        eprintln!("{} watcher: {msg}", crate::time::now());
+        log!("{} watcher: {msg}", crate::time::now());
         if let Some(mut r) = ready.take() {
             let _ = r.write_all(msg.as_bytes());
         }
@@ -478,7 +486,7 @@ fn daemon_main(
     if let Some(mut r) = ready.take() {
         let _ = r.write_all(b"ok\n");
     }
-    eprintln!(
+    log!(
         "{} watcher: recording (pid {pid}, trace {})",
         crate::time::now(),
         trace.display()
@@ -529,7 +537,7 @@ fn daemon_main(
             Ok(Msg::Record(r, source)) => merger.push(*r, source, Instant::now()),
             Ok(Msg::TracerDone(err)) => {
                 if let Some(e) = err {
-                    eprintln!("{} watcher: ptrace follower: {e}", crate::time::now());
+                    log!("{} watcher: ptrace follower: {e}", crate::time::now());
                 }
                 if let Some(h) = tracer.take() {
                     let _ = h.join();
@@ -567,7 +575,7 @@ fn daemon_main(
     let _ = write_json_atomic(&status_path, &status);
     match (sealed, write_error) {
         (Ok(_), None) => {
-            eprintln!(
+            log!(
                 "{} watcher: sealed {} records ({} execs, {} lost, {} seen by both sources)",
                 crate::time::now(),
                 status.records,
@@ -578,14 +586,14 @@ fn daemon_main(
             0
         }
         (Err(e), _) => {
-            eprintln!(
+            log!(
                 "{} watcher: sealing the trace failed: {e}",
                 crate::time::now()
             );
             1
         }
         (_, Some(e)) => {
-            eprintln!(
+            log!(
                 "{} watcher: writing the trace failed: {e}",
                 crate::time::now()
             );
