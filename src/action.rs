@@ -596,15 +596,7 @@ pub fn post(env: &Env, out: &mut dyn Write) -> u8 {
         .iter()
         .map(|f| locate(env, f, workflow.as_ref()))
         .collect();
-    let run = Run {
-        outcome: &checked.outcome,
-        recipes: &recipes,
-        mode,
-        command: None,
-        integrity: Some(&checked.integrity),
-        notes: checked.notes.clone(),
-        locations,
-    };
+    let run = checked.run(&recipes, mode, locations);
 
     // Reports: the JSON report, SARIF, annotations, the summary, the outputs.
     let dir = env

@@ -435,6 +435,26 @@ pub struct Checked {
     pub command: Option<Vec<Bytes>>,
 }
 
+impl Checked {
+    /// What the reporters need, for this check.
+    pub fn run<'a>(
+        &'a self,
+        recipes: &'a RecipeSet,
+        mode: crate::report::Mode,
+        locations: Vec<Option<crate::report::Location>>,
+    ) -> crate::report::Run<'a> {
+        crate::report::Run {
+            outcome: &self.outcome,
+            recipes,
+            mode,
+            command: self.command.as_deref(),
+            integrity: Some(&self.integrity),
+            notes: self.notes.clone(),
+            locations,
+        }
+    }
+}
+
 /// Reads a trace through the checker. Evidence that was altered, or a watcher that stopped
 /// without sealing its trace, becomes a critical finding: never a clean verdict.
 pub fn check_trace(

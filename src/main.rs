@@ -434,15 +434,7 @@ fn check(
     let recipes = load_recipes(&options.recipes)?;
     let config = load_config(options)?;
     let checked = check_trace(trace, &recipes, &config, None)?;
-    let run = Run {
-        outcome: &checked.outcome,
-        recipes: &recipes,
-        mode: options.mode,
-        command: checked.command.as_deref(),
-        integrity: Some(&checked.integrity),
-        notes: checked.notes.clone(),
-        locations: Vec::new(),
-    };
+    let run = checked.run(&recipes, options.mode, Vec::new());
     write_report(&run, format, output, false)?;
     Ok(verdict_status(&run))
 }
@@ -497,15 +489,7 @@ fn stop(
         daemon::Stopped::Sealed => None,
     };
     let checked = check_trace(&info.trace, &recipes, &config, last_seen)?;
-    let run = Run {
-        outcome: &checked.outcome,
-        recipes: &recipes,
-        mode: options.mode,
-        command: checked.command.as_deref(),
-        integrity: Some(&checked.integrity),
-        notes: checked.notes.clone(),
-        locations: Vec::new(),
-    };
+    let run = checked.run(&recipes, options.mode, Vec::new());
     write_report(&run, Format::Text, None, true)?;
     if let Some(p) = report_path {
         write_report(&run, Format::Json, Some(p), false)?;

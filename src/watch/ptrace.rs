@@ -332,20 +332,7 @@ impl Traced {
 
     /// Runs the event loop; `emit` receives every record (sequence numbers are left at 0).
     pub fn follow(self, emit: &mut dyn FnMut(Record)) -> RunResult {
-        let mut t = Tracer {
-            root: Some(self.root),
-            stop: None,
-            tracees: HashMap::new(),
-            emit,
-            ending: None,
-            root_status: None,
-            outlived: Vec::new(),
-            cont_check: None,
-            early_exits: HashMap::new(),
-            early: Default::default(),
-            execd: Default::default(),
-            grace_over: false,
-        };
+        let mut t = Tracer::new(Some(self.root), None, emit);
         t.tracees.insert(
             self.root.as_raw(),
             Tracee {
@@ -380,7 +367,28 @@ impl Traced {
     }
 }
 
-impl Tracer<'_> {
+impl<'s> Tracer<'s> {
+    fn new(
+        root: Option<Pid>,
+        stop: Option<Arc<AtomicBool>>,
+        emit: &'s mut dyn FnMut(Record),
+    ) -> Tracer<'s> {
+        Tracer {
+            root,
+            stop,
+            tracees: HashMap::new(),
+            emit,
+            ending: None,
+            root_status: None,
+            outlived: Vec::new(),
+            cont_check: None,
+            early_exits: HashMap::new(),
+            early: Default::default(),
+            execd: Default::default(),
+            grace_over: false,
+        }
+    }
+
     fn run(&mut self) -> Vec<u32> {
         loop {
             if self.ending.is_some() && self.tracees.is_empty() {
@@ -739,20 +747,7 @@ pub fn attach_and_follow(
         libc::sigaddset(&mut set, libc::SIGUSR1);
         libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
     }
-    let mut t = Tracer {
-        root: None,
-        stop: Some(stop),
-        tracees: HashMap::new(),
-        emit,
-        ending: None,
-        root_status: None,
-        outlived: Vec::new(),
-        cont_check: None,
-        early_exits: HashMap::new(),
-        early: Default::default(),
-        execd: Default::default(),
-        grace_over: false,
-    };
+    let mut t = Tracer::new(None, Some(stop), emit);
     let mut seized = 0;
     for &pid in pids {
         if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
