@@ -352,6 +352,18 @@ pub fn step_line(workflow: &str, job: Option<&str>, step: &str) -> Option<u32> {
         }
     }
     let mut counts = Counts::default();
+    // Ends the step item being read, in the job being read.
+    macro_rules! flush {
+        () => {
+            finish(
+                &mut item,
+                job.is_none_or(|j| current_job.as_deref() == Some(j)),
+                &mut found,
+                &mut counts,
+                step,
+            )
+        };
+    }
     for (i, raw) in lines.iter().enumerate() {
         let l = raw.trim_end();
         if l.trim().is_empty() || l.trim_start().starts_with('#') {
@@ -360,13 +372,7 @@ pub fn step_line(workflow: &str, job: Option<&str>, step: &str) -> Option<u32> {
         let ind = indent(l);
         let text = l.trim_start();
         if ind == 0 {
-            finish(
-                &mut item,
-                job.is_none_or(|j| current_job.as_deref() == Some(j)),
-                &mut found,
-                &mut counts,
-                step,
-            );
+            flush!();
             in_jobs = text.starts_with("jobs:");
             continue;
         }
@@ -375,13 +381,7 @@ pub fn step_line(workflow: &str, job: Option<&str>, step: &str) -> Option<u32> {
         }
         if jobs_indent.is_none() || Some(ind) == jobs_indent {
             if let Some(name) = text.strip_suffix(':') {
-                finish(
-                    &mut item,
-                    job.is_none_or(|j| current_job.as_deref() == Some(j)),
-                    &mut found,
-                    &mut counts,
-                    step,
-                );
+                flush!();
                 jobs_indent = Some(ind);
                 current_job = Some(name.trim_matches(|c| c == '"' || c == '\'').to_string());
                 steps_indent = None;
@@ -395,13 +395,7 @@ pub fn step_line(workflow: &str, job: Option<&str>, step: &str) -> Option<u32> {
         }
         let Some(si) = steps_indent else { continue };
         if ind <= si && !text.starts_with("- ") || ind < si {
-            finish(
-                &mut item,
-                job.is_none_or(|j| current_job.as_deref() == Some(j)),
-                &mut found,
-                &mut counts,
-                step,
-            );
+            flush!();
             steps_indent = None;
             continue;
         }
@@ -410,13 +404,7 @@ pub fn step_line(workflow: &str, job: Option<&str>, step: &str) -> Option<u32> {
             _ => (text, false),
         };
         if starts_item {
-            finish(
-                &mut item,
-                job.is_none_or(|j| current_job.as_deref() == Some(j)),
-                &mut found,
-                &mut counts,
-                step,
-            );
+            flush!();
             item = Some((ind, i as u32 + 1, Vec::new()));
         }
         if let Some((ii, _, keys)) = item.as_mut() {
@@ -428,13 +416,7 @@ pub fn step_line(workflow: &str, job: Option<&str>, step: &str) -> Option<u32> {
             }
         }
     }
-    finish(
-        &mut item,
-        job.is_none_or(|j| current_job.as_deref() == Some(j)),
-        &mut found,
-        &mut counts,
-        step,
-    );
+    flush!();
     found
 }
 
