@@ -22,6 +22,20 @@ use crate::recipe::RecipeSet;
 use crate::report::{self, Location, Mode, Run};
 use crate::watch::daemon;
 
+/// The paths of the `recipes` input (one per line, or comma-separated).
+fn recipe_inputs(env: &Env) -> Vec<String> {
+    env.input("recipes")
+        .map(|paths| {
+            paths
+                .split(['\n', ','])
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(String::from)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Where `stop --export` leaves a read-only copy of the sealed trace for the unprivileged post
 /// step (a root-owned directory: the build cannot swap the copy).
 pub const EXPORT_DIR: &str = "/run/webserver-exec-guard-export";
@@ -202,11 +216,19 @@ pub fn pre(env: &Env, out: &mut dyn Write) -> u8 {
         Vec::new()
     };
     let state_dir = daemon::state_dir(None);
+    // The recipes' fingerprints identify executables as they run; a recipe that does not load
+    // is reported by the post step, which loads them again.
+    let recipe_paths = recipe_inputs(env);
     let started = if is_root() {
+        let mut recipes = RecipeSet::builtin();
+        for p in &recipe_paths {
+            let _ = recipes.load_path(Path::new(p));
+        }
         daemon::start(&daemon::StartOptions {
             state_dir: state_dir.clone(),
             trace: None,
             attach: attach.clone(),
+            fingerprinter: crate::fingerprint::Fingerprinter::new(&recipes),
         })
         .map(|info| info.pid)
         .map_err(|e| e.to_string())
@@ -219,6 +241,9 @@ pub fn pre(env: &Env, out: &mut dyn Write) -> u8 {
             .arg(&state_dir);
         for pid in &attach {
             cmd.arg("--attach").arg(pid.to_string());
+        }
+        for p in &recipe_paths {
+            cmd.arg("--recipes").arg(p);
         }
         match cmd.stdin(std::process::Stdio::null()).output() {
             Ok(o) if o.status.success() => Ok(0),
@@ -544,15 +569,9 @@ pub fn post(env: &Env, out: &mut dyn Write) -> u8 {
     };
 
     let mut recipes = RecipeSet::builtin();
-    if let Some(paths) = env.input("recipes") {
-        for p in paths
-            .split(['\n', ','])
-            .map(str::trim)
-            .filter(|p| !p.is_empty())
-        {
-            if let Err(e) = recipes.load_path(Path::new(p)) {
-                return fail(format!("recipes: {e}"), out);
-            }
+    for p in recipe_inputs(env) {
+        if let Err(e) = recipes.load_path(Path::new(&p)) {
+            return fail(format!("recipes: {e}"), out);
         }
     }
     let config = match env.input("config") {

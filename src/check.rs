@@ -10,7 +10,7 @@ use serde::Serialize;
 use std::path::Path;
 
 use crate::config::{Allowance, Config};
-use crate::event::{join, Bytes, EndEvent, ExecEvent, ExitStatus, Image};
+use crate::event::{join, Attempt, Bytes, EndEvent, ExecEvent, ExitStatus, Image};
 use crate::recipe::{matcher_evaluate, ExecView, Importance, Recipe, RecipeSet, TimesKind};
 use crate::time::Date;
 use crate::trace::{Integrity, Record, TraceError, TraceReader};
@@ -75,6 +75,13 @@ pub struct Finding {
     pub evidence: Vec<String>,
     /// 1 + the matching execs the recipe's `times` limits folded into this finding.
     pub count: u64,
+    /// `--mode enforce` stopped it: the exec was refused (see `attempt`) or the process killed
+    /// before the program ran.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub blocked: bool,
+    /// Set when the exec did not happen: its error (and whether it was refused).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<Attempt>,
     /// The exec that matched; `null` for a finding about the guard itself (a trace altered, a
     /// watcher stopped).
     pub process: Option<ProcessInfo>,
@@ -83,6 +90,26 @@ pub struct Finding {
 impl Finding {
     pub fn failing(&self) -> bool {
         self.allowed.is_none()
+    }
+
+    /// For an exec that did not run as asked: what happened instead (refused, killed before it
+    /// ran, failed). Plain text without attacker-controlled parts.
+    pub fn outcome(&self) -> Option<String> {
+        match (&self.attempt, self.blocked) {
+            (Some(a), true) => Some(format!(
+                "BLOCKED: the exec was refused ({}) before the program ran (--mode enforce)",
+                a.error
+            )),
+            (None, true) => Some(
+                "BLOCKED: killed at its exec stop, before the program ran an instruction (--mode enforce)"
+                    .into(),
+            ),
+            (Some(a), false) => Some(format!(
+                "ATTEMPTED: the exec failed ({}); the program did not run",
+                a.error
+            )),
+            (None, false) => None,
+        }
     }
 }
 
@@ -98,6 +125,15 @@ pub struct Stats {
     pub partial: u64,
     /// Matching execs folded into an earlier finding by a `times` limit.
     pub suppressed: u64,
+    /// Execs that did not happen (failed or refused), when attempts were traced.
+    pub attempts: u64,
+    /// Execs refused (or killed at their exec stop) by `--mode enforce`.
+    pub blocked: u64,
+    /// Executables read to fingerprint them (each at most once per run: the rest came from the
+    /// cache), the bytes read and the time it took.
+    pub fingerprint_reads: u64,
+    pub fingerprint_bytes: u64,
+    pub fingerprint_micros: u64,
 }
 
 /// A process the command left running when it exited.
@@ -160,6 +196,13 @@ impl<'a> Checker<'a> {
     pub fn observe(&mut self, record: &Record) {
         match record {
             Record::Exec(e) => self.exec(e),
+            Record::Attempt(e) => self.attempt(e),
+            Record::Fingerprint(f) => {
+                let stats = &mut self.outcome.stats;
+                stats.fingerprint_reads += 1;
+                stats.fingerprint_bytes += f.bytes;
+                stats.fingerprint_micros += f.micros;
+            }
             Record::Process(p) => {
                 let lineage = self.lineage_from_parent(p.ppid);
                 self.procs.entry(p.pid).or_insert(Proc {
@@ -234,6 +277,8 @@ impl<'a> Checker<'a> {
             allow_expired: None,
             evidence: vec![message],
             count: 1,
+            blocked: false,
+            attempt: None,
             process: None,
         });
     }
@@ -252,11 +297,10 @@ impl<'a> Checker<'a> {
         if e.partial {
             self.outcome.stats.partial += 1;
         }
-        let lineage = match self.procs.get(&e.pid) {
-            Some(p) => p.lineage.clone(),
-            // No fork seen (the root, or a source without fork events): use the parent we know.
-            None => self.lineage_from_parent(e.ppid),
-        };
+        if e.blocked {
+            self.outcome.stats.blocked += 1;
+        }
+        let lineage = self.lineage_of(e);
         let image = Rc::new(Image::of(e));
         self.procs.insert(
             e.pid,
@@ -265,9 +309,50 @@ impl<'a> Checker<'a> {
                 lineage: lineage.clone(),
             },
         );
+        self.evaluate(e, lineage);
+    }
 
-        // Ancestors nearest first; pids are bounded by the lineage, but guard against cycles
-        // from a corrupted trace all the same.
+    /// An exec that did not happen: matched like an exec, the process keeps its image.
+    fn attempt(&mut self, e: &ExecEvent) {
+        self.outcome.stats.attempts += 1;
+        if e.attempt.as_ref().is_some_and(|a| a.blocked) {
+            self.outcome.stats.blocked += 1;
+        }
+        let lineage = self.lineage_of(e);
+        self.evaluate(e, lineage);
+    }
+
+    fn lineage_of(&self, e: &ExecEvent) -> Option<Rc<Node>> {
+        match self.procs.get(&e.pid) {
+            Some(p) => p.lineage.clone(),
+            // No fork seen (the root, or a source without fork events): use the parent we know.
+            None => self.lineage_from_parent(e.ppid),
+        }
+    }
+
+    /// Whether `--mode enforce` must refuse this exec (it matches a recipe and no allowlist
+    /// entry allows it), judged with the ancestry known so far. `e` need not be recorded yet.
+    pub fn refuses(&self, e: &ExecEvent) -> bool {
+        let (ancestors, _) = Self::ancestors(self.lineage_of(e));
+        let refs: Vec<&Image> = ancestors.iter().map(|a| a.as_ref()).collect();
+        let view = ExecView {
+            exec: e,
+            ancestors: &refs,
+        };
+        self.recipes.iter().any(|recipe| {
+            matcher_evaluate(recipe, &view).is_some_and(|m| {
+                !matches!(
+                    self.config
+                        .allowance(&recipe.name, &recipe.kind, e, &m.allow_path, self.today),
+                    Allowance::Allowed { .. }
+                )
+            })
+        })
+    }
+
+    /// Ancestors nearest first, with their pids; bounded by the lineage, but guarded against
+    /// cycles from a corrupted trace all the same.
+    fn ancestors(lineage: Option<Rc<Node>>) -> (Vec<Rc<Image>>, Vec<u32>) {
         let mut ancestors: Vec<Rc<Image>> = Vec::new();
         let mut pids: Vec<u32> = Vec::new();
         let mut cur = lineage;
@@ -279,6 +364,11 @@ impl<'a> Checker<'a> {
             pids.push(node.pid);
             cur = node.up.clone();
         }
+        (ancestors, pids)
+    }
+
+    fn evaluate(&mut self, e: &ExecEvent, lineage: Option<Rc<Node>>) {
+        let (ancestors, pids) = Self::ancestors(lineage);
         let refs: Vec<&Image> = ancestors.iter().map(|a| a.as_ref()).collect();
         let view = ExecView {
             exec: e,
@@ -295,10 +385,18 @@ impl<'a> Checker<'a> {
                     .allowance(&recipe.name, &recipe.kind, e, &m.allow_path, self.today);
             // Repeats are folded only into a finding with the same allowance, so that an allowed
             // exec can never absorb (and hide) a failing one.
-            let class = match &allowance {
+            // Likewise an exec that ran is never folded into one that was refused or failed.
+            let allowed_by = match &allowance {
                 Allowance::Allowed { index, .. } => *index as i64,
                 Allowance::Expired { .. } | Allowance::None => -1,
             };
+            let happened = match &e.attempt {
+                None if e.blocked => 2,
+                None => 0,
+                Some(a) if a.blocked => 2,
+                Some(_) => 1,
+            };
+            let class = allowed_by * 4 + happened;
             if let Some(target) = self.limited(ri, class, recipe, e, &refs) {
                 self.outcome.findings[target].count += 1;
                 self.outcome.stats.suppressed += 1;
@@ -322,6 +420,8 @@ impl<'a> Checker<'a> {
                 allow_expired,
                 evidence: m.evidence,
                 count: 1,
+                blocked: e.blocked || e.attempt.as_ref().is_some_and(|a| a.blocked),
+                attempt: e.attempt.clone(),
                 process: Some(ProcessInfo {
                     pid: e.pid,
                     ppid: e.ppid,
@@ -515,7 +615,8 @@ pub fn check_trace(
 
 fn record_time(r: &Record) -> Option<&str> {
     match r {
-        Record::Exec(e) | Record::Process(e) => Some(&e.time),
+        Record::Exec(e) | Record::Process(e) | Record::Attempt(e) => Some(&e.time),
+        Record::Fingerprint(f) => Some(&f.time),
         Record::Fork(f) => Some(&f.time),
         Record::Exit(x) => Some(&x.time),
         Record::End(e) => Some(&e.time),

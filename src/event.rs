@@ -189,6 +189,49 @@ pub struct ExecEvent {
     /// Some fields could not be read (the process was already gone).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub partial: bool,
+    /// The fingerprints the executed file matched (see [`crate::fingerprint`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub content: Vec<String>,
+    /// `--mode enforce` killed the process at its exec stop, before the new program ran one
+    /// instruction (a matching exec that got past the refusal of the attempt: the file was
+    /// swapped in between, or an interpreter chain).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub blocked: bool,
+    /// Set on `attempt` records: an exec that did not happen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<Attempt>,
+}
+
+/// An exec that did not happen: it failed (`ENOENT`, `EACCES`, ...), or `--mode enforce`
+/// refused it (`blocked`, with `EACCES`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Attempt {
+    pub errno: i32,
+    /// The errno's name (`ENOENT`).
+    pub error: String,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub blocked: bool,
+}
+
+impl Attempt {
+    pub fn new(errno: i32, blocked: bool) -> Attempt {
+        Attempt {
+            errno,
+            error: errno_name(errno),
+            blocked,
+        }
+    }
+}
+
+/// `ENOENT` for 2: the symbolic name of an errno.
+pub fn errno_name(errno: i32) -> String {
+    let name = format!("{:?}", nix::errno::Errno::from_raw(errno));
+    if name == "UnknownErrno" {
+        format!("errno {errno}")
+    } else {
+        name
+    }
 }
 
 /// A new process (not a thread) created by fork, vfork or clone.

@@ -9,6 +9,7 @@ pub mod action;
 pub mod check;
 pub mod config;
 pub mod event;
+pub mod fingerprint;
 pub mod ghclient;
 pub mod recipe;
 pub mod report;

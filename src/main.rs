@@ -14,6 +14,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use guard::check::{check_trace, Checker, Outcome};
 use guard::config::{self, Config};
 use guard::event::{Bytes, ExitStatus};
+use guard::fingerprint::Fingerprinter;
 use guard::recipe::{self, RecipeSet};
 use guard::report::{self, Mode, Run};
 use guard::time::Date;
@@ -60,7 +61,8 @@ struct CheckOptions {
     /// Allowlist/config file [default: .github/webserver-exec-guard.yml when it exists]
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// fail: failing findings make the exit status non-zero; warn: report only.
+    /// fail: failing findings make the exit status non-zero; warn: report only; enforce (guard
+    /// run): also refuse a matching exec before it happens (EACCES), the build goes on.
     #[arg(long, value_enum, default_value_t = Mode::Fail)]
     mode: Mode,
 }
@@ -75,6 +77,12 @@ enum Command {
         /// Write the JSON report (v1) to FILE.
         #[arg(long, value_name = "FILE")]
         report: Option<PathBuf>,
+        /// Also record exec attempts that fail (a web server that could not start is evidence
+        /// too), through a seccomp filter that stops execve/execveat only. Implied by
+        /// --mode enforce. Processes that outlive CMD then cannot exec (ENOSYS) once guard
+        /// has let go of them.
+        #[arg(long)]
+        attempts: bool,
         #[command(flatten)]
         options: CheckOptions,
         /// The command and its arguments.
@@ -108,6 +116,10 @@ enum Command {
         /// State directory (root-owned, 0700) [default: $GUARD_STATE_DIR or /run/webserver-exec-guard]
         #[arg(long, value_name = "DIR")]
         state_dir: Option<PathBuf>,
+        /// Recipe files or directories whose fingerprints identify executables as they run
+        /// (the built-in recipes always count); pass the same to `guard stop`.
+        #[arg(long, value_name = "PATH")]
+        recipes: Vec<PathBuf>,
     },
     /// Stop the watcher, seal its trace and check it (exit 3 on failing findings).
     Stop {
@@ -196,10 +208,17 @@ fn main() -> ExitCode {
         Command::Run {
             trace,
             report,
+            attempts,
             options,
             cmd,
         } => (
-            run(trace.as_deref(), report.as_deref(), &options, &cmd),
+            run(
+                trace.as_deref(),
+                report.as_deref(),
+                attempts,
+                &options,
+                &cmd,
+            ),
             EXIT_GUARD_FAILED,
         ),
         Command::Check {
@@ -216,8 +235,9 @@ fn main() -> ExitCode {
             trace,
             attach,
             state_dir,
+            recipes,
         } => (
-            start(state_dir.as_deref(), trace, attach),
+            start(state_dir.as_deref(), trace, attach, &recipes),
             EXIT_GUARD_FAILED,
         ),
         Command::Stop {
@@ -288,15 +308,23 @@ fn create_private(path: &Path) -> anyhow::Result<File> {
 fn run(
     trace: Option<&Path>,
     report_path: Option<&Path>,
+    attempts: bool,
     options: &CheckOptions,
     cmd: &[OsString],
 ) -> anyhow::Result<u8> {
     let recipes = load_recipes(&options.recipes)?;
     let config = load_config(options)?;
+    let enforce = options.mode == Mode::Enforce;
+    if enforce && !guard::watch::attempt::CAN_REFUSE {
+        anyhow::bail!(
+            "--mode enforce is not supported on this architecture ({}): use --mode fail",
+            std::env::consts::ARCH
+        );
+    }
     let trace_file = trace.map(create_private).transpose()?;
     let report_file = report_path.map(create_private).transpose()?;
 
-    let traced = ptrace::spawn(cmd).context("cannot trace the command")?;
+    let traced = ptrace::spawn(cmd, attempts || enforce).context("cannot trace the command")?;
     let command: Vec<Bytes> = cmd.iter().map(|a| Bytes::from(a.as_bytes())).collect();
     let mut header = Header::new("run");
     header.command = Some(command.clone());
@@ -310,9 +338,16 @@ fn run(
         None => None,
     };
     let mut write_error: Option<std::io::Error> = None;
-    let mut checker = Checker::new(&recipes, &config, Date::today());
+    // One checker for the verdict and, in enforce mode, for the refusals: both see the same
+    // ancestry. They never run at the same time (the tracer asks, then records).
+    let checker = std::cell::RefCell::new(Checker::new(&recipes, &config, Date::today()));
+    let refuse = |e: &guard::event::ExecEvent| checker.borrow().refuses(e);
+    let follow = ptrace::Follow {
+        fingerprinter: Fingerprinter::new(&recipes),
+        refuse: enforce.then_some(&refuse as &dyn Fn(&guard::event::ExecEvent) -> bool),
+    };
     let mut seq = 0u64;
-    let result = traced.follow(&mut |mut record: Record| {
+    let result = traced.follow(follow, &mut |mut record: Record| {
         seq += 1;
         record.set_seq(seq);
         if let Some(w) = writer.as_mut() {
@@ -321,8 +356,9 @@ fn run(
                 writer = None;
             }
         }
-        checker.observe(&record);
+        checker.borrow_mut().observe(&record);
     });
+    let checker = checker.into_inner();
     if let Some(w) = writer.take() {
         if let Err(e) = w.seal(0) {
             write_error.get_or_insert(e);
@@ -380,7 +416,7 @@ fn run(
 /// The exit status table of DESIGN.md.
 fn run_status(outcome: &Outcome, mode: Mode, status: ExitStatus) -> u8 {
     let own = status.shell_status().clamp(0, 255) as u8;
-    if mode == Mode::Fail && outcome.failing() > 0 && own == 0 {
+    if mode.fails() && outcome.failing() > 0 && own == 0 {
         EXIT_FINDING
     } else {
         own
@@ -439,11 +475,18 @@ fn check(
     Ok(verdict_status(&run))
 }
 
-fn start(state: Option<&Path>, trace: Option<PathBuf>, attach: Vec<u32>) -> anyhow::Result<u8> {
+fn start(
+    state: Option<&Path>,
+    trace: Option<PathBuf>,
+    attach: Vec<u32>,
+    recipes: &[PathBuf],
+) -> anyhow::Result<u8> {
+    let recipes = load_recipes(recipes)?;
     let opts = daemon::StartOptions {
         state_dir: daemon::state_dir(state),
         trace,
         attach,
+        fingerprinter: Fingerprinter::new(&recipes),
     };
     let info = daemon::start(&opts)?;
     say!(

@@ -9,6 +9,12 @@
 //!   comm, source` and, when present, `former_tid, euid, execfn, script, partial`.
 //! - `process`: a process that existed before tracing began (same fields as `exec`): known for
 //!   the ancestry of later execs, never matched against recipes.
+//! - `attempt`: an exec that did not happen (same fields as `exec`, with `attempt`: `errno`,
+//!   `error` and `blocked` when `--mode enforce` refused it). Recorded when exec attempts are
+//!   traced (`guard run --attempts`, `--mode enforce`).
+//! - `fingerprint`: an executable read to fingerprint it, once per file per run: `pid, path,
+//!   file` (`dev, ino, size, mtime`), `matched`, `bytes`, `micros`. Exec records carry the
+//!   fingerprints their file matched in `content`.
 //! - `fork`: a new process (`seq, time, pid, ppid, source`).
 //! - `exit`: a process ended (`seq, time, pid, status`), `status` being `{"code": N}` or
 //!   `{"signal": N}`.
@@ -36,6 +42,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::event::{Bytes, EndEvent, ExecEvent, ExitEvent, ForkEvent};
+use crate::fingerprint::FingerprintEvent;
 
 pub const FORMAT_VERSION: u32 = 1;
 
@@ -88,6 +95,11 @@ pub enum Record {
     /// A process that existed before tracing began (attach, host watcher start): what it runs,
     /// for the ancestry of later execs. Never matched against recipes.
     Process(ExecEvent),
+    /// An exec that did not happen (failed, or refused by `--mode enforce`): the same fields
+    /// as `exec`, with `attempt`.
+    Attempt(ExecEvent),
+    /// An executable read to fingerprint it (once per file per run).
+    Fingerprint(FingerprintEvent),
     Fork(ForkEvent),
     Exit(ExitEvent),
     End(EndEvent),
@@ -98,7 +110,8 @@ impl Record {
     /// Sets the sequence number of a record (header and seal have none).
     pub fn set_seq(&mut self, seq: u64) {
         match self {
-            Record::Exec(e) | Record::Process(e) => e.seq = seq,
+            Record::Exec(e) | Record::Process(e) | Record::Attempt(e) => e.seq = seq,
+            Record::Fingerprint(f) => f.seq = seq,
             Record::Fork(f) => f.seq = seq,
             Record::Exit(x) => x.seq = seq,
             Record::End(e) => e.seq = seq,
@@ -413,6 +426,9 @@ mod tests {
             container: None,
             step: None,
             partial: false,
+            content: Vec::new(),
+            blocked: false,
+            attempt: None,
         })
     }
 

@@ -709,6 +709,8 @@ fn read_guard_trace(path: &Path, guard_pid: u32) -> GuardTrace {
     let mut execs = Vec::new();
     let mut exits: BTreeMap<u32, usize> = BTreeMap::new();
     let mut ends = 0;
+    // Files read to fingerprint them: each at most once per run.
+    let mut fingerprinted: std::collections::HashSet<String> = Default::default();
     for (i, &line) in lines.iter().enumerate().take(last).skip(1) {
         let v = parse(i);
         assert_eq!(
@@ -792,6 +794,14 @@ fn read_guard_trace(path: &Path, guard_pid: u32) -> GuardTrace {
                 ends += 1;
                 assert_eq!(v["status"], serde_json::json!({"code": 0}), "{line}");
                 assert_eq!(v["outlived"], serde_json::json!([]), "{line}");
+            }
+            Some("fingerprint") => {
+                assert!(v["path"].is_string() && v["matched"].is_array(), "{line}");
+                assert!(v["bytes"].is_u64() && v["micros"].is_u64(), "{line}");
+                assert!(
+                    fingerprinted.insert(v["file"].to_string()),
+                    "a file was fingerprinted twice: {line}"
+                );
             }
             _ => panic!("trace line {}: unexpected record: {line}", i + 1),
         }

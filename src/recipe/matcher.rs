@@ -3,7 +3,10 @@
 
 use crate::event::{join, Bytes, ExecEvent, Image};
 
-use super::model::{ArbitraryGroup, How, Item, Recipe, Test, What, When, Which};
+use super::model::{
+    ArbitraryGroup, ArgvMatcher, ArgvSyntax, CommandMatcher, How, Item, Recipe, Test, What, When,
+    Which,
+};
 
 /// An exec and the images of its ancestors (nearest first, up to the traced root).
 pub struct ExecView<'a> {
@@ -141,7 +144,164 @@ fn group_holds(view: &ExecView, group: &ArbitraryGroup) -> bool {
     }
 }
 
-/// Matches an exec against a recipe.
+/// A command line read with a program's [`ArgvSyntax`].
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct ParsedArgv<'a> {
+    /// (letter, value) of the options with a value, in order.
+    pub options: Vec<(char, &'a [u8])>,
+    /// The first argument that is not an option.
+    pub operand: Option<&'a [u8]>,
+    /// The arguments after the option that ended the options, or after the operand.
+    pub rest: &'a [Bytes],
+}
+
+/// Reads `args` (the arguments after argv\[0\]) the way a getopt-style program does.
+pub fn parse_argv<'a>(syntax: &ArgvSyntax, args: &'a [Bytes]) -> ParsedArgv<'a> {
+    let mut out = ParsedArgv::default();
+    let mut i = 0;
+    while i < args.len() {
+        let arg = args[i].as_bytes();
+        i += 1;
+        if arg == b"--" {
+            out.operand = args.get(i).map(|a| a.as_bytes());
+            out.rest = args.get(i + 1..).unwrap_or(&[]);
+            return out;
+        }
+        if arg.starts_with(b"--") {
+            // --name=value carries its value; --name takes the next one when it has one.
+            let (name, attached) = match arg.iter().position(|&b| b == b'=') {
+                Some(eq) => (&arg[..eq], Some(&arg[eq + 1..])),
+                None => (arg, None),
+            };
+            let letter = syntax
+                .long
+                .iter()
+                .find(|(l, _)| l.as_bytes() == name)
+                .map(|(_, c)| *c);
+            let takes_value =
+                letter.is_some() || syntax.long_values.iter().any(|l| l.as_bytes() == name);
+            let value: &[u8] = match attached {
+                Some(v) => v,
+                None if takes_value && i < args.len() => {
+                    i += 1;
+                    args[i - 1].as_bytes()
+                }
+                None => b"",
+            };
+            if let Some(c) = letter {
+                out.options.push((c, value));
+                if syntax.ends.contains(c) {
+                    out.rest = args.get(i..).unwrap_or(&[]);
+                    return out;
+                }
+            }
+            continue;
+        }
+        if arg.len() < 2 || arg[0] != b'-' {
+            // An operand (`-` alone is stdin): the program's own options end here.
+            out.operand = Some(arg);
+            out.rest = args.get(i..).unwrap_or(&[]);
+            return out;
+        }
+        let mut k = 1;
+        while k < arg.len() {
+            let c = arg[k] as char;
+            k += 1;
+            if !syntax.values.contains(c) {
+                // A flag (an unknown letter is read as one, as lenient parsers do).
+                continue;
+            }
+            let value: &[u8] = if k < arg.len() {
+                &arg[k..]
+            } else if i < args.len() {
+                i += 1;
+                args[i - 1].as_bytes()
+            } else {
+                b""
+            };
+            out.options.push((c, value));
+            if syntax.ends.contains(c) {
+                out.rest = args.get(i..).unwrap_or(&[]);
+                return out;
+            }
+            break;
+        }
+    }
+    out
+}
+
+impl ArgvMatcher {
+    /// Whether a command line holds, and how (for the evidence).
+    pub fn holds(&self, args: &[Bytes]) -> Option<String> {
+        let parsed = parse_argv(&self.syntax, args);
+        let mut how = Vec::new();
+        for (letter, pattern) in &self.options {
+            let value = parsed
+                .options
+                .iter()
+                .find(|(c, v)| c == letter && pattern.is_match(v))?
+                .1;
+            how.push(format!("-{letter} {}", String::from_utf8_lossy(value)));
+        }
+        if let Some(p) = &self.operand {
+            let operand = parsed.operand.filter(|o| p.is_match(o))?;
+            how.push(format!("program {}", String::from_utf8_lossy(operand)));
+        }
+        if let Some(p) = &self.rest {
+            let rest = join(parsed.rest);
+            if !p.is_match(&rest) {
+                return None;
+            }
+            how.push(format!("then {}", String::from_utf8_lossy(&rest)));
+        }
+        Some(how.join(", "))
+    }
+}
+
+/// How a command's program was recognised: by a path or by content.
+fn command_program(c: &CommandMatcher, view: &ExecView) -> Option<(String, Option<Bytes>)> {
+    for (label, path) in view.paths() {
+        if let Some(m) = c.exe.iter().find(|m| m.matches(path)) {
+            let script = (label == "script").then(|| path.clone());
+            return Some((format!("{label} {} matches {m}", path.lossy()), script));
+        }
+    }
+    let name = c.content.iter().find(|n| view.exec.content.contains(n))?;
+    Some((
+        format!("content of {} is {name}", view.exec.exe.lossy()),
+        None,
+    ))
+}
+
+/// The arguments of a command, when they hold: the evidence.
+fn command_args(c: &CommandMatcher, view: &ExecView) -> Option<Vec<String>> {
+    let mut how = Vec::new();
+    if let Some(p) = &c.args {
+        if !p.is_match(&view.args()) {
+            return None;
+        }
+        how.push(format!("arguments match /{}/", p.source));
+    }
+    if let Some(p) = &c.argv0 {
+        let argv0 = view
+            .exec
+            .argv
+            .first()
+            .map(|a| a.as_bytes())
+            .unwrap_or_default();
+        if !p.is_match(argv0) {
+            return None;
+        }
+        how.push(format!("argv[0] matches /{}/", p.source));
+    }
+    if let Some(m) = &c.argv {
+        how.push(m.holds(view.exec.argv.get(1..).unwrap_or(&[]))?);
+    }
+    Some(how)
+}
+
+/// Matches an exec against a recipe. Every kind of evidence is collected: its name (a path
+/// in `bases`), its content (a fingerprint with `match: true`), its arguments (a command).
 pub fn evaluate(recipe: &Recipe, view: &ExecView) -> Option<Match> {
     let mut evidence = Vec::new();
     let mut allow_path = view.exec.exe.clone();
@@ -156,41 +316,34 @@ pub fn evaluate(recipe: &Recipe, view: &ExecView) -> Option<Match> {
             }
         }
     }
-    if evidence.is_empty() {
-        let args = view.args();
-        let argv0 = view
-            .exec
-            .argv
-            .first()
-            .map(|a| a.as_bytes())
-            .unwrap_or_default();
-        'commands: for c in &recipe.ext.commands {
-            if c.args.as_ref().is_some_and(|p| !p.is_match(&args))
-                || c.argv0.as_ref().is_some_and(|p| !p.is_match(argv0))
-            {
-                continue;
-            }
-            for (label, path) in view.paths() {
-                if let Some(m) = c.exe.iter().find(|m| m.matches(path)) {
-                    if label == "script" {
-                        allow_path = path.clone();
-                    }
-                    let how: Vec<String> = [("arguments", &c.args), ("argv[0]", &c.argv0)]
-                        .iter()
-                        .filter_map(|(what, p)| {
-                            p.as_ref().map(|p| format!("{what} match /{}/", p.source))
-                        })
-                        .collect();
-                    evidence.push(format!(
-                        "arguments: {} ({label} {} matches {m}; {})",
-                        c.name,
-                        path.lossy(),
-                        how.join(", ")
-                    ));
-                    break 'commands;
-                }
+    for f in recipe.ext.fingerprints.iter().filter(|f| f.r#match) {
+        if view.exec.content.contains(&f.name) {
+            evidence.push(format!(
+                "content: {} is {} (fingerprint {})",
+                view.exec.exe.lossy(),
+                f.name,
+                f.describe()
+            ));
+        }
+    }
+    for c in &recipe.ext.commands {
+        let Some(how) = command_args(c, view) else {
+            continue;
+        };
+        let Some((program, script)) = command_program(c, view) else {
+            continue;
+        };
+        if let Some(script) = script {
+            if evidence.is_empty() {
+                allow_path = script;
             }
         }
+        evidence.push(format!(
+            "arguments: {} ({program}; {})",
+            c.name,
+            how.join(", ")
+        ));
+        break;
     }
     if evidence.is_empty() {
         return None;
@@ -230,6 +383,9 @@ mod tests {
             container: None,
             step: None,
             partial: false,
+            content: Vec::new(),
+            blocked: false,
+            attempt: None,
         }
     }
 
@@ -418,5 +574,97 @@ mod tests {
         let mut root = exec("/bin/nc", &["nc", "-l"]);
         root.uid = 0;
         assert!(!view(&root, &[&sh]));
+    }
+
+    /// The built-in recipe against interpreter command lines: each spelling of a server, and
+    /// the look-alikes that are not one.
+    #[test]
+    fn builtin_interpreter_forms() {
+        let set = crate::recipe::RecipeSet::builtin();
+        let r = &set.get("webserver_exec").unwrap().recipe;
+        let py = "/usr/bin/python3.11";
+        let table: &[(&str, &[&str], &[&str], bool)] = &[
+            (py, &[], &["python3", "-m", "http.server"], true),
+            (py, &[], &["python3", "-mhttp.server", "8000"], true),
+            (py, &[], &["python3", "-Bm", "http.server"], true),
+            (py, &[], &["python3", "-X", "a b", "-m", "http.server"], true),
+            (py, &[], &["python3", "-W", "ignore", "-u", "-m", "SimpleHTTPServer"], true),
+            (py, &[], &["python3", "--check-hash-based-pycs", "never", "-m", "http.server"], true),
+            (py, &[], &["python3", "-m", "runpy", "http.server", "9000"], true),
+            (py, &[], &["python3", "/usr/lib/python3.11/http/server.py"], true),
+            (py, &[], &["python3", "-c", "import http.server as h; h.test()"], true),
+            (py, &[], &["python3", "-c", "from http.server import HTTPServer, SimpleHTTPRequestHandler as H\nHTTPServer(('', 80), H).serve_forever()"], true),
+            (py, &[], &["python3", "-m", "gunicorn", "app:app"], true),
+            (py, &[], &["python3", "-m", "twisted", "web", "--path", "."], true),
+            // Renamed python: recognised by content.
+            ("/tmp/x/tool", &["python"], &["tool", "-m", "http.server"], true),
+            (py, &[], &["python3", "-m", "http.cookies"], false),
+            (py, &[], &["python3", "-m", "pip", "install", "http.server"], false),
+            (py, &[], &["python3", "-c", "print(1)", "-m", "http.server"], false),
+            (py, &[], &["python3", "script.py", "-m", "http.server"], false),
+            (py, &[], &["python3", "-c", "import http.server"], false),
+            (py, &[], &["python3", "-c", "import urllib.request; urllib.request.urlopen('http://x')"], false),
+            (py, &[], &["python3", "-m", "runpy", "json.tool"], false),
+            ("/tmp/x/tool", &[], &["tool", "-m", "http.server"], false),
+            ("/usr/bin/php8.2", &[], &["php", "-S", "127.0.0.1:8000"], true),
+            ("/usr/bin/php8.2", &[], &["php", "-n", "-dmemory_limit=1G", "-S", "0:80", "-t", "."], true),
+            ("/usr/bin/php8.2", &[], &["php", "-nS", "0:80"], true),
+            ("/usr/bin/php8.2", &[], &["php", "--server", "0:80"], true),
+            ("/usr/bin/php8.2", &[], &["php", "script.php", "-S", "x"], false),
+            ("/usr/bin/php8.2", &[], &["php", "-r", "echo 1;", "-S", "x"], false),
+            ("/usr/bin/php8.2", &[], &["php", "-s", "file.php"], false),
+            ("/usr/bin/ruby3.1", &[], &["ruby", "-run", "-e", "httpd", ".", "-p", "8000"], true),
+            ("/usr/bin/ruby3.1", &[], &["ruby", "-rwebrick", "-e", "1"], true),
+            ("/usr/bin/ruby3.1", &[], &["ruby", "-e", "puts 1"], false),
+            ("/usr/bin/busybox", &[], &["busybox", "httpd", "-f"], true),
+            ("/usr/bin/busybox", &[], &["httpd", "-f"], true),
+            ("/tmp/x/bb", &["busybox"], &["httpd", "-f"], true),
+            ("/usr/bin/busybox", &[], &["busybox", "wget", "http://x"], false),
+            ("/usr/bin/node", &[], &["node", "--max-old-space-size=4096", "/usr/lib/node_modules/http-server/bin/http-server"], true),
+            ("/usr/bin/node", &[], &["node", "-r", "ts-node/register", "node_modules/serve/build/main.js"], true),
+            ("/usr/bin/node", &[], &["node", "build.js", "serve"], false),
+            ("/usr/lib/jvm/java-17/bin/java", &[], &["java", "-cp", "x", "org.apache.catalina.startup.Bootstrap", "start"], true),
+            ("/usr/lib/jvm/java-17/bin/java", &[], &["java", "-jar", "app.jar"], false),
+        ];
+        for (exe, content, argv, want) in table {
+            let mut e = exec(exe, argv);
+            e.content = content.iter().map(|c| c.to_string()).collect();
+            let got = evaluate(
+                r,
+                &ExecView {
+                    exec: &e,
+                    ancestors: &[],
+                },
+            );
+            assert_eq!(got.is_some(), *want, "{exe} {argv:?}: {got:?}");
+        }
+    }
+
+    #[test]
+    fn argv_syntax() {
+        let syntax = ArgvSyntax {
+            flags: "bB".into(),
+            values: "mcX".into(),
+            long_values: vec!["--opt".into()],
+            long: [("--module".to_string(), 'm')].into_iter().collect(),
+            ends: "mc".into(),
+        };
+        let args = |v: &[&str]| v.iter().map(|a| Bytes::from(*a)).collect::<Vec<_>>();
+        let a = args(&["-B", "--opt", "v", "-X", "a b", "-bmmod", "x", "y"]);
+        let p = parse_argv(&syntax, &a);
+        assert_eq!(p.options, vec![('X', &b"a b"[..]), ('m', &b"mod"[..])]);
+        assert_eq!(p.operand, None);
+        assert_eq!(join(p.rest), b"x y");
+        let a = args(&["--module=srv", "z"]);
+        assert_eq!(parse_argv(&syntax, &a).options, vec![('m', &b"srv"[..])]);
+        let a = args(&["-b", "script.py", "-m", "srv"]);
+        let p = parse_argv(&syntax, &a);
+        assert_eq!(p.operand, Some(&b"script.py"[..]));
+        assert!(p.options.is_empty());
+        let a = args(&["--", "-m"]);
+        assert_eq!(parse_argv(&syntax, &a).operand, Some(&b"-m"[..]));
+        // A value option at the end has an empty value; nothing panics.
+        let a = args(&["-m"]);
+        assert_eq!(parse_argv(&syntax, &a).options, vec![('m', &b""[..])]);
     }
 }

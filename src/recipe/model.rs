@@ -492,50 +492,293 @@ impl FileActions {
     }
 }
 
-/// A command matched by its arguments as well as its executable (interpreters, multi-call
-/// binaries): `exe` must match one of the exec's paths, `args` (when given) the arguments after
-/// argv[0] joined by single spaces, and `argv0` (when given) argv[0] itself — which a multi-call
-/// binary such as busybox uses to choose what to run.
+/// A command matched by its arguments as well as its program (interpreters, multi-call
+/// binaries). The program is recognised by its path (`exe`: one of the exec's paths matches) or
+/// by its content (`content`: the executed file matched one of these fingerprints); then every
+/// argument test given must hold: `args` on the arguments after argv\[0\] joined by single
+/// spaces, `argv0` on argv\[0\] itself (which a multi-call binary such as busybox uses to choose
+/// what to run), and `argv` on the command line read the way the program itself reads it.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, try_from = "RawCommandMatcher")]
 pub struct CommandMatcher {
     pub name: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub exe: Vec<PathMatcher>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub content: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub args: Option<Pattern>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub argv0: Option<Pattern>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub argv: Option<ArgvMatcher>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawCommandMatcher {
     name: String,
+    #[serde(default)]
     exe: Vec<PathMatcher>,
+    #[serde(default)]
+    content: Vec<String>,
     args: Option<Pattern>,
     argv0: Option<Pattern>,
+    argv: Option<ArgvMatcher>,
 }
 
 impl TryFrom<RawCommandMatcher> for CommandMatcher {
     type Error = String;
     fn try_from(r: RawCommandMatcher) -> Result<Self, String> {
-        if r.args.is_none() && r.argv0.is_none() {
+        if r.args.is_none() && r.argv0.is_none() && r.argv.is_none() {
             return Err(format!(
-                "command {:?} needs `args` or `argv0`: the executable alone belongs in `bases`",
+                "command {:?} needs `args`, `argv0` or `argv`: a program matched by its path alone belongs in `bases`, by its content alone in a fingerprint with `match: true`",
                 r.name
             ));
         }
-        if r.exe.is_empty() {
+        if r.exe.is_empty() && r.content.is_empty() {
             return Err(format!(
-                "command {:?} needs at least one `exe` matcher",
+                "command {:?} needs at least one `exe` matcher or `content` fingerprint",
                 r.name
             ));
         }
         Ok(CommandMatcher {
             name: r.name,
             exe: r.exe,
+            content: r.content,
             args: r.args,
             argv0: r.argv0,
+            argv: r.argv,
+        })
+    }
+}
+
+/// How a program reads its own command line, getopt-style: single-letter options that can be
+/// grouped (`-Bm`), options that take a value (attached, `-mhttp.server`, or the next argument),
+/// long options that take the next argument as their value, and options that end the program's
+/// own options (what follows belongs to the code they run: python's `-c` and `-m`).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArgvSyntax {
+    /// Letters of options without a value.
+    #[serde(default)]
+    pub flags: String,
+    /// Letters of options with a value.
+    #[serde(default)]
+    pub values: String,
+    /// Long options (`--name`) that take the next argument as their value (`--name=value`
+    /// always works).
+    #[serde(default)]
+    pub long_values: Vec<String>,
+    /// Long options that are another name of a letter option with a value (php's `--server`
+    /// for `-S`).
+    #[serde(default)]
+    pub long: std::collections::BTreeMap<String, char>,
+    /// Letters of options (with a value) after which the program reads no more options.
+    #[serde(default)]
+    pub ends: String,
+}
+
+/// A command line read with its program's [`ArgvSyntax`]: each option of `options` must be
+/// present with a value that matches; `operand`, when given, must match the first argument that
+/// is not an option (the script); `rest`, when given, must match the arguments after the option
+/// that ended the options (or after the operand), joined by single spaces.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, try_from = "RawArgvMatcher")]
+pub struct ArgvMatcher {
+    pub syntax: ArgvSyntax,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub options: Vec<(char, Pattern)>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub operand: Option<Pattern>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rest: Option<Pattern>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawArgvMatcher {
+    syntax: ArgvSyntax,
+    #[serde(default)]
+    options: std::collections::BTreeMap<String, Pattern>,
+    operand: Option<Pattern>,
+    rest: Option<Pattern>,
+}
+
+impl TryFrom<RawArgvMatcher> for ArgvMatcher {
+    type Error = String;
+    fn try_from(r: RawArgvMatcher) -> Result<Self, String> {
+        let s = &r.syntax;
+        for (field, letters) in [
+            ("flags", &s.flags),
+            ("values", &s.values),
+            ("ends", &s.ends),
+        ] {
+            if let Some(c) = letters.chars().find(|c| !c.is_ascii_alphanumeric()) {
+                return Err(format!(
+                    "`syntax.{field}` lists option letters (a-z, A-Z, 0-9): got {c:?} in {letters:?}"
+                ));
+            }
+        }
+        if let Some(c) = s.ends.chars().find(|c| !s.values.contains(*c)) {
+            return Err(format!(
+                "`syntax.ends` letter {c:?} must also be in `syntax.values` (an option that ends the options takes a value)"
+            ));
+        }
+        if let Some(c) = s.flags.chars().find(|c| s.values.contains(*c)) {
+            return Err(format!(
+                "option letter {c:?} is in both `syntax.flags` and `syntax.values`"
+            ));
+        }
+        if let Some(l) = s
+            .long_values
+            .iter()
+            .chain(s.long.keys())
+            .find(|l| !l.starts_with("--") || l.len() < 3 || l.contains('='))
+        {
+            return Err(format!(
+                "`syntax.long_values` and `syntax.long` hold long options such as --name: got {l:?}"
+            ));
+        }
+        if let Some((l, c)) = s.long.iter().find(|(_, c)| !s.values.contains(**c)) {
+            return Err(format!(
+                "`syntax.long` maps {l} to {c:?}, which `syntax.values` does not list"
+            ));
+        }
+        let mut options = Vec::new();
+        for (k, p) in r.options {
+            let mut chars = k.chars();
+            match (chars.next(), chars.next()) {
+                (Some(c), None) if s.values.contains(c) => options.push((c, p)),
+                _ => {
+                    return Err(format!(
+                        "`options` key {k:?} must be one option letter listed in `syntax.values`"
+                    ))
+                }
+            }
+        }
+        if options.is_empty() && r.operand.is_none() {
+            return Err("`argv` needs `options` or `operand` to test".into());
+        }
+        Ok(ArgvMatcher {
+            syntax: r.syntax,
+            options,
+            operand: r.operand,
+            rest: r.rest,
+        })
+    }
+}
+
+/// A fingerprint of an executable's content (see [`crate::fingerprint`]). Every test given must
+/// hold: each of `strings` appears in the file; each regex of `patterns` matches it (write
+/// `\x00` around a C string, so that a file that merely quotes it does not match); each of
+/// `symbols` is a dynamic symbol the executable imports or exports (a name, or a prefix ending
+/// with `*`); `go_module` is named by its Go build information (as the main package, the main
+/// module or a dependency). With `match: true`
+/// the content alone is a match of the recipe (a web server, whatever its name); otherwise the
+/// fingerprint identifies a program for `x-guard.commands` (an interpreter, a multi-call binary).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, try_from = "RawFingerprint")]
+pub struct Fingerprint {
+    pub name: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub strings: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub patterns: Vec<Pattern>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub symbols: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub go_module: Option<String>,
+    #[serde(rename = "match")]
+    pub r#match: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFingerprint {
+    name: String,
+    #[serde(default)]
+    strings: Vec<String>,
+    #[serde(default)]
+    patterns: Vec<Pattern>,
+    #[serde(default)]
+    symbols: Vec<String>,
+    go_module: Option<String>,
+    #[serde(rename = "match", default)]
+    r#match: bool,
+}
+
+impl Fingerprint {
+    /// What it looks for, for the evidence: `"nginx version: "` or `Go module github.com/...`.
+    pub fn describe(&self) -> String {
+        let mut parts: Vec<String> = self.strings.iter().map(|s| format!("{s:?}")).collect();
+        parts.extend(self.patterns.iter().map(|p| format!("/{}/", p.source)));
+        parts.extend(self.symbols.iter().map(|s| format!("symbol {s}")));
+        if let Some(m) = &self.go_module {
+            parts.push(format!("Go module {m}"));
+        }
+        parts.join(" + ")
+    }
+}
+
+impl TryFrom<RawFingerprint> for Fingerprint {
+    type Error = String;
+    fn try_from(r: RawFingerprint) -> Result<Self, String> {
+        if r.name.is_empty()
+            || !r
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        {
+            return Err(format!(
+                "fingerprint `name` must be a-z, A-Z, 0-9, '_' or '-': got {:?}",
+                r.name
+            ));
+        }
+        if r.strings.is_empty()
+            && r.patterns.is_empty()
+            && r.symbols.is_empty()
+            && r.go_module.is_none()
+        {
+            return Err(format!(
+                "fingerprint {:?} needs `strings`, `patterns`, `symbols` or `go_module`",
+                r.name
+            ));
+        }
+        if let Some(s) = r.symbols.iter().find(|s| {
+            let name = s.strip_suffix('*').unwrap_or(s);
+            name.len() < 4
+                || !name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'@')
+        }) {
+            return Err(format!(
+                "fingerprint {:?}: a symbol is a name of at least 4 characters (a-z, A-Z, 0-9, _, ., @), optionally ending with *: got {s:?}",
+                r.name
+            ));
+        }
+        // Short strings appear in unrelated files by chance.
+        if let Some(s) = r.strings.iter().find(|s| s.len() < 6 || s.len() > 256) {
+            return Err(format!(
+                "fingerprint {:?}: each string must be 6 to 256 bytes long: got {s:?}",
+                r.name
+            ));
+        }
+        if let Some(m) = &r.go_module {
+            if m.is_empty() || m.contains(char::is_whitespace) {
+                return Err(format!(
+                    "fingerprint {:?}: `go_module` must be a module path: got {m:?}",
+                    r.name
+                ));
+            }
+        }
+        Ok(Fingerprint {
+            name: r.name,
+            strings: r.strings,
+            patterns: r.patterns,
+            symbols: r.symbols,
+            go_module: r.go_module,
+            r#match: r.r#match,
         })
     }
 }
@@ -575,6 +818,9 @@ pub struct Extension {
     /// Commands recognised by arguments (interpreters, multi-call binaries).
     #[serde(default)]
     pub commands: Vec<CommandMatcher>,
+    /// Programs recognised by their content (renamed or hidden executables).
+    #[serde(default)]
+    pub fingerprints: Vec<Fingerprint>,
 }
 
 /// A recipe, validated.
@@ -695,10 +941,33 @@ impl TryFrom<RawRecipe> for Recipe {
                     r.name
                 ));
             }
-            if bases.is_empty() && ext.commands.is_empty() {
+            if bases.is_empty()
+                && ext.commands.is_empty()
+                && !ext.fingerprints.iter().any(|f| f.r#match)
+            {
                 return Err(format!(
-                    "recipe {:?}: an execution recipe needs `bases` (or `x-guard.commands`) to match",
+                    "recipe {:?}: an execution recipe needs `bases` (or `x-guard.commands`, or a fingerprint with `match: true`) to match",
                     r.name
+                ));
+            }
+        }
+        for (i, f) in ext.fingerprints.iter().enumerate() {
+            if ext.fingerprints[..i].iter().any(|g| g.name == f.name) {
+                return Err(format!(
+                    "recipe {:?}: fingerprint {:?} is declared twice",
+                    r.name, f.name
+                ));
+            }
+        }
+        for c in &ext.commands {
+            if let Some(unknown) = c
+                .content
+                .iter()
+                .find(|n| !ext.fingerprints.iter().any(|f| &f.name == *n))
+            {
+                return Err(format!(
+                    "recipe {:?}: command {:?} names fingerprint {unknown:?}, which `x-guard.fingerprints` does not declare",
+                    r.name, c.name
                 ));
             }
         }

@@ -84,7 +84,7 @@ impl Annotation {
 pub fn level_of(f: &Finding, mode: Mode) -> Level {
     match (f.failing(), mode) {
         (false, _) => Level::Notice,
-        (true, Mode::Fail) => Level::Error,
+        (true, Mode::Fail | Mode::Enforce) => Level::Error,
         (true, Mode::Warn) => Level::Warning,
     }
 }
@@ -100,6 +100,9 @@ fn describe(run: &Run, f: &Finding, count: u64) -> String {
         text(p.exe.as_bytes()),
         text(&join(&p.argv))
     );
+    if let Some(outcome) = f.outcome() {
+        m.push_str(&format!("\n{outcome}"));
+    }
     if let Some(step) = &p.step {
         m.push_str(&format!("\nstep: {}", text(step.as_bytes())));
     }
@@ -224,6 +227,8 @@ mod tests {
             allow_expired: None,
             evidence: vec!["name".into()],
             count: 2,
+            blocked: false,
+            attempt: None,
             process: Some(ProcessInfo {
                 pid: 1,
                 ppid: 0,

@@ -3,7 +3,9 @@
 //! ```json
 //! {"version": 1, "tool": {"name": "webserver-exec-guard", "version": "0.1.0"},
 //!  "mode": "fail", "verdict": "fail",
-//!  "stats": {"execs": 1234, "forks": 1300, "exits": 1290, "lost": 0, "partial": 0, "suppressed": 0},
+//!  "stats": {"execs": 1234, "forks": 1300, "exits": 1290, "lost": 0, "partial": 0, "suppressed": 0,
+//!            "attempts": 0, "blocked": 0, "fingerprint_reads": 57, "fingerprint_bytes": 9120345,
+//!            "fingerprint_micros": 21034},
 //!  "command": {"argv": ["make", "test"], "status": {"code": 0},
 //!              "outlived": [{"pid": 4242, "exe": "/usr/sbin/nginx", "argv": ["nginx"]}]},
 //!  "trace": {"integrity": "sealed", "detail": null},
@@ -11,6 +13,8 @@
 //!  "findings": [{"recipe": "webserver_exec", "name": "webserver_exec", "importance": "high",
 //!                "allowed": null, "failing": true, "evidence": ["name: exe /usr/sbin/nginx matches base nginx"],
 //!                "count": 1,
+//!                // with --attempts / --mode enforce, for an exec that did not happen:
+//!                // "blocked": true, "attempt": {"errno": 13, "error": "EACCES", "blocked": true},
 //!                "process": {"pid": 4242, "ppid": 4200, "exe": "/usr/sbin/nginx",
 //!                            "argv": ["nginx", "-g", "daemon off;"], "cwd": "/work", "uid": 1000,
 //!                            "time": "2026-11-27T20:45:00.123456Z",

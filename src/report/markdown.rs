@@ -89,8 +89,13 @@ fn finding_row(i: usize, f: &Finding) -> String {
         (None, Some(note)) => format!("❌ {}", cell(note.as_bytes())),
         (None, None) => "❌ no".to_string(),
     };
+    let mark = match (&f.attempt, f.blocked) {
+        (_, true) => " (blocked)",
+        (Some(_), false) => " (attempted)",
+        (None, false) => "",
+    };
     format!(
-        "| {} | **{}**<br>{} | {} | {} | {} | {} | {} |\n",
+        "| {} | **{}**{mark}<br>{} | {} | {} | {} | {} | {} |\n",
         i + 1,
         escape(&f.recipe),
         cell(p.exe.as_bytes()),
@@ -118,6 +123,9 @@ fn ancestry(i: usize, f: &Finding) -> String {
         p.pid
     );
     let _ = writeln!(s, "- **{}** {}", p.pid, cell(&join(&p.argv)));
+    if let Some(outcome) = f.outcome() {
+        let _ = writeln!(s, "  - {}", escape(&outcome));
+    }
     for e in &f.evidence {
         let _ = writeln!(s, "  - evidence: {}", escape(e));
     }
@@ -280,6 +288,8 @@ mod tests {
                 allow_expired: None,
                 evidence: vec![big.clone()],
                 count: 1,
+                blocked: false,
+                attempt: None,
                 process: Some(ProcessInfo {
                     pid: i,
                     ppid: 1,

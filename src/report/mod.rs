@@ -23,6 +23,16 @@ pub enum Mode {
     Fail,
     /// Report only.
     Warn,
+    /// `guard run`: refuse a matching exec before it happens (the caller sees `EACCES`) and
+    /// let the build go on; findings fail as in `fail`. Elsewhere the same as `fail`.
+    Enforce,
+}
+
+impl Mode {
+    /// Whether failing findings make the exit status non-zero.
+    pub fn fails(self) -> bool {
+        matches!(self, Mode::Fail | Mode::Enforce)
+    }
 }
 
 /// Everything a reporter needs.
@@ -62,7 +72,7 @@ impl Run<'_> {
         let failing = self.outcome.failing() > 0;
         match (failing, self.mode) {
             (false, _) => "pass",
-            (true, Mode::Fail) => "fail",
+            (true, Mode::Fail | Mode::Enforce) => "fail",
             (true, Mode::Warn) => "warn",
         }
     }

@@ -720,6 +720,9 @@ fn message(f: &Finding, description: &str) -> String {
     };
     let mut m = format!("{}: ", sarif_text(&one_line(description)));
     m.push_str(&process_text(p));
+    if let Some(outcome) = f.outcome() {
+        let _ = write!(m, ". {outcome}");
+    }
     if let Some(reason) = &f.allowed {
         let _ = write!(
             m,
@@ -849,6 +852,8 @@ mod tests {
             allow_expired: None,
             evidence: vec!["name: exe /usr/sbin/nginx matches base nginx".into()],
             count: 1,
+            blocked: false,
+            attempt: None,
             process: Some(p),
         }
     }
@@ -1017,6 +1022,8 @@ mod tests {
             allow_expired: None,
             evidence: vec!["watcher stopped at T".into()],
             count: 1,
+            blocked: false,
+            attempt: None,
             process: None,
         }]);
         let v = render(&o, Vec::new(), Some(".github/workflows/ci.yml"));

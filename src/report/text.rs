@@ -58,6 +58,15 @@ pub fn write(run: &Run, out: &mut dyn Write, color: bool) -> io::Result<()> {
     if s.lost > 0 {
         line.push_str(&format!(", {} event(s) LOST", s.lost));
     }
+    if s.blocked > 0 {
+        line.push_str(&format!(", {} exec(s) BLOCKED", s.blocked));
+    }
+    if s.attempts > s.blocked {
+        line.push_str(&format!(
+            ", {} failed exec attempt(s)",
+            s.attempts - s.blocked
+        ));
+    }
     if s.suppressed > 0 {
         line.push_str(&format!(
             ", {} repeat(s) folded by times limits",
@@ -118,6 +127,9 @@ fn finding(run: &Run, f: &Finding, out: &mut dyn Write, style: &Style) -> io::Re
     )?;
     if let Some(script) = &p.script {
         writeln!(out, "  script:    {}", terminal(script.as_bytes()))?;
+    }
+    if let Some(outcome) = f.outcome() {
+        writeln!(out, "  outcome:   {}", style.paint("1", &outcome))?;
     }
     for e in &f.evidence {
         writeln!(out, "  evidence:  {}", terminal(e.as_bytes()))?;

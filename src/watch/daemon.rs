@@ -180,6 +180,8 @@ pub struct StartOptions {
     pub state_dir: PathBuf,
     pub trace: Option<PathBuf>,
     pub attach: Vec<u32>,
+    /// Fingerprints the executed files (each source keeps a cache of its own).
+    pub fingerprinter: crate::fingerprint::Fingerprinter,
 }
 
 /// Starts the watcher in the background and returns once it is recording (or why it is not).
@@ -365,9 +367,10 @@ fn daemon_main(
     };
     let reader = {
         let (shared, tx) = (shared.clone(), tx.clone());
+        let fingerprinter = opts.fingerprinter.clone();
         std::thread::Builder::new()
             .name("connector".into())
-            .spawn(move || read_connector(connector, &shared, &tx))
+            .spawn(move || read_connector(connector, &shared, &tx, fingerprinter))
             .expect("spawning the connector thread")
     };
 
@@ -429,6 +432,7 @@ fn daemon_main(
         None
     } else {
         let (shared2, tx2, pids) = (shared.clone(), tx.clone(), opts.attach.clone());
+        let fingerprinter2 = opts.fingerprinter.clone();
         let (att_tx, att_rx) = mpsc::channel::<Result<(), String>>();
         let handle = std::thread::Builder::new()
             .name("ptrace".into())
@@ -443,8 +447,16 @@ fn daemon_main(
                     }
                     let _ = tx2.send(Msg::Record(Box::new(r), Source::Ptrace));
                 };
-                let result =
-                    super::ptrace::attach_and_follow(&pids, shared2.stop.clone(), &mut emit);
+                let follow = super::ptrace::Follow {
+                    fingerprinter: fingerprinter2,
+                    refuse: None,
+                };
+                let result = super::ptrace::attach_and_follow(
+                    &pids,
+                    shared2.stop.clone(),
+                    follow,
+                    &mut emit,
+                );
                 let err = result.err().map(|e| e.to_string());
                 if let Some(t) = first.take() {
                     let _ = t.send(err.clone().map_or(Ok(()), Err));
@@ -604,7 +616,12 @@ fn daemon_main(
 
 /// The connector reader: turns messages into records (enriching execs from `/proc` at once)
 /// and never waits on anything but the socket.
-fn read_connector(mut c: Connector, shared: &Shared, tx: &mpsc::Sender<Msg>) {
+fn read_connector(
+    mut c: Connector,
+    shared: &Shared,
+    tx: &mpsc::Sender<Msg>,
+    mut fingerprinter: crate::fingerprint::Fingerprinter,
+) {
     let mut losses = LossCounter::default();
     loop {
         let stopping = shared.stop.load(Ordering::SeqCst);
@@ -647,7 +664,16 @@ fn read_connector(mut c: Connector, shared: &Shared, tx: &mpsc::Sender<Msg>) {
                     source: Source::Connector,
                 }),
                 ProcEvent::Exec { tgid, .. } => {
-                    let e = super::proc::read_exec(tgid as i32, Source::Connector);
+                    let mut e = super::proc::read_exec(tgid as i32, Source::Connector);
+                    if let Some((content, read)) = fingerprinter.identify_pid(tgid, &e.exe) {
+                        e.content = content.to_vec();
+                        if let Some(read) = read {
+                            let record = Box::new(Record::Fingerprint(read));
+                            if tx.send(Msg::Record(record, Source::Connector)).is_err() {
+                                return;
+                            }
+                        }
+                    }
                     let probe = e
                         .argv
                         .get(1)

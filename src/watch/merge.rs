@@ -182,6 +182,9 @@ mod tests {
             container: None,
             step: None,
             partial: source == Source::Connector,
+            content: Vec::new(),
+            blocked: false,
+            attempt: None,
         })
     }
 

@@ -93,6 +93,9 @@ pub fn read_exec(pid: i32, source: Source) -> ExecEvent {
         container: None,
         step: None,
         partial: false,
+        content: Vec::new(),
+        blocked: false,
+        attempt: None,
     };
     let Ok(p) = Process::new(pid) else {
         e.partial = true;

@@ -22,8 +22,11 @@ use nix::sys::ptrace::{self, Options};
 use nix::sys::signal::{self, SigSet, Signal};
 use nix::unistd::Pid;
 
-use crate::event::{EndEvent, ExecEvent, ExitEvent, ExitStatus, ForkEvent, Source};
+use crate::event::{Attempt, EndEvent, ExecEvent, ExitEvent, ExitStatus, ForkEvent, Source};
+use crate::fingerprint::Fingerprinter;
 use crate::trace::Record;
+
+use super::attempt::{self, Call};
 
 /// The options set on every tracee (inherited by auto-attached children).
 const OPTIONS: Options = Options::PTRACE_O_TRACEFORK
@@ -31,6 +34,15 @@ const OPTIONS: Options = Options::PTRACE_O_TRACEFORK
     .union(Options::PTRACE_O_TRACECLONE)
     .union(Options::PTRACE_O_TRACEEXEC)
     .union(Options::PTRACE_O_EXITKILL);
+
+/// With exec attempts traced: the seccomp stops of the filter's `SECCOMP_RET_TRACE`, and
+/// syscall stops told apart from signals (for the exit of a failed exec).
+const ATTEMPT_OPTIONS: Options = OPTIONS
+    .union(Options::PTRACE_O_TRACESECCOMP)
+    .union(Options::PTRACE_O_TRACESYSGOOD);
+
+/// Failed attempts held per process (to drop those of a `PATH` search that then succeeds).
+const HELD_ATTEMPTS: usize = 64;
 
 /// Signals sent to guard that are passed on to the command.
 const FORWARDED: [Signal; 7] = [
@@ -64,6 +76,10 @@ pub enum Stop {
     Fork(u8),
     /// `PTRACE_EVENT_EXEC`.
     Exec,
+    /// `PTRACE_EVENT_SECCOMP`: an exec attempt, before the kernel acts on it.
+    Seccomp,
+    /// A syscall stop (`SIGTRAP | 0x80`): the exit of an exec attempt we asked to see.
+    Syscall,
     /// Any other event (not requested; resumed as is).
     Other(u8),
 }
@@ -88,7 +104,9 @@ fn decode(status: i32) -> Option<Wait> {
     let sig = libc::WSTOPSIG(status);
     let event = ((status >> 16) & 0xff) as u8;
     let stop = match event as i32 {
+        0 if sig == libc::SIGTRAP | 0x80 => Stop::Syscall,
         0 => Stop::Signal(sig),
+        libc::PTRACE_EVENT_SECCOMP => Stop::Seccomp,
         libc::PTRACE_EVENT_STOP => match sig {
             libc::SIGSTOP | libc::SIGTSTP | libc::SIGTTIN | libc::SIGTTOU => Stop::Group(sig),
             _ => Stop::Trap,
@@ -150,6 +168,16 @@ pub struct Traced {
     signals: Arc<AtomicI32>,
 }
 
+/// What the tracer does besides recording execs.
+#[derive(Default)]
+pub struct Follow<'s> {
+    /// Fingerprints the executed files (and caches them for the run).
+    pub fingerprinter: Fingerprinter,
+    /// `--mode enforce`: asked about every exec attempt (and again at the exec stop); `true`
+    /// refuses it. Needs the command spawned with attempts traced.
+    pub refuse: Option<&'s dyn Fn(&ExecEvent) -> bool>,
+}
+
 fn pipe_cloexec() -> Result<(OwnedFd, OwnedFd), SpawnError> {
     let mut fds = [0; 2];
     // SAFETY: fds is a valid array of two ints for pipe2 to fill.
@@ -161,11 +189,13 @@ fn pipe_cloexec() -> Result<(OwnedFd, OwnedFd), SpawnError> {
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
-/// Starts `cmd` (looked up in `PATH` like a shell does) as a seized tracee.
+/// Starts `cmd` (looked up in `PATH` like a shell does) as a seized tracee. With `attempts`,
+/// every `execve`/`execveat` of the tree also stops before it happens (seccomp
+/// `SECCOMP_RET_TRACE`), so that failed and refused execs are seen.
 ///
 /// Must be called while the process is single-threaded: the child between fork and exec only
 /// makes async-signal-safe calls.
-pub fn spawn(cmd: &[OsString]) -> Result<Traced, SpawnError> {
+pub fn spawn(cmd: &[OsString], attempts: bool) -> Result<Traced, SpawnError> {
     if cmd.is_empty() {
         return Err(SpawnError::Empty);
     }
@@ -188,7 +218,7 @@ pub fn spawn(cmd: &[OsString]) -> Result<Traced, SpawnError> {
 
     let (go_read, go_write) = pipe_cloexec()?;
     let (err_read, err_write) = pipe_cloexec()?;
-    let filter = untraced_filter::program();
+    let filter = untraced_filter::program(attempts);
     let fprog = libc::sock_fprog {
         len: filter.len() as u16,
         filter: filter.as_ptr() as *mut libc::sock_filter,
@@ -253,7 +283,8 @@ pub fn spawn(cmd: &[OsString]) -> Result<Traced, SpawnError> {
     drop(go_read);
     drop(err_write);
     let root = Pid::from_raw(pid);
-    if let Err(e) = ptrace::seize(root, OPTIONS) {
+    let options = if attempts { ATTEMPT_OPTIONS } else { OPTIONS };
+    if let Err(e) = ptrace::seize(root, options) {
         let _ = signal::kill(root, Signal::SIGKILL);
         let _ = nix::sys::wait::waitpid(root, None);
         let _ = old_mask.thread_set_mask();
@@ -323,6 +354,12 @@ pub struct Tracer<'s> {
     execd: std::collections::HashSet<i32>,
     /// Set when the grace for processes that have not exec'd yet has run out.
     grace_over: bool,
+    follow: Follow<'s>,
+    /// Exec attempts let through, whose syscall exit is due (by thread).
+    pending: HashMap<i32, Call>,
+    /// Failed exec attempts not recorded yet (by process): a `PATH` search tries one directory
+    /// after another, and the misses of a search that then succeeds are not worth a record.
+    failed: HashMap<i32, Vec<ExecEvent>>,
 }
 
 impl Traced {
@@ -331,8 +368,8 @@ impl Traced {
     }
 
     /// Runs the event loop; `emit` receives every record (sequence numbers are left at 0).
-    pub fn follow(self, emit: &mut dyn FnMut(Record)) -> RunResult {
-        let mut t = Tracer::new(Some(self.root), None, emit);
+    pub fn follow(self, follow: Follow<'_>, emit: &mut dyn FnMut(Record)) -> RunResult {
+        let mut t = Tracer::new(Some(self.root), None, follow, emit);
         t.tracees.insert(
             self.root.as_raw(),
             Tracee {
@@ -371,6 +408,7 @@ impl<'s> Tracer<'s> {
     fn new(
         root: Option<Pid>,
         stop: Option<Arc<AtomicBool>>,
+        follow: Follow<'s>,
         emit: &'s mut dyn FnMut(Record),
     ) -> Tracer<'s> {
         Tracer {
@@ -386,10 +424,22 @@ impl<'s> Tracer<'s> {
             early: Default::default(),
             execd: Default::default(),
             grace_over: false,
+            follow,
+            pending: HashMap::new(),
+            failed: HashMap::new(),
         }
     }
 
     fn run(&mut self) -> Vec<u32> {
+        let stuck = self.event_loop();
+        let held: Vec<i32> = self.failed.keys().copied().collect();
+        for tgid in held {
+            self.flush_failed(tgid, None);
+        }
+        stuck
+    }
+
+    fn event_loop(&mut self) -> Vec<u32> {
         loop {
             if self.ending.is_some() && self.tracees.is_empty() {
                 return Vec::new();
@@ -459,8 +509,10 @@ impl<'s> Tracer<'s> {
             return;
         }
         let tracee = self.tracees.remove(&pid);
+        self.pending.remove(&pid);
         let is_leader = tracee.as_ref().is_none_or(|t| t.tgid == pid);
         if is_leader {
+            self.flush_failed(pid, None);
             (self.emit)(Record::Exit(ExitEvent {
                 seq: 0,
                 time: crate::time::now(),
@@ -613,14 +665,102 @@ impl<'s> Tracer<'s> {
                 if former != tid {
                     self.tracees.remove(&former);
                 }
+                self.pending.remove(&former);
+                self.pending.remove(&tid);
                 self.tracee(tid).tgid = tid;
                 self.execd.insert(tid);
                 let mut event: ExecEvent = super::proc::read_exec(tid, Source::Ptrace);
                 if former != tid {
                     event.former_tid = Some(former as u32);
                 }
+                if let Some((content, read)) = self
+                    .follow
+                    .fingerprinter
+                    .identify_pid(tid as u32, &event.exe)
+                {
+                    event.content = content.to_vec();
+                    if let Some(read) = read {
+                        (self.emit)(Record::Fingerprint(read));
+                    }
+                }
+                self.flush_failed(tid, event.execfn.as_ref().map(|p| p.file_name().to_vec()));
+                // An exec that got past the refusal of its attempt (the file was swapped in
+                // between, an interpreter chain): it has not run an instruction yet.
+                if self.follow.refuse.is_some_and(|refuse| refuse(&event)) {
+                    // SAFETY: plain kill(2) of our stopped tracee.
+                    unsafe { libc::kill(tid, libc::SIGKILL) };
+                    event.blocked = true;
+                }
                 (self.emit)(Record::Exec(event));
                 self.resume(tid, 0);
+            }
+            Stop::Seccomp => self.exec_attempt(tid),
+            Stop::Syscall => {
+                if let Some(call) = self.pending.remove(&tid) {
+                    if let Some(errno) = attempt::exit_errno(tid) {
+                        let (mut e, reads) =
+                            attempt::candidate(tid, &call, &mut self.follow.fingerprinter);
+                        for r in reads {
+                            (self.emit)(Record::Fingerprint(r));
+                        }
+                        e.attempt = Some(Attempt::new(errno, false));
+                        let tgid = e.tgid as i32;
+                        let held = self.failed.entry(tgid).or_default();
+                        held.push(e);
+                        if held.len() > HELD_ATTEMPTS {
+                            let oldest = held.remove(0);
+                            (self.emit)(Record::Attempt(oldest));
+                        }
+                    }
+                }
+                self.resume(tid, 0);
+            }
+        }
+    }
+
+    /// An exec attempt at its seccomp stop: refused when `--mode enforce` says so, else let
+    /// through with its syscall exit to be seen (to record it if it fails).
+    fn exec_attempt(&mut self, tid: i32) {
+        let Some(call) = attempt::seccomp_call(tid) else {
+            self.resume(tid, 0);
+            return;
+        };
+        if let Some(refuse) = self.follow.refuse {
+            let (mut e, reads) = attempt::candidate(tid, &call, &mut self.follow.fingerprinter);
+            for r in reads {
+                (self.emit)(Record::Fingerprint(r));
+            }
+            if refuse(&e) && attempt::refuse(tid, libc::EACCES) {
+                e.attempt = Some(Attempt::new(libc::EACCES, true));
+                (self.emit)(Record::Attempt(e));
+                self.resume(tid, 0);
+                return;
+            }
+        }
+        if self.letting_go(tid) {
+            self.resume(tid, 0);
+            return;
+        }
+        self.pending.insert(tid, call);
+        // SAFETY: PTRACE_SYSCALL takes no pointer: resume to the syscall's exit stop.
+        unsafe { libc::ptrace(libc::PTRACE_SYSCALL, tid, 0, 0) };
+    }
+
+    /// Records the failed attempts held for a process, but those of a `PATH` search for the
+    /// file name it then exec'd (`succeeded`).
+    fn flush_failed(&mut self, tgid: i32, succeeded: Option<Vec<u8>>) {
+        let Some(held) = self.failed.remove(&tgid) else {
+            return;
+        };
+        for e in held {
+            let name = e.execfn.as_ref().map(|p| p.file_name().to_vec());
+            let search_miss = succeeded.is_some()
+                && name == succeeded
+                && e.attempt.as_ref().is_some_and(|a| {
+                    matches!(a.errno, libc::ENOENT | libc::ENOTDIR | libc::EACCES)
+                });
+            if !search_miss {
+                (self.emit)(Record::Attempt(e));
             }
         }
     }
@@ -733,6 +873,7 @@ pub fn current_tid() -> i32 {
 pub fn attach_and_follow(
     pids: &[u32],
     stop: Arc<AtomicBool>,
+    follow: Follow<'_>,
     emit: &mut dyn FnMut(Record),
 ) -> Result<AttachResult, AttachError> {
     // SIGUSR1 interrupts our waitpid (no SA_RESTART) when a stop is requested.
@@ -747,7 +888,7 @@ pub fn attach_and_follow(
         libc::sigaddset(&mut set, libc::SIGUSR1);
         libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
     }
-    let mut t = Tracer::new(None, Some(stop), emit);
+    let mut t = Tracer::new(None, Some(stop), follow, emit);
     let mut seized = 0;
     for &pid in pids {
         if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
@@ -804,7 +945,8 @@ pub fn attach_and_follow(
 /// A seccomp filter for the spawned command that closes the one way out of the traced tree:
 /// `clone(CLONE_UNTRACED)`, which creates a child the kernel does not auto-attach. It fails with
 /// `EPERM`; `clone3` (whose flags a filter cannot read) fails with `ENOSYS`, so that libc falls
-/// back to `clone`. Every other system call is allowed, and no system call stops.
+/// back to `clone`. With exec attempts traced, `execve` and `execveat` return
+/// `SECCOMP_RET_TRACE` (a seccomp stop for the tracer) — and no other system call stops.
 pub mod untraced_filter {
     const LD_ABS_W: u16 = 0x20;
     const JEQ_K: u16 = 0x15;
@@ -813,6 +955,7 @@ pub mod untraced_filter {
     const RET_K: u16 = 0x06;
     const RET_ALLOW: u32 = 0x7fff_0000;
     const RET_ERRNO: u32 = 0x0005_0000;
+    const RET_TRACE: u32 = 0x7ff0_0000;
     const OFF_NR: u32 = 0;
     const OFF_ARCH: u32 = 4;
     /// Low 32 bits of the first argument (little-endian), where `clone` takes its flags.
@@ -826,6 +969,7 @@ pub mod untraced_filter {
         Allow,
         Enosys,
         Eperm,
+        Trace,
         At(usize),
     }
 
@@ -835,38 +979,69 @@ pub mod untraced_filter {
         Ret(u32),
     }
 
-    /// (audit arch, clone number, whether the x32 bit must be refused) per ABI the kernel
-    /// accepts from a process of this build.
-    fn abis() -> Vec<(u32, u32, bool)> {
+    /// One ABI the kernel accepts from a process of this build.
+    struct Abi {
+        arch: u32,
+        clone: u32,
+        execve: u32,
+        execveat: u32,
+        /// Whether the x32 bit must be refused.
+        x32: bool,
+    }
+
+    fn abis() -> Vec<Abi> {
         if cfg!(target_arch = "x86_64") {
             vec![
-                (0xC000_003E, libc::SYS_clone as u32, true),
-                (0x4000_0003, 120, false),
+                Abi {
+                    arch: 0xC000_003E,
+                    clone: 56,
+                    execve: 59,
+                    execveat: 322,
+                    x32: true,
+                },
+                Abi {
+                    arch: 0x4000_0003,
+                    clone: 120,
+                    execve: 11,
+                    execveat: 358,
+                    x32: false,
+                },
             ]
         } else if cfg!(target_arch = "aarch64") {
-            vec![(0xC000_00B7, libc::SYS_clone as u32, false)]
+            vec![Abi {
+                arch: 0xC000_00B7,
+                clone: 220,
+                execve: 221,
+                execveat: 281,
+                x32: false,
+            }]
         } else {
             Vec::new()
         }
     }
 
-    /// The classic BPF program.
-    pub fn program() -> Vec<libc::sock_filter> {
+    /// The classic BPF program; `trace_exec` adds the seccomp stops of exec attempts.
+    pub fn program(trace_exec: bool) -> Vec<libc::sock_filter> {
         let mut ins: Vec<Ins> = vec![Ins::Ld(OFF_ARCH)];
         let abis = abis();
-        for (i, (arch, clone, x32)) in abis.iter().enumerate() {
-            // Each ABI block: 6 or 7 instructions; the next block starts after it (with the
-            // arch still in the accumulator).
-            let len = if *x32 { 7 } else { 6 };
+        for (i, abi) in abis.iter().enumerate() {
+            // Each ABI block: 6 instructions, +1 for x32, +2 for exec; the next block starts
+            // after it (with the arch still in the accumulator).
+            let len = 6 + usize::from(abi.x32) + if trace_exec { 2 } else { 0 };
             let next_block = if i + 1 < abis.len() {
                 Target::At(ins.len() + len)
             } else {
                 Target::Allow
             };
+            let (arch, clone, x32) = (&abi.arch, &abi.clone, &abi.x32);
             ins.push(Ins::Jump(JEQ_K, *arch, Target::Next, next_block));
             ins.push(Ins::Ld(OFF_NR));
             if *x32 {
                 ins.push(Ins::Jump(JGE_K, 0x4000_0000, Target::Enosys, Target::Next));
+            }
+            if trace_exec {
+                ins.push(Ins::Jump(JEQ_K, abi.execve, Target::Trace, Target::Next));
+                ins.push(Ins::Jump(JEQ_K, abi.execveat, Target::Trace, Target::Next));
             }
             ins.push(Ins::Jump(JEQ_K, CLONE3, Target::Enosys, Target::Next));
             ins.push(Ins::Jump(JEQ_K, *clone, Target::Next, Target::Allow));
@@ -882,12 +1057,14 @@ pub mod untraced_filter {
         ins.push(Ins::Ret(RET_ALLOW));
         ins.push(Ins::Ret(RET_ERRNO | libc::ENOSYS as u32));
         ins.push(Ins::Ret(RET_ERRNO | libc::EPERM as u32));
+        ins.push(Ins::Ret(RET_TRACE));
         let at = |t: Target, here: usize| -> u8 {
             let to = match t {
                 Target::Next => here + 1,
                 Target::Allow => allow,
                 Target::Enosys => allow + 1,
                 Target::Eperm => allow + 2,
+                Target::Trace => allow + 3,
                 Target::At(i) => i,
             };
             (to - here - 1) as u8
