@@ -305,6 +305,30 @@ mod tests {
     }
 
     #[test]
+    fn malformed_fingerprints_and_argv_syntax_are_explained() {
+        let x = |ext: &str| format!("{HEAD}  bases: [{{base: x}}]\n  x-guard:\n{ext}");
+        let cases: &[(String, &str)] = &[
+            (x("    fingerprints:\n      - name: a\n        strings: [abc]\n"), "6 to 256 bytes long: got \"abc\""),
+            (x("    fingerprints:\n      - name: a\n"), "needs `strings`, `patterns`, `symbols` or `go_module`"),
+            (x("    fingerprints:\n      - name: 'a b'\n        symbols: [main_x]\n"), "fingerprint `name`"),
+            (x("    fingerprints:\n      - name: a\n        symbols: ['x y z w']\n"), "a symbol is a name"),
+            (x("    fingerprints:\n      - name: a\n        patterns: ['(']\n"), "invalid regex"),
+            (x("    fingerprints:\n      - {name: a, symbols: [abcd]}\n      - {name: a, symbols: [efgh]}\n"), "fingerprint \"a\" is declared twice"),
+            (x("    commands:\n      - name: c\n        content: [nope]\n        args: x\n"), "names fingerprint \"nope\", which `x-guard.fingerprints` does not declare"),
+            (x("    commands:\n      - name: c\n        exe: [{base: p}]\n        argv:\n          syntax: {values: m, ends: c}\n          options: {m: x}\n"), "`syntax.ends` letter 'c' must also be in `syntax.values`"),
+            (x("    commands:\n      - name: c\n        exe: [{base: p}]\n        argv:\n          syntax: {values: m}\n          options: {q: x}\n"), "`options` key \"q\" must be one option letter listed in `syntax.values`"),
+            (x("    commands:\n      - name: c\n        exe: [{base: p}]\n        argv:\n          syntax: {values: m, long: {server: m}}\n          options: {m: x}\n"), "long options such as --name: got \"server\""),
+            (x("    commands:\n      - name: c\n        exe: [{base: p}]\n        argv:\n          syntax: {flags: m, values: m}\n          options: {m: x}\n"), "in both `syntax.flags` and `syntax.values`"),
+            (x("    commands:\n      - name: c\n        exe: [{base: p}]\n        argv:\n          syntax: {values: m}\n"), "`argv` needs `options` or `operand`"),
+        ];
+        for (yaml, needle) in cases {
+            let shown = err(yaml).to_string();
+            assert!(shown.starts_with("bad.yaml:"), "no position: {shown}");
+            assert!(shown.contains(needle), "want {needle:?} in: {shown}");
+        }
+    }
+
+    #[test]
     fn unmodified_jibril_recipes_load() {
         // Shapes of public Jibril recipes: null times/arbitrary, file_actions as a string or a
         // pipe-joined string, no `enabled`, no `subtechnique`, dir-only bases, network keys.
