@@ -46,14 +46,17 @@ pub struct FileKey {
 
 impl FileKey {
     pub fn of(f: &File) -> std::io::Result<FileKey> {
-        let m = f.metadata()?;
-        Ok(FileKey {
+        Ok(FileKey::of_metadata(&f.metadata()?))
+    }
+
+    pub fn of_metadata(m: &std::fs::Metadata) -> FileKey {
+        FileKey {
             dev: m.dev(),
             ino: m.ino(),
             size: m.size(),
             mtime: m.mtime(),
             mtime_nsec: m.mtime_nsec(),
-        })
+        }
     }
 }
 
@@ -145,7 +148,13 @@ impl Fingerprinter {
         if self.rules.is_empty() {
             return None;
         }
-        let file = File::open(format!("/proc/{pid}/exe")).ok()?;
+        let exe = format!("/proc/{pid}/exe");
+        // One stat(2) for a file seen before; it is opened only to be read.
+        let key = FileKey::of_metadata(&std::fs::metadata(&exe).ok()?);
+        if let Some(hit) = self.cache.get(&key) {
+            return Some((hit.clone(), None));
+        }
+        let file = File::open(&exe).ok()?;
         Some(self.identify(&file, pid, path))
     }
 

@@ -345,6 +345,10 @@ fn run(
     let follow = ptrace::Follow {
         fingerprinter: Fingerprinter::new(&recipes),
         refuse: enforce.then_some(&refuse as &dyn Fn(&guard::event::ExecEvent) -> bool),
+        // The step is guard's own (every exec of the command belongs to it): not read again
+        // from each process's environment.
+        extras: guard::watch::proc::Extras { step: false },
+        step: std::env::var_os("GITHUB_ACTION").map(|s| Bytes::from(s.as_bytes())),
     };
     let mut seq = 0u64;
     let result = traced.follow(follow, &mut |mut record: Record| {

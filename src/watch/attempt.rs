@@ -119,7 +119,7 @@ fn read_mem(tid: i32, addr: u64, len: usize) -> Option<Vec<u8>> {
 }
 
 /// A NUL-terminated string of at most `max` bytes at `addr`.
-fn read_string(tid: i32, addr: u64, max: usize) -> Option<Vec<u8>> {
+pub(crate) fn read_string(tid: i32, addr: u64, max: usize) -> Option<Vec<u8>> {
     let mut out = Vec::new();
     let mut at = addr;
     while out.len() < max {

@@ -152,27 +152,25 @@ fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Option<T> {
     serde_json::from_slice(&std::fs::read(path).ok()?).ok()
 }
 
-/// Field 22 (start time) of `/proc/PID/stat`.
+/// The start time of a process (field 22 of `/proc/PID/stat`, in clock ticks since boot).
 pub fn starttime(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat.rsplit(") ")
-        .next()?
-        .split_whitespace()
-        .nth(19)?
-        .parse()
-        .ok()
+    let stat = procfs::process::Process::new(pid as i32)
+        .ok()?
+        .stat()
+        .ok()?;
+    Some(stat.starttime)
 }
 
 /// Whether the recorded watcher still runs: same pid, same start time, and not a zombie (an
 /// orphaned watcher killed where nothing reaps it stays a zombie).
 pub fn alive(info: &WatcherInfo) -> bool {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{}/stat", info.pid)) else {
+    let Some(stat) = procfs::process::Process::new(info.pid as i32)
+        .ok()
+        .and_then(|p| p.stat().ok())
+    else {
         return false;
     };
-    let mut fields = stat.rsplit(") ").next().unwrap_or("").split_whitespace();
-    let state = fields.next();
-    let start: Option<u64> = fields.nth(18).and_then(|s| s.parse().ok());
-    !matches!(state, Some("Z" | "X")) && start == Some(info.starttime)
+    !matches!(stat.state, 'Z' | 'X') && stat.starttime == info.starttime
 }
 
 /// Options of `guard start`.
@@ -379,7 +377,7 @@ fn daemon_main(
         let Some(pid) = pid.file_name().to_str().and_then(|p| p.parse::<i32>().ok()) else {
             continue;
         };
-        let mut p = super::proc::read_exec(pid, Source::Connector);
+        let mut p = super::proc::read_exec(pid, Source::Connector, WATCHER_EXTRAS);
         p.time = crate::time::now();
         if !p.exe.is_empty() || !p.argv.is_empty() {
             let _ = tx.send(Msg::Record(Box::new(Record::Process(p)), Source::Connector));
@@ -450,6 +448,8 @@ fn daemon_main(
                 let follow = super::ptrace::Follow {
                     fingerprinter: fingerprinter2,
                     refuse: None,
+                    extras: WATCHER_EXTRAS,
+                    step: None,
                 };
                 let result = super::ptrace::attach_and_follow(
                     &pids,
@@ -616,6 +616,9 @@ fn daemon_main(
 
 /// The connector reader: turns messages into records (enriching execs from `/proc` at once)
 /// and never waits on anything but the socket.
+/// The watcher sees every step of a job: each exec says which (`GITHUB_ACTION`).
+const WATCHER_EXTRAS: super::proc::Extras = super::proc::Extras { step: true };
+
 fn read_connector(
     mut c: Connector,
     shared: &Shared,
@@ -664,7 +667,8 @@ fn read_connector(
                     source: Source::Connector,
                 }),
                 ProcEvent::Exec { tgid, .. } => {
-                    let mut e = super::proc::read_exec(tgid as i32, Source::Connector);
+                    let mut e =
+                        super::proc::read_exec(tgid as i32, Source::Connector, WATCHER_EXTRAS);
                     if let Some((content, read)) = fingerprinter.identify_pid(tgid, &e.exe) {
                         e.content = content.to_vec();
                         if let Some(read) = read {

@@ -2,12 +2,12 @@
 //! later read refers to the same process (the pid cannot be recycled under us while we hold it,
 //! and a traced process stopped at its exec stop cannot change).
 
+use std::ffi::{CStr, CString};
 use std::io::Read;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
-
-use procfs::process::Process;
 
 use crate::event::{Bytes, ExecEvent, Source};
 
@@ -23,33 +23,138 @@ pub fn split_cmdline(raw: &[u8]) -> Vec<Bytes> {
     body.split(|&b| b == 0).map(Bytes::from).collect()
 }
 
-fn read_relative(p: &Process, name: &str, limit: usize) -> Option<Vec<u8>> {
-    let f = p.open_relative(name).ok()?;
-    let mut buf = Vec::new();
-    f.take(limit as u64).read_to_end(&mut buf).ok()?;
-    Some(buf)
-}
+/// `/proc/PID`, opened once: every read below is relative to it, so it refers to the same
+/// process even if the pid were reused meanwhile (it then fails instead of reading another
+/// process).
+struct ProcDir(OwnedFd);
 
-/// Reads a NUL-terminated string of at most `max` bytes at `addr` in the process's memory.
-fn read_c_string(pid: i32, addr: u64, max: usize) -> Option<Vec<u8>> {
-    use std::os::unix::fs::FileExt;
-    let mem = std::fs::File::open(format!("/proc/{pid}/mem")).ok()?;
-    let mut out = Vec::new();
-    let mut chunk = [0u8; 256];
-    let mut at = addr;
-    while out.len() < max {
-        let n = mem.read_at(&mut chunk, at).ok()?;
-        if n == 0 {
+impl ProcDir {
+    fn open(pid: i32) -> Option<ProcDir> {
+        let path = CString::new(format!("/proc/{pid}")).ok()?;
+        // SAFETY: open(2) of a NUL-terminated path; the fd is owned below.
+        let fd = unsafe {
+            libc::open(
+                path.as_ptr(),
+                libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+            )
+        };
+        // SAFETY: a valid fd we own.
+        (fd >= 0).then(|| ProcDir(unsafe { OwnedFd::from_raw_fd(fd) }))
+    }
+
+    fn readlink(&self, name: &CStr) -> Option<Vec<u8>> {
+        let mut buf = vec![0u8; 4096];
+        // SAFETY: readlinkat(2) into a buffer of the length given.
+        let n = unsafe {
+            libc::readlinkat(
+                self.0.as_raw_fd(),
+                name.as_ptr(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+            )
+        };
+        if n < 0 {
             return None;
         }
-        if let Some(end) = chunk[..n].iter().position(|&b| b == 0) {
-            out.extend_from_slice(&chunk[..end]);
-            return Some(out);
+        buf.truncate(n as usize);
+        Some(buf)
+    }
+
+    /// Reads a file of the directory, at most `limit` bytes.
+    fn read(&self, name: &CStr, limit: usize) -> Option<Vec<u8>> {
+        // SAFETY: openat(2) relative to our directory fd; the fd is owned below.
+        let fd = unsafe {
+            libc::openat(
+                self.0.as_raw_fd(),
+                name.as_ptr(),
+                libc::O_RDONLY | libc::O_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            return None;
         }
-        out.extend_from_slice(&chunk[..n]);
-        at += n as u64;
+        // SAFETY: a valid fd we own.
+        let f = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+        let mut buf = Vec::with_capacity(limit.min(4096));
+        f.take(limit as u64).read_to_end(&mut buf).ok()?;
+        Some(buf)
+    }
+}
+
+/// What an exec record takes from `/proc/PID/status`.
+#[derive(Debug, PartialEq, Eq)]
+struct Status {
+    /// `Name:`, the command name (unescaped: the kernel writes `\n` and `\\` escaped).
+    name: Vec<u8>,
+    tgid: u32,
+    ppid: u32,
+    uid: u32,
+    euid: u32,
+}
+
+fn parse_status(status: &[u8]) -> Option<Status> {
+    let (mut name, mut tgid, mut ppid) = (None, None, None);
+    for line in status.split(|&b| b == b'\n') {
+        let numbers = |prefix: &[u8]| -> Option<Vec<u32>> {
+            let rest = line.strip_prefix(prefix)?;
+            Some(
+                std::str::from_utf8(rest)
+                    .ok()?
+                    .split_whitespace()
+                    .filter_map(|v| v.parse().ok())
+                    .collect(),
+            )
+        };
+        if let Some(raw) = line.strip_prefix(b"Name:\t") {
+            let mut out = Vec::with_capacity(raw.len());
+            let mut bytes = raw.iter();
+            while let Some(&b) = bytes.next() {
+                match (b, bytes.as_slice().first()) {
+                    (b'\\', Some(b'n')) => {
+                        out.push(b'\n');
+                        bytes.next();
+                    }
+                    (b'\\', Some(b'\\')) => {
+                        out.push(b'\\');
+                        bytes.next();
+                    }
+                    _ => out.push(b),
+                }
+            }
+            name = Some(out);
+        } else if let Some(v) = numbers(b"Tgid:") {
+            tgid = v.first().copied();
+        } else if let Some(v) = numbers(b"PPid:") {
+            ppid = v.first().copied();
+        } else if let Some(v) = numbers(b"Uid:") {
+            return Some(Status {
+                name: name?,
+                tgid: tgid?,
+                ppid: ppid?,
+                uid: *v.first()?,
+                euid: *v.get(1)?,
+            });
+        }
     }
     None
+}
+
+/// `AT_EXECFN` in a `/proc/PID/auxv` block (native word size).
+fn auxv_execfn(auxv: &[u8]) -> Option<u64> {
+    const W: usize = std::mem::size_of::<usize>();
+    auxv.chunks_exact(2 * W).find_map(|pair| {
+        let key = usize::from_ne_bytes(pair[..W].try_into().ok()?) as u64;
+        let value = usize::from_ne_bytes(pair[W..].try_into().ok()?) as u64;
+        (key == AT_EXECFN).then_some(value)
+    })
+}
+
+/// What to read besides what every exec record holds.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Extras {
+    /// The GitHub Actions step (`GITHUB_ACTION` in `/proc/PID/environ`): for the host watcher,
+    /// which sees every step. `guard run` knows its step from its own environment.
+    pub step: bool,
 }
 
 fn absolute(path: Vec<u8>, cwd: Option<&Bytes>) -> Bytes {
@@ -72,7 +177,7 @@ fn absolute(path: Vec<u8>, cwd: Option<&Bytes>) -> Bytes {
 
 /// Everything we record about a process that has just exec'd. Fields that cannot be read
 /// (the process is gone) are left empty and the event is marked partial.
-pub fn read_exec(pid: i32, source: Source) -> ExecEvent {
+pub fn read_exec(pid: i32, source: Source, extras: Extras) -> ExecEvent {
     let mut e = ExecEvent {
         seq: 0,
         time: crate::time::now(),
@@ -97,45 +202,44 @@ pub fn read_exec(pid: i32, source: Source) -> ExecEvent {
         blocked: false,
         attempt: None,
     };
-    let Ok(p) = Process::new(pid) else {
+    let Some(dir) = ProcDir::open(pid) else {
         e.partial = true;
         return e;
     };
     let mut complete = true;
-    match p.exe() {
-        Ok(exe) => e.exe = Bytes::from(exe.as_path()),
-        Err(_) => complete = false,
+    match dir.readlink(c"exe") {
+        Some(exe) => e.exe = Bytes(exe),
+        None => complete = false,
     }
-    match read_relative(&p, "cmdline", 64 << 20) {
+    match dir.read(c"cmdline", 64 << 20) {
         Some(raw) => e.argv = split_cmdline(&raw),
         None => complete = false,
     }
-    e.cwd = p.cwd().ok().map(|c| Bytes::from(c.as_path()));
-    e.comm = read_relative(&p, "comm", 64).map(|mut c| {
-        if c.last() == Some(&b'\n') {
-            c.pop();
-        }
-        Bytes(c)
-    });
-    match p.status() {
-        Ok(st) => {
-            e.ppid = st.ppid as u32;
-            e.tgid = st.tgid as u32;
-            e.uid = st.ruid;
-            if st.euid != st.ruid {
+    e.cwd = dir.readlink(c"cwd").map(Bytes);
+    match dir.read(c"status", 4096).as_deref().and_then(parse_status) {
+        Some(st) => {
+            e.comm = Some(Bytes(st.name));
+            e.tgid = st.tgid;
+            e.ppid = st.ppid;
+            e.uid = st.uid;
+            if st.euid != st.uid {
                 e.euid = Some(st.euid);
             }
         }
-        Err(_) => complete = false,
+        None => complete = false,
     }
-    if let Some(addr) = p.auxv().ok().and_then(|a| a.get(&AT_EXECFN).copied()) {
-        if let Some(path) = read_c_string(pid, addr, 4096) {
-            e.script = script_of(&p, &e.argv, &path);
+    if let Some(addr) = dir.read(c"auxv", 4096).as_deref().and_then(auxv_execfn) {
+        if let Some(path) = super::attempt::read_string(pid, addr, 4096) {
+            e.script = script_of(pid, &e.argv, &path);
             e.execfn = Some(absolute(path, e.cwd.as_ref()));
         }
     }
-    e.container = read_relative(&p, "cgroup", 64 << 10).and_then(|c| container_id(&c));
-    e.step = read_relative(&p, "environ", 4 << 20).and_then(|env| github_action(&env));
+    e.container = dir.read(c"cgroup", 64 << 10).and_then(|c| container_id(&c));
+    if extras.step {
+        e.step = dir
+            .read(c"environ", 4 << 20)
+            .and_then(|env| github_action(&env));
+    }
     e.partial = !complete;
     e
 }
@@ -174,24 +278,24 @@ pub fn github_action(environ: &[u8]) -> Option<Bytes> {
 /// path given to exec, original arguments...]` — and the path is not the executable itself. The
 /// path is resolved in the process's own view (`/proc/PID/cwd`, `/proc/PID/root`), not ours,
 /// so that a crafted working directory cannot make it name another file.
-fn script_of(p: &Process, argv: &[Bytes], given: &[u8]) -> Option<Bytes> {
+fn script_of(pid: i32, argv: &[Bytes], given: &[u8]) -> Option<Bytes> {
     if given.starts_with(b"/dev/fd/") || !argv.iter().skip(1).take(2).any(|a| a.as_bytes() == given)
     {
         return None;
     }
     let through = if given.first() == Some(&b'/') {
-        format!("/proc/{}/root", p.pid())
+        format!("/proc/{pid}/root")
             .into_bytes()
             .into_iter()
             .chain(given.iter().copied())
             .collect::<Vec<u8>>()
     } else {
-        let mut v = format!("/proc/{}/cwd/", p.pid()).into_bytes();
+        let mut v = format!("/proc/{pid}/cwd/").into_bytes();
         v.extend_from_slice(given);
         v
     };
     let through = Path::new(std::ffi::OsStr::from_bytes(&through));
-    let run = std::fs::metadata(format!("/proc/{}/exe", p.pid())).ok()?;
+    let run = std::fs::metadata(format!("/proc/{pid}/exe")).ok()?;
     let meta = std::fs::metadata(through).ok()?;
     if meta.dev() == run.dev() && meta.ino() == run.ino() {
         return None;
@@ -204,6 +308,25 @@ fn script_of(p: &Process, argv: &[Bytes], given: &[u8]) -> Option<Bytes> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn status_fields() {
+        let text = b"Name:\tmy\\nname\\\\x\nUmask:\t0022\nState:\tt (tracing stop)\nTgid:\t42\nNgid:\t0\nPid:\t43\nPPid:\t7\nTracerPid:\t1\nUid:\t1000\t0\t0\t0\nGid:\t0\t0\t0\t0\n";
+        assert_eq!(
+            parse_status(text),
+            Some(Status {
+                name: b"my\nname\\x".to_vec(),
+                tgid: 42,
+                ppid: 7,
+                uid: 1000,
+                euid: 0
+            })
+        );
+        assert_eq!(parse_status(b"Name:\tx\nTgid:\t1\n"), None);
+        // Our own status parses, with our ids.
+        let own = parse_status(&std::fs::read("/proc/self/status").unwrap()).unwrap();
+        assert_eq!(own.tgid, std::process::id());
+    }
 
     #[test]
     fn cmdline_keeps_empty_and_non_utf8_arguments() {

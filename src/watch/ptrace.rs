@@ -176,6 +176,11 @@ pub struct Follow<'s> {
     /// `--mode enforce`: asked about every exec attempt (and again at the exec stop); `true`
     /// refuses it. Needs the command spawned with attempts traced.
     pub refuse: Option<&'s dyn Fn(&ExecEvent) -> bool>,
+    /// What to read of each process besides the exec itself.
+    pub extras: super::proc::Extras,
+    /// The GitHub Actions step of every exec, when it is known once for all (`guard run`
+    /// inside a step: its own `GITHUB_ACTION`).
+    pub step: Option<crate::event::Bytes>,
 }
 
 fn pipe_cloexec() -> Result<(OwnedFd, OwnedFd), SpawnError> {
@@ -669,7 +674,11 @@ impl<'s> Tracer<'s> {
                 self.pending.remove(&tid);
                 self.tracee(tid).tgid = tid;
                 self.execd.insert(tid);
-                let mut event: ExecEvent = super::proc::read_exec(tid, Source::Ptrace);
+                let mut event: ExecEvent =
+                    super::proc::read_exec(tid, Source::Ptrace, self.follow.extras);
+                if event.step.is_none() {
+                    event.step.clone_from(&self.follow.step);
+                }
                 if former != tid {
                     event.former_tid = Some(former as u32);
                 }
@@ -934,7 +943,7 @@ pub fn attach_and_follow(
                 }
             }
         }
-        let mut snapshot = super::proc::read_exec(pid as i32, Source::Ptrace);
+        let mut snapshot = super::proc::read_exec(pid as i32, Source::Ptrace, t.follow.extras);
         snapshot.time = crate::time::now();
         (t.emit)(Record::Process(snapshot));
     }
