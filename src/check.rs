@@ -11,7 +11,13 @@ use std::path::Path;
 
 use crate::config::{Allowance, Config};
 use crate::event::{join, Attempt, Bytes, EndEvent, ExecEvent, ExitStatus, Image};
-use crate::recipe::{matcher_evaluate, ExecView, Importance, Recipe, RecipeSet, TimesKind};
+use crate::recipe::{
+    evaluate_with, identify, identity_key, matcher_evaluate, ExecView, Identity, Importance,
+    Recipe, RecipeSet, TimesKind,
+};
+
+/// At most this many executables' identities are kept (then the cache starts afresh).
+const IDENTITY_CACHE: usize = 16_384;
 use crate::time::Date;
 use crate::trace::{Integrity, Record, TraceError, TraceReader};
 
@@ -173,6 +179,8 @@ pub struct Checker<'a> {
     limits: HashMap<LimitKey, (u64, usize)>,
     outlived_pids: Vec<u32>,
     outcome: Outcome,
+    /// [`identity_key`] → the exec's identity for each recipe.
+    identities: HashMap<Vec<u8>, Rc<Vec<Identity>>>,
 }
 
 impl<'a> Checker<'a> {
@@ -184,6 +192,7 @@ impl<'a> Checker<'a> {
             procs: HashMap::new(),
             limits: HashMap::new(),
             outlived_pids: Vec::new(),
+            identities: HashMap::new(),
             outcome: Outcome {
                 stats: Stats::default(),
                 findings: Vec::new(),
@@ -374,10 +383,25 @@ impl<'a> Checker<'a> {
             exec: e,
             ancestors: &refs,
         };
+        // What the paths and content say is the same every time a program runs again: it is
+        // worked out once per executable (a build runs the same compilers thousands of times).
+        let key = identity_key(e);
+        let ids = match self.identities.get(&key) {
+            Some(ids) => ids.clone(),
+            None => {
+                if self.identities.len() >= IDENTITY_CACHE {
+                    self.identities.clear();
+                }
+                let ids: Rc<Vec<Identity>> =
+                    Rc::new(self.recipes.iter().map(|r| identify(r, &view)).collect());
+                self.identities.insert(key, ids.clone());
+                ids
+            }
+        };
 
         for ri in 0..self.recipes.len() {
             let recipe = self.recipes[ri];
-            let Some(m) = matcher_evaluate(recipe, &view) else {
+            let Some(m) = evaluate_with(recipe, &view, &ids[ri]) else {
                 continue;
             };
             let allowance =

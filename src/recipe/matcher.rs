@@ -261,7 +261,8 @@ impl ArgvMatcher {
 /// How a command's program was recognised: by a path or by content.
 fn command_program(c: &CommandMatcher, view: &ExecView) -> Option<(String, Option<Bytes>)> {
     for (label, path) in view.paths() {
-        if let Some(m) = c.exe.iter().find(|m| m.matches(path)) {
+        let file_name = path.file_name();
+        if let Some(m) = c.exe.iter().find(|m| m.matches_split(path, file_name)) {
             let script = (label == "script").then(|| path.clone());
             return Some((format!("{label} {} matches {m}", path.lossy()), script));
         }
@@ -300,25 +301,57 @@ fn command_args(c: &CommandMatcher, view: &ExecView) -> Option<Vec<String>> {
     Some(how)
 }
 
-/// Matches an exec against a recipe. Every kind of evidence is collected: its name (a path
-/// in `bases`), its content (a fingerprint with `match: true`), its arguments (a command).
-pub fn evaluate(recipe: &Recipe, view: &ExecView) -> Option<Match> {
-    let mut evidence = Vec::new();
-    let mut allow_path = view.exec.exe.clone();
+/// What an exec's paths and content say about it for one recipe: everything that does not
+/// depend on its arguments. The same executable run again gives the same identity, so a
+/// checker can keep it (see [`identity_key`]).
+#[derive(Clone, Debug, Default)]
+pub struct Identity {
+    /// The `bases` evidence, and the script to allow by when the script's path matched.
+    name: Option<(String, Option<Bytes>)>,
+    /// The `content` evidence (fingerprints with `match: true`).
+    content: Vec<String>,
+    /// Commands whose program this is: (index, how, the script when found by its path).
+    programs: Vec<(usize, String, Option<Bytes>)>,
+}
+
+/// The key under which an [`Identity`] can be reused: the exec's paths and content.
+pub fn identity_key(e: &ExecEvent) -> Vec<u8> {
+    let mut key = Vec::with_capacity(e.exe.0.len() + 64);
+    for part in [
+        Some(&e.exe),
+        e.script.as_ref(),
+        e.execfn.as_ref(),
+        e.exe.is_empty().then_some(e.comm.as_ref()).flatten(),
+    ] {
+        key.extend_from_slice(part.map(|p| p.as_bytes()).unwrap_or(b"\0-"));
+        key.push(0);
+    }
+    for c in &e.content {
+        key.extend_from_slice(c.as_bytes());
+        key.push(0);
+    }
+    key
+}
+
+/// The identity of an exec for a recipe.
+pub fn identify(recipe: &Recipe, view: &ExecView) -> Identity {
+    let mut id = Identity::default();
     'paths: for (label, path) in view.paths() {
+        let file_name = path.file_name();
         for m in &recipe.bases {
-            if m.matches(path) {
-                evidence.push(format!("name: {label} {} matches {m}", path.lossy()));
-                if label == "script" {
-                    allow_path = path.clone();
-                }
+            if m.matches_split(path, file_name) {
+                let script = (label == "script").then(|| path.clone());
+                id.name = Some((
+                    format!("name: {label} {} matches {m}", path.lossy()),
+                    script,
+                ));
                 break 'paths;
             }
         }
     }
     for f in recipe.ext.fingerprints.iter().filter(|f| f.r#match) {
         if view.exec.content.contains(&f.name) {
-            evidence.push(format!(
+            id.content.push(format!(
                 "content: {} is {} (fingerprint {})",
                 view.exec.exe.lossy(),
                 f.name,
@@ -326,16 +359,39 @@ pub fn evaluate(recipe: &Recipe, view: &ExecView) -> Option<Match> {
             ));
         }
     }
-    for c in &recipe.ext.commands {
+    for (i, c) in recipe.ext.commands.iter().enumerate() {
+        if let Some((how, script)) = command_program(c, view) {
+            id.programs.push((i, how, script));
+        }
+    }
+    id
+}
+
+/// Matches an exec against a recipe. Every kind of evidence is collected: its name (a path
+/// in `bases`), its content (a fingerprint with `match: true`), its arguments (a command).
+pub fn evaluate(recipe: &Recipe, view: &ExecView) -> Option<Match> {
+    evaluate_with(recipe, view, &identify(recipe, view))
+}
+
+/// [`evaluate`] with the exec's identity known.
+pub fn evaluate_with(recipe: &Recipe, view: &ExecView, id: &Identity) -> Option<Match> {
+    let mut evidence = Vec::new();
+    let mut allow_path = view.exec.exe.clone();
+    if let Some((line, script)) = &id.name {
+        evidence.push(line.clone());
+        if let Some(script) = script {
+            allow_path = script.clone();
+        }
+    }
+    evidence.extend(id.content.iter().cloned());
+    for (i, program, script) in &id.programs {
+        let c = &recipe.ext.commands[*i];
         let Some(how) = command_args(c, view) else {
-            continue;
-        };
-        let Some((program, script)) = command_program(c, view) else {
             continue;
         };
         if let Some(script) = script {
             if evidence.is_empty() {
-                allow_path = script;
+                allow_path = script.clone();
             }
         }
         evidence.push(format!(

@@ -7,7 +7,9 @@ mod model;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-pub use matcher::{evaluate as matcher_evaluate, ExecView, Match};
+pub use matcher::{
+    evaluate as matcher_evaluate, evaluate_with, identify, identity_key, ExecView, Identity, Match,
+};
 pub use model::*;
 
 /// Recipe files embedded at build time from `recipes/`.

@@ -251,8 +251,13 @@ impl TryFrom<RawPathMatcher> for PathMatcher {
 
 impl PathMatcher {
     pub fn matches(&self, path: &crate::event::Bytes) -> bool {
+        self.matches_split(path, path.file_name())
+    }
+
+    /// [`PathMatcher::matches`] with the path's file name computed once by the caller.
+    pub fn matches_split(&self, path: &crate::event::Bytes, file_name: &[u8]) -> bool {
         if let Some(base) = &self.base {
-            if path.file_name() != base.as_bytes() {
+            if file_name != base.as_bytes() {
                 return false;
             }
         }
