@@ -43,12 +43,19 @@ struct Slot {
     at: Instant,
 }
 
-/// The reorder-and-merge buffer.
+/// The reorder-and-merge buffer. Every operation is O(1) amortised (a watcher that falls
+/// behind holds thousands of records, and must catch up, not slow down further).
 pub struct Merger {
     hold: Duration,
     queue: VecDeque<Slot>,
+    /// Sequence number of `queue[0]` (slots are numbered in arrival order).
+    front: u64,
+    /// Held records by key: their sequence numbers, oldest first.
+    held: HashMap<Key, VecDeque<u64>>,
     /// Written records still waiting for a twin: key → (source, when written), oldest first.
     written: HashMap<Key, VecDeque<(Source, Instant)>>,
+    /// The same entries in the order they were written, to expire them without a scan.
+    expiry: VecDeque<(Instant, Key)>,
     /// Records seen by both sources (written once).
     pub merged: u64,
     /// Twins that arrived after their record was written (dropped).
@@ -60,16 +67,27 @@ impl Merger {
         Merger {
             hold,
             queue: VecDeque::new(),
+            front: 0,
+            held: HashMap::new(),
             written: HashMap::new(),
+            expiry: VecDeque::new(),
             merged: 0,
             late_twins: 0,
         }
     }
 
+    fn enqueue(&mut self, slot: Slot) {
+        if let Some(k) = slot.key {
+            let seq = self.front + self.queue.len() as u64;
+            self.held.entry(k).or_default().push_back(seq);
+        }
+        self.queue.push_back(slot);
+    }
+
     /// Adds a record from `source`.
     pub fn push(&mut self, mut record: Record, source: Source, now: Instant) {
         let Some(k) = key(&record) else {
-            self.queue.push_back(Slot {
+            self.enqueue(Slot {
                 record,
                 key: None,
                 source,
@@ -78,11 +96,15 @@ impl Merger {
             });
             return;
         };
-        if let Some(slot) = self
-            .queue
-            .iter_mut()
-            .find(|s| s.key == Some(k) && !s.twinned && s.source != source)
-        {
+        let front = self.front;
+        let twin = self.held.get(&k).and_then(|seqs| {
+            seqs.iter().copied().find(|&seq| {
+                let s = &self.queue[(seq - front) as usize];
+                !s.twinned && s.source != source
+            })
+        });
+        if let Some(seq) = twin {
+            let slot = &mut self.queue[(seq - front) as usize];
             // Ptrace's data wins, at the position of whichever arrived first.
             if source == Source::Ptrace {
                 slot.record = record;
@@ -98,6 +120,9 @@ impl Merger {
         if let Some(waiting) = self.written.get_mut(&k) {
             if let Some(i) = waiting.iter().position(|(s, _)| *s != source) {
                 waiting.remove(i);
+                if waiting.is_empty() {
+                    self.written.remove(&k);
+                }
                 self.late_twins += 1;
                 return;
             }
@@ -105,7 +130,7 @@ impl Merger {
         if let Record::Exec(e) = &mut record {
             e.source = source;
         }
-        self.queue.push_back(Slot {
+        self.enqueue(Slot {
             record,
             key: Some(k),
             source,
@@ -124,10 +149,21 @@ impl Merger {
         {
             out.push(self.pop());
         }
-        self.written.retain(|_, v| {
-            v.retain(|(_, at)| now.duration_since(*at) < LATE_TWIN);
-            !v.is_empty()
-        });
+        // Forget written records whose twin can no longer come, oldest first.
+        while let Some(&(at, k)) = self.expiry.front() {
+            if now.duration_since(at) < LATE_TWIN {
+                break;
+            }
+            self.expiry.pop_front();
+            if let Some(waiting) = self.written.get_mut(&k) {
+                if waiting.front().is_some_and(|(_, t)| *t == at) {
+                    waiting.pop_front();
+                }
+                if waiting.is_empty() {
+                    self.written.remove(&k);
+                }
+            }
+        }
         out
     }
 
@@ -142,11 +178,26 @@ impl Merger {
 
     fn pop(&mut self) -> Record {
         let slot = self.queue.pop_front().expect("caller checked");
-        if let (Some(k), false) = (slot.key, slot.twinned) {
-            self.written
-                .entry(k)
-                .or_default()
-                .push_back((slot.source, slot.at));
+        let seq = self.front;
+        self.front += 1;
+        if let Some(k) = slot.key {
+            if let Some(seqs) = self.held.get_mut(&k) {
+                if seqs.front() == Some(&seq) {
+                    seqs.pop_front();
+                } else if let Some(i) = seqs.iter().position(|&x| x == seq) {
+                    seqs.remove(i);
+                }
+                if seqs.is_empty() {
+                    self.held.remove(&k);
+                }
+            }
+            if !slot.twinned {
+                self.written
+                    .entry(k)
+                    .or_default()
+                    .push_back((slot.source, slot.at));
+                self.expiry.push_back((slot.at, k));
+            }
         }
         slot.record
     }
@@ -286,5 +337,49 @@ mod tests {
             t0 + hold,
         );
         assert_eq!(m.drain().len(), 1);
+    }
+
+    #[test]
+    fn a_large_backlog_keeps_order_and_twins_and_forgets_old_records() {
+        let t0 = Instant::now();
+        let hold = Duration::from_millis(250);
+        let mut m = Merger::new(hold);
+        // 50,000 execs from the connector, every tenth also from ptrace (arriving later).
+        for pid in 0..50_000u32 {
+            m.push(
+                exec(pid, "/bin/x", Source::Connector),
+                Source::Connector,
+                t0,
+            );
+            if pid % 10 == 0 {
+                m.push(exec(pid, "/bin/x", Source::Ptrace), Source::Ptrace, t0);
+            }
+        }
+        let out = m.ready(t0 + hold);
+        assert_eq!(out.len(), 50_000);
+        assert_eq!(m.merged, 5_000);
+        let pids: Vec<u32> = out
+            .iter()
+            .map(|r| match r {
+                Record::Exec(e) => e.pid,
+                _ => unreachable!(),
+            })
+            .collect();
+        assert!(pids.windows(2).all(|w| w[0] < w[1]), "arrival order kept");
+        // A late twin (after its record was written) is recognised and dropped ...
+        m.push(exec(1, "/bin/x", Source::Ptrace), Source::Ptrace, t0 + hold);
+        assert_eq!(m.late_twins, 1);
+        assert!(m.ready(t0 + hold * 2).is_empty());
+        // ... but not once LATE_TWIN has passed: then it is a record of its own.
+        let _ = m.ready(t0 + LATE_TWIN + hold);
+        assert!(m.written.is_empty() && m.expiry.is_empty());
+        m.push(
+            exec(3, "/bin/x", Source::Ptrace),
+            Source::Ptrace,
+            t0 + LATE_TWIN + hold,
+        );
+        assert_eq!(m.late_twins, 1);
+        assert_eq!(m.drain().len(), 1);
+        assert!(m.held.is_empty());
     }
 }
