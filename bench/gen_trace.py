@@ -59,7 +59,7 @@ def main():
         seq += 1
         line({"type": "end", "seq": seq, "time": t, "status": {"code": 0}, "outlived": []})
         records += 1
-        seal = hashlib.sha256(chain + struct.pack("<QQ", records, 0)).hexdigest()
+        seal = hashlib.sha256(chain + struct.pack("<QQ", records, 0) + t.encode()).hexdigest()
         f.write(json.dumps({"type": "seal", "time": t, "records": records, "lost": 0,
                             "chain": seal}, separators=(",", ":")).encode() + b"\n")
 

@@ -26,7 +26,9 @@
 //!
 //! `chain` is SHA-256 iterated over the lines: `c0 = sha256("webserver-exec-guard trace v1")`,
 //! `c(n+1) = sha256(c(n) || line(n))` for every line from the header to the last record, without
-//! the newline, then `chain = sha256(c(last) || records || lost)` (counts as little-endian u64).
+//! the newline, then `chain = sha256(c(last) || records || lost || time)` (counts as
+//! little-endian u64, `time` the seal's own UTF-8 string), and the seal line must be exactly as
+//! guard writes it (compact JSON, keys in order), so that no byte of a trace can change unseen.
 //! A reader recomputes it, so an edited, reordered or truncated trace, or a changed lost count,
 //! is detected. The chain is not keyed: it proves that a trace is whole and unedited against
 //! accidents and against anyone who cannot write the file, not against someone who can
@@ -164,11 +166,12 @@ fn chain_step(prev: &[u8; 32], line: &[u8]) -> [u8; 32] {
 }
 
 /// The value a seal carries: the chain over the lines, bound to the record and lost counts.
-fn seal_value(chain: &[u8; 32], records: u64, lost: u64) -> [u8; 32] {
+fn seal_value(chain: &[u8; 32], records: u64, lost: u64, time: &str) -> [u8; 32] {
     let mut h = Sha256::new();
     h.update(chain);
     h.update(records.to_le_bytes());
     h.update(lost.to_le_bytes());
+    h.update(time.as_bytes());
     h.finalize().into()
 }
 
@@ -214,9 +217,10 @@ impl<W: Write> TraceWriter<W> {
 
     /// Writes the seal, flushes and returns the writer.
     pub fn seal(mut self, lost: u64) -> io::Result<W> {
-        let chain = seal_value(&self.chain, self.records, lost);
+        let time = crate::time::now();
+        let chain = seal_value(&self.chain, self.records, lost, &time);
         let seal = Seal {
-            time: crate::time::now(),
+            time,
             records: self.records,
             lost,
             chain: hex(&chain),
@@ -384,7 +388,15 @@ impl TraceReader {
                     })
                 }
                 Record::Seal(seal) => {
-                    self.integrity = Some(self.verify_seal(&seal));
+                    let canonical =
+                        serde_json::to_vec(&Record::Seal(seal.clone())).is_ok_and(|c| c == line);
+                    self.integrity = Some(if canonical {
+                        self.verify_seal(&seal)
+                    } else {
+                        Integrity::Altered {
+                            reason: "the seal line is not as guard writes it".to_string(),
+                        }
+                    });
                     return Ok(None);
                 }
                 r => {
@@ -405,7 +417,14 @@ impl TraceReader {
                 ),
             };
         }
-        if seal.chain != hex(&seal_value(&self.chain, seal.records, seal.lost)) {
+        if seal.chain
+            != hex(&seal_value(
+                &self.chain,
+                seal.records,
+                seal.lost,
+                &seal.time,
+            ))
+        {
             return Integrity::Altered {
                 reason: "the records do not match the seal's chain value".to_string(),
             };
