@@ -82,6 +82,8 @@ pub enum DaemonError {
     Running(u32),
     #[error("no watcher was started (no {0}); start one with `guard start`")]
     NotStarted(PathBuf),
+    #[error("the state directory {0} does not exist: no watcher was started with it, or it was removed while one ran — such a watcher stops and seals its trace, but what it recorded cannot be checked from here")]
+    StateGone(PathBuf),
     #[error("the watcher could not start: {0}")]
     Failed(String),
 }
@@ -567,6 +569,16 @@ fn daemon_main(
             last_flush = Instant::now();
         }
         if last_status.elapsed() >= Duration::from_secs(1) {
+            // The state directory removed under us: nobody can stop us any more, so stop now
+            // and seal what was recorded rather than run on, orphaned.
+            if !stopping && !opts.state_dir.join("watcher.json").exists() {
+                log!(
+                    "{} watcher: {} was removed; stopping and sealing the trace",
+                    crate::time::now(),
+                    opts.state_dir.display()
+                );
+                shared.stop.store(true, Ordering::SeqCst);
+            }
             status.time = crate::time::now();
             status.lost = shared.lost.load(Ordering::SeqCst);
             status.merged = merger.merged;
@@ -735,7 +747,10 @@ fn read_connector(
 /// whether it ended cleanly; a watcher already gone is reported, never hidden.
 pub fn stop(dir: &Path) -> Result<(WatcherInfo, Stopped), DaemonError> {
     let info_path = dir.join("watcher.json");
-    if !dir.exists() || !info_path.exists() {
+    if !dir.exists() {
+        return Err(DaemonError::StateGone(dir.to_path_buf()));
+    }
+    if !info_path.exists() {
         return Err(DaemonError::NotStarted(info_path));
     }
     check_state_dir(dir)?;
@@ -796,6 +811,9 @@ pub enum Stopped {
 /// What `guard status` shows.
 pub fn status(dir: &Path) -> Result<(WatcherInfo, bool, Option<WatcherStatus>), DaemonError> {
     let info_path = dir.join("watcher.json");
+    if !dir.exists() {
+        return Err(DaemonError::StateGone(dir.to_path_buf()));
+    }
     let info: WatcherInfo =
         read_json(&info_path).ok_or_else(|| DaemonError::NotStarted(info_path.clone()))?;
     let alive = alive(&info);
