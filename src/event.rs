@@ -202,6 +202,36 @@ pub struct ExecEvent {
     pub attempt: Option<Attempt>,
 }
 
+impl ExecEvent {
+    /// A record of `pid` stamped now, every other field empty, for a source to fill in.
+    pub fn new(pid: u32, source: Source) -> ExecEvent {
+        ExecEvent {
+            seq: 0,
+            time: crate::time::now(),
+            pid,
+            tgid: pid,
+            ppid: 0,
+            former_tid: None,
+            uid: 0,
+            euid: None,
+            exe: Bytes::default(),
+            execfn: None,
+            script: None,
+            argv: Vec::new(),
+            cwd: None,
+            comm: None,
+            source,
+            sources: Vec::new(),
+            container: None,
+            step: None,
+            partial: false,
+            content: Vec::new(),
+            blocked: false,
+            attempt: None,
+        }
+    }
+}
+
 /// An exec that did not happen: it failed (`ENOENT`, `EACCES`, ...), or `--mode enforce`
 /// refused it (`blocked`, with `EACCES`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -239,30 +239,15 @@ pub fn candidate(
     let resolved = std::fs::canonicalize(through)
         .ok()
         .map(|p| Bytes::from(p.as_path()));
-    let mut e = ExecEvent {
-        seq: 0,
-        time: crate::time::now(),
-        pid: tgid,
-        tgid,
-        ppid,
-        former_tid: (tgid != tid as u32).then_some(tid as u32),
-        uid,
-        euid: (euid != uid).then_some(euid),
-        exe: resolved.clone().unwrap_or_else(|| Bytes(given.clone())),
-        execfn: Some(Bytes(given.clone())),
-        script: None,
-        argv: argv.clone(),
-        cwd,
-        comm: None,
-        source: Source::Ptrace,
-        sources: Vec::new(),
-        container: None,
-        step: None,
-        partial: false,
-        content: Vec::new(),
-        blocked: false,
-        attempt: None,
-    };
+    let mut e = ExecEvent::new(tgid, Source::Ptrace);
+    e.ppid = ppid;
+    e.former_tid = (tgid != tid as u32).then_some(tid as u32);
+    e.uid = uid;
+    e.euid = (euid != uid).then_some(euid);
+    e.exe = resolved.clone().unwrap_or_else(|| Bytes(given.clone()));
+    e.execfn = Some(Bytes(given.clone()));
+    e.argv = argv.clone();
+    e.cwd = cwd;
     let mut events = Vec::new();
     let Ok(mut file) = File::open(through) else {
         return (e, events);

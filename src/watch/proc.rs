@@ -178,30 +178,7 @@ fn absolute(path: Vec<u8>, cwd: Option<&Bytes>) -> Bytes {
 /// Everything we record about a process that has just exec'd. Fields that cannot be read
 /// (the process is gone) are left empty and the event is marked partial.
 pub fn read_exec(pid: i32, source: Source, extras: Extras) -> ExecEvent {
-    let mut e = ExecEvent {
-        seq: 0,
-        time: crate::time::now(),
-        pid: pid as u32,
-        tgid: pid as u32,
-        ppid: 0,
-        former_tid: None,
-        uid: 0,
-        euid: None,
-        exe: Bytes::default(),
-        execfn: None,
-        script: None,
-        argv: Vec::new(),
-        cwd: None,
-        comm: None,
-        source,
-        sources: Vec::new(),
-        container: None,
-        step: None,
-        partial: false,
-        content: Vec::new(),
-        blocked: false,
-        attempt: None,
-    };
+    let mut e = ExecEvent::new(pid as u32, source);
     let Some(dir) = ProcDir::open(pid) else {
         e.partial = true;
         return e;
