@@ -226,6 +226,7 @@ pub fn pre(env: &Env, out: &mut dyn Write) -> u8 {
         }
         daemon::start(&daemon::StartOptions {
             state_dir: state_dir.clone(),
+            rcvbuf: daemon::RCVBUF,
             trace: None,
             attach: attach.clone(),
             fingerprinter: crate::fingerprint::Fingerprinter::new(&recipes),

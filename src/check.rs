@@ -276,7 +276,8 @@ impl<'a> Checker<'a> {
     }
 
     /// A critical finding about the guard itself: the evidence it relies on was altered or is
-    /// incomplete (`trace_altered`, `watcher_stopped`). It always fails.
+    /// incomplete (`trace_altered`, `watcher_stopped`, `trace_incomplete`, `events_lost`). It always
+    /// fails.
     pub fn critical(&mut self, kind: &str, message: String) {
         self.outcome.findings.push(Finding {
             recipe: kind.to_string(),
@@ -606,7 +607,17 @@ pub fn check_trace(
     let notes = crate::report::Run::recipe_notes(recipes);
     let shown = trace.display();
     match &integrity {
-        Integrity::Sealed { lost } => checker.add_lost(*lost),
+        Integrity::Sealed { lost } => {
+            checker.add_lost(*lost);
+            if *lost > 0 {
+                checker.critical(
+                    "events_lost",
+                    format!(
+                        "{lost} event(s) lost: {shown} is sealed, but the watcher could not receive every event of the host (its buffer overflowed, ENOBUFS, or the kernel's sequence numbers skipped); an exec among them is unknown"
+                    ),
+                );
+            }
+        }
         Integrity::Altered { reason } => checker.critical(
             "trace_altered",
             format!("trace altered: {shown}: {reason}; its records cannot be trusted"),

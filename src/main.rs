@@ -120,6 +120,10 @@ enum Command {
         /// (the built-in recipes always count); pass the same to `guard stop`.
         #[arg(long, value_name = "PATH")]
         recipes: Vec<PathBuf>,
+        /// Receive buffer of the proc connector socket, in bytes: what absorbs a burst of
+        /// events while the watcher is busy. Events beyond it are lost and counted.
+        #[arg(long, value_name = "BYTES", default_value_t = daemon::RCVBUF, value_parser = clap::builder::TypedValueParser::map(clap::value_parser!(u32).range(4096..=1 << 30), |v| v as usize))]
+        rcvbuf: usize,
     },
     /// Stop the watcher, seal its trace and check it (exit 3 on failing findings).
     Stop {
@@ -236,8 +240,9 @@ fn main() -> ExitCode {
             attach,
             state_dir,
             recipes,
+            rcvbuf,
         } => (
-            start(state_dir.as_deref(), trace, attach, &recipes),
+            start(state_dir.as_deref(), trace, attach, &recipes, rcvbuf),
             EXIT_GUARD_FAILED,
         ),
         Command::Stop {
@@ -484,9 +489,11 @@ fn start(
     trace: Option<PathBuf>,
     attach: Vec<u32>,
     recipes: &[PathBuf],
+    rcvbuf: usize,
 ) -> anyhow::Result<u8> {
     let recipes = load_recipes(recipes)?;
     let opts = daemon::StartOptions {
+        rcvbuf,
         state_dir: daemon::state_dir(state),
         trace,
         attach,

@@ -289,6 +289,55 @@ fn signals_sent_to_guard_reach_the_command() {
     assert_eq!(o.code, Some(143), "{}", o.stderr);
 }
 
+/// A signal reaches the command once, whether it was sent to guard alone (forwarded) or to the
+/// whole process group guard and the command share (coreutils `timeout`, `kill -- -PGID`):
+/// there the command got it from the kernel already and guard must not send it again.
+#[test]
+fn each_signal_reaches_the_command_exactly_once() {
+    use std::os::unix::process::CommandExt;
+    let dir = tempdir("once");
+    let script = "n=0; for s in TERM INT HUP USR1 USR2 ALRM; do trap \"n=\\$((n+1)); echo $s \\$n\" $s; done; \
+                  echo ready; i=0; while [ $i -lt 60 ]; do sleep 0.05; i=$((i+1)); done; echo total $n";
+    for group in [false, true] {
+        let child = guard(&dir)
+            .args(["run", "--", "sh", "-c", script])
+            .process_group(0)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let pid = child.id() as i32;
+        wait_for("the command to start", || !children(pid as u32).is_empty());
+        std::thread::sleep(Duration::from_millis(300));
+        let signals = [
+            libc::SIGTERM,
+            libc::SIGINT,
+            libc::SIGHUP,
+            libc::SIGUSR1,
+            libc::SIGUSR2,
+            libc::SIGALRM,
+        ];
+        for sig in signals {
+            unsafe { libc::kill(if group { -pid } else { pid }, sig) };
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let o = finish(child);
+        let how = if group { "to the group" } else { "to guard" };
+        assert_eq!(o.code, Some(0), "signals {how}: {}", o.stderr);
+        assert!(
+            o.stdout
+                .contains("TERM 1\nINT 2\nHUP 3\nUSR1 4\nUSR2 5\nALRM 6\n"),
+            "signals {how}: {}",
+            o.stdout
+        );
+        assert!(
+            o.stdout.ends_with("total 6\n"),
+            "each signal {how} handled once: {}",
+            o.stdout
+        );
+    }
+}
+
 #[test]
 fn job_control_stop_and_continue() {
     let dir = tempdir("jobctl");

@@ -335,6 +335,79 @@ int main(int argc, char **argv) {
     );
 }
 
+/// A flood the watcher cannot keep up with: the watcher is frozen (SIGSTOP) with a small
+/// receive buffer while 400 execs run, so the kernel drops events (`ENOBUFS`). Every one must be
+/// counted, and the verdict must say evidence was lost instead of passing.
+#[test]
+fn a_flood_beyond_the_receive_buffer_is_counted_and_never_a_clean_verdict() {
+    let _l = serial();
+    let dir = tempdir("flood");
+    let state = dir.join("state");
+    let _w = start(&state, &["--rcvbuf", "4096"]);
+    let info = json(&state.join("watcher.json"));
+    let pid = info["pid"].as_i64().unwrap() as i32;
+    let marker = format!("guard-flood-{}", std::process::id());
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    let o = sh(&format!(
+        "i=0; while [ $i -lt 400 ]; do /bin/true {marker}; i=$((i+1)); done"
+    ));
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    assert_eq!(o.code, Some(0), "{}", o.stderr);
+    std::thread::sleep(Duration::from_millis(500));
+    let report = dir.join("report.json");
+    let o = guard(&state, &["stop", "--report", report.to_str().unwrap()]);
+    assert_eq!(o.code, Some(3), "lost events fail the run: {}", o.stderr);
+    assert!(o.stderr.contains("CRITICAL events_lost"), "{}", o.stderr);
+
+    let lines = trace_lines(&state.join("trace.jsonl"));
+    let seal = lines.last().unwrap();
+    assert_eq!(seal["type"], "seal");
+    let lost = seal["lost"].as_u64().unwrap();
+    let recorded = execs_with_arg(&lines, &marker).len() as u64;
+    let r = json(&report);
+    eprintln!("flood: 400 execs while frozen with a 4 KiB buffer: {recorded} recorded, {lost} event(s) lost");
+    assert!(lost > 0, "the buffer overflowed, so events were lost");
+    assert_eq!(r["stats"]["lost"], lost);
+    assert!(
+        recorded < 400,
+        "{recorded} recorded: the flood did not overflow"
+    );
+    // Each exec of the loop is a fork, an exec and an exit event, 1,200 in all; an 8 KiB
+    // buffer (the kernel doubles 4096) holds fewer than 16 of them: all the others are counted.
+    assert!(
+        lost + 16 >= 1200,
+        "{recorded} recorded, only {lost} counted lost"
+    );
+    let f = r["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["recipe"] == "events_lost")
+        .expect("an events_lost finding");
+    assert_eq!(f["importance"], "critical");
+    assert_eq!(f["process"], serde_json::Value::Null);
+    assert!(
+        f["evidence"][0]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("{lost} event(s) lost")),
+        "{f}"
+    );
+    // `guard check` of the sealed trace says the same.
+    let o = Command::new(GUARD)
+        .args(["check", "--trace"])
+        .arg(state.join("trace.jsonl"))
+        .output()
+        .unwrap();
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(o.status.code(), Some(3), "{all}");
+    assert!(all.contains("CRITICAL events_lost"), "{all}");
+}
+
 #[test]
 fn a_killed_watcher_and_an_altered_trace_are_critical_findings() {
     let _l = serial();

@@ -1,6 +1,6 @@
 //! SARIF 2.1.0 for GitHub code scanning (`guard check --format sarif`, the action's `sarif`
 //! input): one rule per evaluated recipe, plus one per critical finding about the guard itself
-//! (`trace_altered`, `watcher_stopped`, `trace_incomplete`); one result per finding.
+//! (`trace_altered`, `watcher_stopped`, `trace_incomplete`, `events_lost`); one result per finding.
 //!
 //! ```json
 //! {"$schema": "https://json.schemastore.org/sarif-2.1.0.json", "version": "2.1.0",
@@ -587,7 +587,7 @@ struct GuardRule {
     actions: &'static [&'static str],
 }
 
-const GUARD_RULES: [GuardRule; 3] = [
+const GUARD_RULES: [GuardRule; 4] = [
     GuardRule {
         id: "trace_altered",
         description: "trace altered",
@@ -615,6 +615,15 @@ const GUARD_RULES: [GuardRule; 3] = [
         actions: &[
             "Find out why guard did not finish: its exit status and the job log.",
             "Re-run the job with the guard and compare the findings.",
+        ],
+    },
+    GuardRule {
+        id: "events_lost",
+        description: "events lost",
+        explanation: "The host watcher's trace is sealed, but the kernel dropped events before the watcher could read them: its receive buffer overflowed (ENOBUFS) or the proc connector's sequence numbers skipped. The lost events are counted, not known: a web server may have started among them.",
+        actions: &[
+            "Re-run the job with the guard; if events are lost again, raise `guard start --rcvbuf` or use `guard run -- CMD` (ptrace loses nothing).",
+            "Review what the job ran around the loss with the records that are present.",
         ],
     },
 ];
@@ -908,7 +917,8 @@ mod tests {
                 "webserver_exec",
                 "trace_altered",
                 "watcher_stopped",
-                "trace_incomplete"
+                "trace_incomplete",
+                "events_lost"
             ]
         );
         let rule = &rules[0];

@@ -46,7 +46,7 @@ const PROBE_BOUND: Duration = Duration::from_secs(3);
 /// How long `stop` waits for the watcher to seal and exit.
 const STOP_BOUND: Duration = Duration::from_secs(60);
 /// Receive buffer of the netlink socket.
-const RCVBUF: usize = 64 << 20;
+pub const RCVBUF: usize = 64 << 20;
 /// Hold window of the merger.
 const HOLD: Duration = Duration::from_millis(250);
 
@@ -178,10 +178,60 @@ pub fn alive(info: &WatcherInfo) -> bool {
 /// Options of `guard start`.
 pub struct StartOptions {
     pub state_dir: PathBuf,
+    /// Receive buffer of the proc connector socket (bytes; [`RCVBUF`] by default).
+    pub rcvbuf: usize,
     pub trace: Option<PathBuf>,
     pub attach: Vec<u32>,
     /// Fingerprints the executed files (each source keeps a cache of its own).
     pub fingerprinter: crate::fingerprint::Fingerprinter,
+}
+
+/// Makes one event on every CPU we may run on (a fork and an exit), before the reader drains the
+/// socket for the last time. Losses are counted from gaps in each CPU's event sequence, and a
+/// gap is only seen at the next event of that CPU: without this, the events dropped at the end
+/// of a burst (`ENOBUFS`) would go uncounted when their CPU stays quiet until the seal.
+fn close_sequence_gaps() {
+    // SAFETY: cpu_set_t is plain data; sched_getaffinity(2) fills it for this thread.
+    let mut allowed: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    let size = std::mem::size_of::<libc::cpu_set_t>();
+    // SAFETY: allowed is a valid cpu_set_t of `size` bytes.
+    if unsafe { libc::sched_getaffinity(0, size, &mut allowed) } != 0 {
+        return;
+    }
+    let cpus: Vec<usize> = (0..libc::CPU_SETSIZE as usize)
+        // SAFETY: CPU_ISSET reads within the set for cpu < CPU_SETSIZE.
+        .filter(|&c| unsafe { libc::CPU_ISSET(c, &allowed) })
+        .collect();
+    let workers: Vec<_> = cpus
+        .into_iter()
+        .filter_map(|cpu| {
+            std::thread::Builder::new()
+                .name("seq-flush".into())
+                .spawn(move || {
+                    // SAFETY: a zeroed cpu_set_t with one CPU set, for this thread only.
+                    unsafe {
+                        let mut one: libc::cpu_set_t = std::mem::zeroed();
+                        libc::CPU_SET(cpu, &mut one);
+                        if libc::sched_setaffinity(0, size, &one) != 0 {
+                            return;
+                        }
+                        // The child only calls _exit: nothing of the parent's threads is used.
+                        let pid = libc::fork();
+                        if pid == 0 {
+                            libc::_exit(0);
+                        }
+                        if pid > 0 {
+                            let mut st = 0;
+                            libc::waitpid(pid, &mut st, 0);
+                        }
+                    }
+                })
+                .ok()
+        })
+        .collect();
+    for w in workers {
+        let _ = w.join();
+    }
 }
 
 /// Starts the watcher in the background and returns once it is recording (or why it is not).
@@ -354,7 +404,7 @@ fn daemon_main(
     let shared = Arc::new(Shared::default());
     let (tx, rx) = mpsc::channel::<Msg>();
 
-    let connector = match Connector::subscribe(RCVBUF) {
+    let connector = match Connector::subscribe(opts.rcvbuf) {
         Ok(c) => c,
         Err(e) => {
             return fail(
@@ -513,6 +563,7 @@ fn daemon_main(
             .name("signals".into())
             .spawn(move || {
                 let _ = stop_set.wait();
+                close_sequence_gaps();
                 shared.stop.store(true, Ordering::SeqCst);
             })
             .expect("spawning the signal thread");
@@ -577,6 +628,7 @@ fn daemon_main(
                     crate::time::now(),
                     opts.state_dir.display()
                 );
+                close_sequence_gaps();
                 shared.stop.store(true, Ordering::SeqCst);
             }
             status.time = crate::time::now();

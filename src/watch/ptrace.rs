@@ -9,7 +9,7 @@
 //!
 //! Terms follow ptrace(2): a *tracee* is a thread; a *process* is a thread group.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::ffi::{CString, OsString};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
@@ -44,12 +44,17 @@ const ATTEMPT_OPTIONS: Options = OPTIONS
 /// Failed attempts held per process (to drop those of a `PATH` search that then succeeds).
 const HELD_ATTEMPTS: usize = 64;
 
-/// Signals sent to guard that are passed on to the command.
-const FORWARDED: [Signal; 7] = [
+/// Signals sent to guard that are passed on to the command: those a user, a script or a CI
+/// runner sends to stop, interrupt or poke a command (guard stands in for it).
+const FORWARDED: [Signal; 11] = [
     Signal::SIGINT,
     Signal::SIGTERM,
     Signal::SIGHUP,
     Signal::SIGQUIT,
+    Signal::SIGUSR1,
+    Signal::SIGUSR2,
+    Signal::SIGALRM,
+    Signal::SIGWINCH,
     Signal::SIGTSTP,
     Signal::SIGTTIN,
     Signal::SIGTTOU,
@@ -165,7 +170,7 @@ struct Tracee {
 pub struct Traced {
     root: Pid,
     err_read: OwnedFd,
-    signals: Arc<AtomicI32>,
+    signals: Arc<Forwarding>,
 }
 
 /// What the tracer does besides recording execs.
@@ -300,7 +305,10 @@ pub fn spawn(cmd: &[OsString], attempts: bool) -> Result<Traced, SpawnError> {
     unsafe { libc::write(go_write.as_raw_fd(), [1u8].as_ptr().cast(), 1) };
     drop(go_write);
 
-    let signals = Arc::new(AtomicI32::new(pid));
+    let signals = Arc::new(Forwarding {
+        root: AtomicI32::new(pid),
+        delivered: Default::default(),
+    });
     start_forwarder(forwarded, signals.clone());
     Ok(Traced {
         root,
@@ -309,10 +317,68 @@ pub fn spawn(cmd: &[OsString], attempts: bool) -> Result<Traced, SpawnError> {
     })
 }
 
+/// What the signal thread and the tracer share: the command to forward to, and the signals the
+/// command has just been delivered (seen by the tracer at their signal-delivery-stop).
+struct Forwarding {
+    /// The command's pid; 0 once it has exited.
+    root: AtomicI32,
+    /// (signal, sender pid, when) of signals delivered to the command by someone else than guard.
+    delivered: std::sync::Mutex<VecDeque<(i32, i32, Instant)>>,
+}
+
+/// How long a delivery is remembered, and how long the signal thread looks for a signal sent to
+/// guard's whole process group reaching the command by itself.
+const DELIVERY_MEMORY: Duration = Duration::from_secs(2);
+const GROUP_SIGNAL_WAIT: Duration = Duration::from_millis(30);
+
+impl Forwarding {
+    fn delivered(&self, signo: i32, sender: i32) {
+        let mut d = self.delivered.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        while d
+            .front()
+            .is_some_and(|&(_, _, t)| now.duration_since(t) > DELIVERY_MEMORY)
+        {
+            d.pop_front();
+        }
+        if d.len() >= 64 {
+            d.pop_front();
+        }
+        d.push_back((signo, sender, now));
+    }
+
+    /// Takes the record of `signo` from `sender` reaching the command, when there is one.
+    fn take(&self, signo: i32, sender: i32) -> bool {
+        let mut d = self.delivered.lock().unwrap_or_else(|e| e.into_inner());
+        let found = d
+            .iter()
+            .position(|&(s, p, t)| s == signo && p == sender && t.elapsed() <= DELIVERY_MEMORY);
+        found.map(|i| d.remove(i)).is_some()
+    }
+}
+
+/// Whether `signo` is pending for process `pid` (shared or for its main thread).
+fn pending(pid: i32, signo: i32) -> bool {
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+        return false;
+    };
+    status.lines().any(|l| {
+        let mask = l
+            .strip_prefix("ShdPnd:")
+            .or_else(|| l.strip_prefix("SigPnd:"));
+        mask.and_then(|m| u64::from_str_radix(m.trim(), 16).ok())
+            .is_some_and(|m| m & (1u64 << (signo - 1)) != 0)
+    })
+}
+
 /// A thread that receives the forwarded signals and passes those sent *to guard* on to the
-/// command. Signals from the terminal (`si_code == SI_KERNEL`) already reached the command,
-/// which shares guard's process group, and are not sent twice.
-fn start_forwarder(set: SigSet, root: Arc<AtomicI32>) {
+/// command, once: a signal reaches the command by itself when it came from the terminal
+/// (`si_code == SI_KERNEL`) or was sent to the whole process group that guard and the command
+/// share (`kill -TERM -- -PGID`, coreutils `timeout`). The second case cannot be told from a
+/// signal sent to guard alone by its `siginfo`, so when the command shares guard's group, the
+/// thread looks for the same signal from the same sender pending at the command or delivered
+/// to it (the tracer notes every delivery) for up to 30 ms before sending it on.
+fn start_forwarder(set: SigSet, fwd: Arc<Forwarding>) {
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || loop {
@@ -323,15 +389,34 @@ fn start_forwarder(set: SigSet, root: Arc<AtomicI32>) {
                 continue;
             }
             // SAFETY: sigwaitinfo returned a signal, so info is initialised.
-            let code = unsafe { info.assume_init() }.si_code;
-            if code == libc::SI_KERNEL {
+            let info = unsafe { info.assume_init() };
+            if info.si_code == libc::SI_KERNEL {
                 continue;
             }
-            let pid = root.load(Ordering::SeqCst);
-            if pid > 0 {
-                // SAFETY: plain kill(2) with a signal number we received.
-                unsafe { libc::kill(pid, signo) };
+            // SAFETY: for SI_USER/SI_QUEUE/SI_TKILL the kernel fills si_pid; for other codes
+            // the field reads as some pid that matches no delivery, and the signal is sent on.
+            let sender = unsafe { info.si_pid() };
+            let pid = fwd.root.load(Ordering::SeqCst);
+            if pid <= 0 {
+                continue;
             }
+            // SAFETY: getpgid(2)/getpgrp(2) take plain integers.
+            let same_group = unsafe { libc::getpgid(pid) == libc::getpgrp() };
+            if same_group {
+                let deadline = Instant::now() + GROUP_SIGNAL_WAIT;
+                let mut reached = false;
+                while !reached && Instant::now() < deadline {
+                    reached = fwd.take(signo, sender) || pending(pid, signo);
+                    if !reached {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                }
+                if reached {
+                    continue;
+                }
+            }
+            // SAFETY: plain kill(2) with a signal number we received.
+            unsafe { libc::kill(pid, signo) };
         })
         .expect("spawning the signal thread");
 }
@@ -365,6 +450,8 @@ pub struct Tracer<'s> {
     /// Failed exec attempts not recorded yet (by process): a `PATH` search tries one directory
     /// after another, and the misses of a search that then succeeds are not worth a record.
     failed: HashMap<i32, Vec<ExecEvent>>,
+    /// `guard run`: where the signals delivered to the command are noted for the signal thread.
+    forwarding: Option<Arc<Forwarding>>,
 }
 
 impl Traced {
@@ -375,6 +462,7 @@ impl Traced {
     /// Runs the event loop; `emit` receives every record (sequence numbers are left at 0).
     pub fn follow(self, follow: Follow<'_>, emit: &mut dyn FnMut(Record)) -> RunResult {
         let mut t = Tracer::new(Some(self.root), None, follow, emit);
+        t.forwarding = Some(self.signals.clone());
         t.tracees.insert(
             self.root.as_raw(),
             Tracee {
@@ -384,7 +472,7 @@ impl Traced {
             },
         );
         let stuck = t.run();
-        self.signals.store(0, Ordering::SeqCst);
+        self.signals.root.store(0, Ordering::SeqCst);
         let status = t.root_status.unwrap_or(ExitStatus::Code(125));
         let mut exec_error = None;
         let mut buf = [0u8; 4];
@@ -432,6 +520,7 @@ impl<'s> Tracer<'s> {
             follow,
             pending: HashMap::new(),
             failed: HashMap::new(),
+            forwarding: None,
         }
     }
 
@@ -602,7 +691,10 @@ impl<'s> Tracer<'s> {
         }
         self.tracee(tid).group_stopped = false;
         match stop {
-            Stop::Signal(sig) => self.resume(tid, sig),
+            Stop::Signal(sig) => {
+                self.note_delivery(tid, sig);
+                self.resume(tid, sig)
+            }
             Stop::Group(_) => {
                 if self.letting_go(tid) {
                     // The kernel keeps a detached tracee in its group-stop.
@@ -771,6 +863,30 @@ impl<'s> Tracer<'s> {
             if !search_miss {
                 (self.emit)(Record::Attempt(e));
             }
+        }
+    }
+
+    /// A forwarded kind of signal about to reach the command from someone else than guard: the
+    /// signal thread must not send it again (see [`start_forwarder`]).
+    fn note_delivery(&mut self, tid: i32, sig: i32) {
+        let Some(fwd) = &self.forwarding else { return };
+        let root = self.root.map_or(0, |r| r.as_raw());
+        if self.tracees.get(&tid).map(|t| t.tgid) != Some(root)
+            || !FORWARDED.iter().any(|s| *s as i32 == sig)
+        {
+            return;
+        }
+        let mut info = std::mem::MaybeUninit::<libc::siginfo_t>::uninit();
+        // SAFETY: PTRACE_GETSIGINFO on a tracee in signal-delivery-stop writes a siginfo_t.
+        let rc = unsafe { libc::ptrace(libc::PTRACE_GETSIGINFO, tid, 0, info.as_mut_ptr()) };
+        if rc != 0 {
+            return;
+        }
+        // SAFETY: the kernel filled info; si_pid is meaningful for signals sent by a process.
+        let sender = unsafe { info.assume_init().si_pid() };
+        // SAFETY: getpid(2) cannot fail.
+        if sender != unsafe { libc::getpid() } {
+            fwd.delivered(sig, sender);
         }
     }
 
