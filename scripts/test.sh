@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Runs every test of webserver-exec-guard. On a fresh Debian/Ubuntu machine it first installs
 # what the tests need: the real web servers the detection is tested against, strace (the
-# reference the tracer is compared with), gcc and make (a real build). Services are kept from
-# starting at install time with a policy-rc.d.
+# reference the tracer is compared with), gcc and make (a real build), and what the transparency
+# matrix runs under guard: sudo and ping (set-user-ID / file capabilities), tmux (a terminal for
+# Ctrl-Z), gdb (a debugger under the tracer). Services are kept from starting at install time with
+# a policy-rc.d.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(nginx-light apache2 lighttpd busybox caddy php-cli strace gcc make)
+packages=(nginx-light apache2 lighttpd busybox caddy php-cli strace gcc make sudo iputils-ping tmux gdb)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
