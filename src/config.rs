@@ -19,7 +19,9 @@ use serde::de::Deserializer;
 use serde::Deserialize;
 
 use crate::event::{join, ExecEvent};
-use crate::recipe::{deserialize_str_with, read_yaml_file, LoadError, Pattern};
+use crate::recipe::{
+    check_yaml, deserialize_str_with, read_yaml_file, with_regex_budget, LoadError, Pattern,
+};
 use crate::time::Date;
 
 pub const DEFAULT_PATH: &str = ".github/webserver-exec-guard.yml";
@@ -95,9 +97,39 @@ impl TryFrom<RawEntry> for AllowEntry {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
-    version: Option<u32>,
+    #[serde(default, deserialize_with = "version_one")]
+    #[allow(dead_code)]
+    version: Option<u64>,
     #[serde(default)]
     allow: Vec<AllowEntry>,
+}
+
+/// `version: 1`, checked inside the visitor so that the error has the value's position.
+fn version_one<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    struct V;
+    impl serde::de::Visitor<'_> for V {
+        type Value = Option<u64>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("the config version, 1")
+        }
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Option<u64>, E> {
+            if v != 1 {
+                return Err(E::custom(format!(
+                    "config version {v} is not supported (this guard reads version 1)"
+                )));
+            }
+            Ok(Some(v))
+        }
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Option<u64>, E> {
+            match u64::try_from(v) {
+                Ok(v) => self.visit_u64(v),
+                Err(_) => Err(E::custom(format!(
+                    "config version {v} is not supported (this guard reads version 1)"
+                ))),
+            }
+        }
+    }
+    d.deserialize_u64(V)
 }
 
 /// The outcome of looking an exec up in the allowlist.
@@ -123,35 +155,20 @@ impl Config {
         if !explicit && !path.exists() {
             return Ok(Config::default());
         }
-        let text = read_yaml_file(path)?;
+        let text = read_yaml_file(path, "config file")?;
         Self::parse(path, &text)
     }
 
+    /// Parses a config file's text, within the bounds of [`check_yaml`]. An empty file, or one
+    /// of comments only, allows nothing.
     pub fn parse(path: &Path, text: &[u8]) -> Result<Config, LoadError> {
         let file = path.display().to_string();
-        if text.iter().all(u8::is_ascii_whitespace) {
-            return Ok(Config {
-                file: Some(path.to_path_buf()),
-                allow: Vec::new(),
-            });
-        }
-        let raw: RawConfig =
-            serde_norway::from_slice(text).map_err(|e| LoadError::from_yaml(&file, &e))?;
-        if let Some(v) = raw.version {
-            if v != 1 {
-                return Err(LoadError {
-                    file,
-                    line: None,
-                    column: None,
-                    message: format!(
-                        "config version {v} is not supported (this guard reads version 1)"
-                    ),
-                });
-            }
-        }
+        let text = check_yaml(&file, text)?;
+        let raw: Option<RawConfig> = with_regex_budget(|| serde_norway::from_slice(text))
+            .map_err(|e| LoadError::from_yaml(&file, text, &e))?;
         Ok(Config {
             file: Some(path.to_path_buf()),
-            allow: raw.allow,
+            allow: raw.map(|r| r.allow).unwrap_or_default(),
         })
     }
 

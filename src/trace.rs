@@ -125,33 +125,51 @@ impl Record {
 /// Parses one line. Lines as guard writes them start with their tag (`{"type":"exec",`): the
 /// rest is parsed straight into its type, which spares serde's buffering of internally tagged
 /// enums (the bulk of `guard check`'s parse time). Anything else, and any line the fast path
-/// rejects, goes through the general parser, whose error messages are the ones reported.
-fn parse_record(line: &[u8], scratch: &mut Vec<u8>) -> serde_json::Result<Record> {
+/// rejects, goes through the general parser, whose error messages are the ones reported — with
+/// the fast path's position when the general parser has none (buffered errors lose it).
+fn parse_record(line: &[u8], scratch: &mut Vec<u8>) -> Result<Record, ParseFailure> {
     fn body(line: &[u8]) -> Option<(&[u8], &[u8])> {
         let rest = line.strip_prefix(b"{\"type\":\"")?;
         let q = rest.iter().position(|&b| b == b'"')?;
         Some((&rest[..q], rest[q + 1..].strip_prefix(b",")?))
     }
+    let mut fast_error = None;
     if let Some((tag, rest)) = body(line) {
         scratch.clear();
         scratch.push(b'{');
         scratch.extend_from_slice(rest);
         let fast = match tag {
-            b"exec" => serde_json::from_slice(scratch).map(Record::Exec).ok(),
-            b"fork" => serde_json::from_slice(scratch).map(Record::Fork).ok(),
-            b"exit" => serde_json::from_slice(scratch).map(Record::Exit).ok(),
-            b"attempt" => serde_json::from_slice(scratch).map(Record::Attempt).ok(),
-            b"fingerprint" => serde_json::from_slice(scratch)
-                .map(Record::Fingerprint)
-                .ok(),
-            b"process" => serde_json::from_slice(scratch).map(Record::Process).ok(),
+            b"exec" => Some(serde_json::from_slice(scratch).map(Record::Exec)),
+            b"fork" => Some(serde_json::from_slice(scratch).map(Record::Fork)),
+            b"exit" => Some(serde_json::from_slice(scratch).map(Record::Exit)),
+            b"attempt" => Some(serde_json::from_slice(scratch).map(Record::Attempt)),
+            b"fingerprint" => Some(serde_json::from_slice(scratch).map(Record::Fingerprint)),
+            b"process" => Some(serde_json::from_slice(scratch).map(Record::Process)),
             _ => None,
         };
-        if let Some(r) = fast {
-            return Ok(r);
+        match fast {
+            Some(Ok(r)) => return Ok(r),
+            // Column c of the scratch is column c + (line.len() - rest.len()) - 1 of the line.
+            Some(Err(error)) => fast_error = Some((error, line.len() - rest.len() - 1)),
+            None => {}
         }
     }
-    serde_json::from_slice(line)
+    serde_json::from_slice(line).map_err(|error| match fast_error {
+        Some((fast, shift)) if error.column() == 0 && fast.column() > 0 => ParseFailure {
+            error,
+            column: fast.column() + shift,
+        },
+        _ => ParseFailure {
+            column: error.column(),
+            error,
+        },
+    })
+}
+
+/// A line that is not a record: the error, and its 1-based column in the line (0: unknown).
+struct ParseFailure {
+    error: serde_json::Error,
+    column: usize,
 }
 
 fn chain_seed() -> [u8; 32] {
@@ -236,21 +254,108 @@ impl<W: Write> TraceWriter<W> {
     }
 }
 
+/// A trace line longer than this is refused: an exec record carries at most the kernel's
+/// argument limit (6 MiB with an unlimited stack), which JSON's `\u0001` escapes can make six
+/// times longer; 64 MiB leaves room, and a file that is not a trace (`/dev/zero`, a binary)
+/// cannot make the reader hold more.
+pub const MAX_LINE_BYTES: usize = 64 << 20;
+
 /// What is wrong with a trace file.
 #[derive(Debug, thiserror::Error)]
 pub enum TraceError {
-    #[error("{path}: {source}")]
-    Io { path: PathBuf, source: io::Error },
-    #[error("{path}:{line}: not a trace record: {message}")]
+    #[error("{}: {error}", shown(path))]
+    Io { path: PathBuf, error: io::Error },
+    #[error(
+        "{}: is {kind}, not a regular file: a trace must be a regular file",
+        shown(path)
+    )]
+    NotRegular { path: PathBuf, kind: &'static str },
+    /// `column` is 1-based, in bytes.
+    #[error(
+        "{}:{line}:{column}: not a trace record: {}",
+        shown(path),
+        crate::recipe::inert(message)
+    )]
     Parse {
         path: PathBuf,
         line: u64,
+        column: u64,
         message: String,
     },
-    #[error("{path}:1: not a webserver-exec-guard trace (the first line must be a header)")]
-    NoHeader { path: PathBuf },
-    #[error("{path}:1: trace format {found} is not supported (this guard reads format {FORMAT_VERSION})")]
+    #[error("{}:{line}: line longer than the {} MiB limit for a trace line: not a trace", shown(path), MAX_LINE_BYTES >> 20)]
+    LineTooLong { path: PathBuf, line: u64 },
+    /// `starts`: the first bytes, escaped (empty: an empty file).
+    #[error("{}:1: not a webserver-exec-guard trace (the first line must be a header; {})", shown(path), if starts.is_empty() { "the file is empty".to_string() } else { format!("it starts with \"{starts}\"") })]
+    NoHeader { path: PathBuf, starts: String },
+    #[error(
+        "{}:1: trace format {found} is not supported (this guard reads format {FORMAT_VERSION})",
+        shown(path)
+    )]
     Version { path: PathBuf, found: u32 },
+}
+
+/// A path for a terminal (a trace's name may be anything).
+fn shown(path: &Path) -> String {
+    crate::report::escape::terminal(path.as_os_str().as_encoded_bytes())
+}
+
+/// A serde_json error on one line: the column, and the message with the text where it stopped
+/// quoted (escaped, at most 50 bytes).
+fn parse_error(path: &Path, line_no: u64, line: &[u8], failure: &ParseFailure) -> TraceError {
+    let e = &failure.error;
+    let mut message = e.to_string();
+    let suffix = format!(" at line {} column {}", e.line(), e.column());
+    if let Some(i) = message.rfind(&suffix) {
+        message.truncate(i);
+    }
+    let column = failure.column.max(1);
+    // serde_json places an error after the token it stopped at: show the 30 bytes before that,
+    // and 20 after.
+    let at = (column - 1).min(line.len());
+    let (from, to) = (at.saturating_sub(30), line.len().min(at + 20));
+    if from < to {
+        message.push_str(&format!(
+            ", near {}\"{}\"{}",
+            if from > 0 { "…" } else { "" },
+            crate::report::escape::terminal(&line[from..to]),
+            if to < line.len() { "…" } else { "" }
+        ));
+    }
+    TraceError::Parse {
+        path: path.to_path_buf(),
+        line: line_no,
+        column: column as u64,
+        message,
+    }
+}
+
+/// Reads one line (with its newline, if any) into `buf`; `None` when it is longer than
+/// [`MAX_LINE_BYTES`] (what was read so far is discarded).
+fn read_line(input: &mut impl BufRead, buf: &mut Vec<u8>) -> io::Result<Option<usize>> {
+    buf.clear();
+    loop {
+        let available = match input.fill_buf() {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if available.is_empty() {
+            return Ok(Some(buf.len()));
+        }
+        let (take, done) = match memchr::memchr(b'\n', available) {
+            Some(i) => (i + 1, true),
+            None => (available.len(), false),
+        };
+        if buf.len() + take > MAX_LINE_BYTES {
+            buf.clear();
+            return Ok(None);
+        }
+        buf.extend_from_slice(&available[..take]);
+        input.consume(take);
+        if done {
+            return Ok(Some(buf.len()));
+        }
+    }
 }
 
 /// How a trace ended, as established by the reader once it reached the end.
@@ -280,14 +385,48 @@ pub struct TraceReader {
 
 impl TraceReader {
     pub fn open(path: &Path) -> Result<TraceReader, TraceError> {
-        let io_err = |source| TraceError::Io {
+        use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+        let io_err = |error| TraceError::Io {
             path: path.to_path_buf(),
-            source,
+            error,
         };
-        let file = File::open(path).map_err(io_err)?;
+        // Not blocking on a FIFO without a writer, never taking a terminal as ours; then only a
+        // regular file is read (a FIFO or a device could be endless).
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+            .open(path)
+            .map_err(io_err)?;
+        let kind = file.metadata().map_err(io_err)?.file_type();
+        let kind = if kind.is_file() {
+            None
+        } else if kind.is_dir() {
+            Some("a directory")
+        } else if kind.is_fifo() {
+            Some("a FIFO")
+        } else if kind.is_char_device() {
+            Some("a character device")
+        } else if kind.is_block_device() {
+            Some("a block device")
+        } else if kind.is_socket() {
+            Some("a socket")
+        } else {
+            Some("not a regular file")
+        };
+        if let Some(kind) = kind {
+            return Err(TraceError::NotRegular {
+                path: path.to_path_buf(),
+                kind,
+            });
+        }
         let mut input = BufReader::with_capacity(1 << 16, file);
         let mut buf = Vec::new();
-        input.read_until(b'\n', &mut buf).map_err(io_err)?;
+        if read_line(&mut input, &mut buf).map_err(io_err)?.is_none() {
+            return Err(TraceError::LineTooLong {
+                path: path.to_path_buf(),
+                line: 1,
+            });
+        }
         let line = trim_newline(&buf);
         let header = match serde_json::from_slice::<Record>(line) {
             Ok(Record::Header(h)) => h,
@@ -308,6 +447,7 @@ impl TraceReader {
                     }
                     _ => TraceError::NoHeader {
                         path: path.to_path_buf(),
+                        starts: crate::report::escape::terminal(&line[..line.len().min(40)]),
                     },
                 });
             }
@@ -347,19 +487,22 @@ impl TraceReader {
             return Ok(None);
         }
         loop {
-            self.buf.clear();
-            let n = self
-                .input
-                .read_until(b'\n', &mut self.buf)
-                .map_err(|source| TraceError::Io {
+            let read =
+                read_line(&mut self.input, &mut self.buf).map_err(|error| TraceError::Io {
                     path: self.path.clone(),
-                    source,
+                    error,
                 })?;
+            self.line_no += 1;
+            let Some(n) = read else {
+                return Err(TraceError::LineTooLong {
+                    path: self.path.clone(),
+                    line: self.line_no,
+                });
+            };
             if n == 0 {
                 self.integrity = Some(Integrity::Unsealed { torn: false });
                 return Ok(None);
             }
-            self.line_no += 1;
             let complete = self.buf.last() == Some(&b'\n');
             let line = trim_newline(&self.buf);
             if line.iter().all(u8::is_ascii_whitespace) && complete {
@@ -371,19 +514,14 @@ impl TraceReader {
                     self.integrity = Some(Integrity::Unsealed { torn: true });
                     return Ok(None);
                 }
-                Err(e) => {
-                    return Err(TraceError::Parse {
-                        path: self.path.clone(),
-                        line: self.line_no,
-                        message: e.to_string(),
-                    })
-                }
+                Err(e) => return Err(parse_error(&self.path, self.line_no, line, &e)),
             };
             match record {
                 Record::Header(_) => {
                     return Err(TraceError::Parse {
                         path: self.path.clone(),
                         line: self.line_no,
+                        column: 1,
                         message: "a second header".into(),
                     })
                 }
@@ -431,18 +569,25 @@ impl TraceReader {
         }
         // Nothing may follow a seal.
         let mut rest = Vec::new();
-        if self
-            .input
-            .read_until(b'\n', &mut rest)
-            .map(|n| n > 0)
-            .unwrap_or(true)
-            && !rest.iter().all(u8::is_ascii_whitespace)
-        {
-            return Integrity::Altered {
-                reason: format!("data follows the seal at line {}", self.line_no + 1),
-            };
+        let mut line = self.line_no;
+        loop {
+            line += 1;
+            match read_line(&mut self.input, &mut rest) {
+                Ok(Some(0)) => return Integrity::Sealed { lost: seal.lost },
+                Ok(Some(_)) if rest.iter().all(u8::is_ascii_whitespace) => {}
+                // A line past the length limit is data too.
+                Ok(_) => {
+                    return Integrity::Altered {
+                        reason: format!("data follows the seal at line {line}"),
+                    }
+                }
+                Err(e) => {
+                    return Integrity::Altered {
+                        reason: format!("the file cannot be read past the seal: {e}"),
+                    }
+                }
+            }
         }
-        Integrity::Sealed { lost: seal.lost }
     }
 }
 

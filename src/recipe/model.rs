@@ -111,32 +111,132 @@ fn positive<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
 
 /// A regular expression (Rust's `regex`: linear time, no backtracking), matched on bytes as an
 /// unanchored search — as Jibril's recipes expect; anchor with `^`/`$` where needed. Classes
-/// are ASCII (`\w`, `\d`), and `.` matches any byte but a newline.
+/// are ASCII (`\w`, `\d`), and `.` matches any byte but a newline. One compiles to at most
+/// [`REGEX_SIZE_LIMIT`]; while a file loads ([`with_regex_budget`]) its regexes together stay
+/// within [`REGEX_FILE_BUDGET`], and a pattern repeated (or reached again through an alias) is
+/// compiled once.
 #[derive(Clone)]
 pub struct Pattern {
     pub source: String,
     pub regex: regex::bytes::Regex,
 }
 
+/// The compiled size one regex may have (and its lazy DFA's cache).
+pub const REGEX_SIZE_LIMIT: usize = 1 << 20;
+
+/// What the compiled regexes of one file may take together. Each counts the smallest of
+/// [`REGEX_TIERS`] it compiles within, an estimate from above, and a pattern used again (not
+/// compiled again) counts the smallest: at most 8,192 regexes of a few KiB (the usual size), or
+/// 32 near [`REGEX_SIZE_LIMIT`]; this also bounds the time spent compiling them (tens of
+/// milliseconds each at that size).
+pub const REGEX_FILE_BUDGET: usize = 32 << 20;
+
+/// The sizes a compiled regex is counted at (see [`REGEX_FILE_BUDGET`]).
+pub const REGEX_TIERS: [usize; 3] = [4 << 10, 64 << 10, REGEX_SIZE_LIMIT];
+
+struct RegexScope {
+    left: usize,
+    compiled: std::collections::HashMap<String, regex::bytes::Regex>,
+}
+
+thread_local! {
+    static REGEX_SCOPE: std::cell::RefCell<Option<RegexScope>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `f` (the loading of one file) with a fresh [`REGEX_FILE_BUDGET`] for the patterns it
+/// compiles.
+pub fn with_regex_budget<T>(f: impl FnOnce() -> T) -> T {
+    struct Restore(Option<RegexScope>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let previous = self.0.take();
+            REGEX_SCOPE.with(|s| *s.borrow_mut() = previous);
+        }
+    }
+    let fresh = RegexScope {
+        left: REGEX_FILE_BUDGET,
+        compiled: std::collections::HashMap::new(),
+    };
+    let _restore = Restore(REGEX_SCOPE.with(|s| s.borrow_mut().replace(fresh)));
+    f()
+}
+
 impl Pattern {
     pub fn new(source: &str) -> Result<Pattern, String> {
-        regex::bytes::RegexBuilder::new(source)
-            // Arguments and paths are bytes: `.` and `[^ ]` must match any byte, invalid
-            // UTF-8 included, or a single 0xff byte would slip past a pattern.
-            .unicode(false)
-            .size_limit(1 << 20)
-            .dfa_size_limit(1 << 20)
-            .build()
-            .map(|regex| Pattern {
-                source: source.to_string(),
-                regex,
-            })
-            .map_err(|e| format!("invalid regex {source:?}: {}", one_line(&e.to_string())))
+        let pattern = |regex| Pattern {
+            source: source.to_string(),
+            regex,
+        };
+        // A pattern seen before in this file is not compiled again; its copy (its own match
+        // cache) still counts the smallest tier.
+        let seen = REGEX_SCOPE.with(|s| match s.borrow_mut().as_mut() {
+            Some(scope) => match scope.compiled.get(source) {
+                Some(_) if scope.left < REGEX_TIERS[0] => Some(None),
+                Some(regex) => {
+                    scope.left -= REGEX_TIERS[0];
+                    Some(Some(regex.clone()))
+                }
+                None => None,
+            },
+            None => None,
+        });
+        match seen {
+            Some(Some(regex)) => return Ok(pattern(regex)),
+            Some(None) => return Err(over_budget(source)),
+            None => {}
+        }
+        let mut compiled = None;
+        for tier in REGEX_TIERS {
+            let built = regex::bytes::RegexBuilder::new(source)
+                // Arguments and paths are bytes: `.` and `[^ ]` must match any byte, invalid
+                // UTF-8 included, or a single 0xff byte would slip past a pattern.
+                .unicode(false)
+                .size_limit(tier)
+                .dfa_size_limit(REGEX_SIZE_LIMIT)
+                .build();
+            match built {
+                Ok(regex) => {
+                    compiled = Some((regex, tier));
+                    break;
+                }
+                Err(regex::Error::CompiledTooBig(_)) if tier < REGEX_SIZE_LIMIT => {}
+                Err(e) => {
+                    return Err(format!(
+                        "invalid regex {source:?}: {}",
+                        one_line(&e.to_string())
+                    ))
+                }
+            }
+        }
+        let Some((regex, cost)) = compiled else {
+            return Err(format!("invalid regex {source:?}"));
+        };
+        let within = REGEX_SCOPE.with(|s| match s.borrow_mut().as_mut() {
+            Some(scope) if cost > scope.left => false,
+            Some(scope) => {
+                scope.left -= cost;
+                scope.compiled.insert(source.to_string(), regex.clone());
+                true
+            }
+            None => true,
+        });
+        if !within {
+            return Err(over_budget(source));
+        }
+        Ok(pattern(regex))
     }
 
     pub fn is_match(&self, hay: &[u8]) -> bool {
         self.regex.is_match(hay)
     }
+}
+
+fn over_budget(source: &str) -> String {
+    format!(
+        "regex {source:?} is over the budget: the regexes of one file may take at most {} MiB together (each counts at least {} KiB)",
+        REGEX_FILE_BUDGET >> 20,
+        REGEX_TIERS[0] >> 10
+    )
 }
 
 fn one_line(s: &str) -> String {
