@@ -78,9 +78,16 @@ impl<'a> Env<'a> {
     }
 }
 
-/// A workflow command with a message (`::warning::…`), escaped.
+/// A workflow command with a message (`::warning::…`), escaped. Messages can quote text we do
+/// not control (an API error body, a config value): its control characters (ANSI/OSC sequences,
+/// bidi overrides) are made visible, line breaks kept.
 fn command(out: &mut dyn Write, level: &str, message: &str) {
-    let _ = writeln!(out, "::{level}::{}", report::github::escape_data(message));
+    let visible = message
+        .split('\n')
+        .map(|line| report::escape::terminal(line.as_bytes()))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let _ = writeln!(out, "::{level}::{}", report::github::escape_data(&visible));
 }
 
 /// Appends `name=value` to the file of a file command, in the delimiter form when the value
@@ -461,10 +468,12 @@ pub fn locate(env: &Env, f: &Finding, workflow: Option<&(String, String)>) -> Op
     }
     let workspace = env.var("GITHUB_WORKSPACE")?;
     let ws = format!("{}/", workspace.trim_end_matches('/'));
+    // A path the build chose: one with control, bidi or invisible characters is not shown as a
+    // location (annotations, check runs show it raw); the finding still says it, escaped.
     let in_repo = |b: &Bytes| -> Option<String> {
         let s = String::from_utf8(b.0.clone()).ok()?;
         let rel = s.strip_prefix(&ws)?;
-        Path::new(&s).is_file().then(|| rel.to_string())
+        (Path::new(&s).is_file() && report::escape::is_plain(rel)).then(|| rel.to_string())
     };
     let candidates = p
         .script
@@ -793,6 +802,20 @@ jobs:
         );
         assert_eq!(step_line(WORKFLOW, Some("other"), "__run"), Some(20));
         assert_eq!(step_line(WORKFLOW, Some("build"), "nope"), None);
+    }
+
+    #[test]
+    fn command_messages_show_controls_and_keep_line_breaks() {
+        let mut out = Vec::new();
+        command(
+            &mut out,
+            "warning",
+            "API said: \x1b[2J\u{202e}x\r\n::error::forged\nsecond line %0A",
+        );
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "::warning::API said: \\x1b[2J\\u{202e}x\\r%0A::error::forged%0Asecond line %250A\n"
+        );
     }
 
     #[test]

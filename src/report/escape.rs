@@ -1,14 +1,39 @@
 //! Escaping attacker-controlled text (argv, paths) for each output medium.
 
-/// Characters that change how a terminal shows text: C0/C1 controls, DEL, and the Unicode
-/// bidirectional overrides/isolates that can make text read differently from what it is.
+/// Characters that change how a terminal shows text: C0/C1 controls, DEL, the Unicode
+/// bidirectional marks, overrides and isolates that can make text read differently from what it
+/// is, and the invisible ones (zero-width spaces and joiners, word joiner, soft hyphen, BOM,
+/// line/paragraph separators, fillers, tag characters) that can hide text or make two different
+/// strings look the same.
 fn is_dangerous(c: char) -> bool {
     c.is_control()
-        || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{061c}')
+        || matches!(
+            c,
+            '\u{00ad}'
+                | '\u{034f}'
+                | '\u{061c}'
+                | '\u{115f}'
+                | '\u{1160}'
+                | '\u{180e}'
+                | '\u{200b}'..='\u{200f}'
+                | '\u{2028}'..='\u{202e}'
+                | '\u{2060}'..='\u{206f}'
+                | '\u{3164}'
+                | '\u{feff}'
+                | '\u{ffa0}'
+                | '\u{fff9}'..='\u{fffb}'
+                | '\u{e0000}'..='\u{e007f}'
+        )
+}
+
+/// Whether text shows as what it is: it has no character that [`terminal`] would escape.
+pub fn is_plain(text: &str) -> bool {
+    !text.chars().any(is_dangerous)
 }
 
 /// Text for a terminal: dangerous characters and invalid UTF-8 bytes become visible escapes
-/// (`\x1b`, `\u{202e}`, `\xff`); a backslash is doubled so that escapes cannot be forged.
+/// (`\x1b`, C1 controls as `\x9b`, `\u{202e}`, `\u{ad}`, `\xff`); a backslash is doubled so that
+/// escapes cannot be forged.
 pub fn terminal(bytes: &[u8]) -> String {
     let mut out = String::with_capacity(bytes.len());
     for chunk in bytes.utf8_chunks() {
@@ -18,7 +43,7 @@ pub fn terminal(bytes: &[u8]) -> String {
                 '\n' => out.push_str("\\n"),
                 '\r' => out.push_str("\\r"),
                 '\t' => out.push_str("\\t"),
-                c if is_dangerous(c) && (c as u32) < 0x100 => {
+                c if is_dangerous(c) && (c as u32) < 0xa0 => {
                     out.push_str(&format!("\\x{:02x}", c as u32))
                 }
                 c if is_dangerous(c) => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
@@ -66,11 +91,20 @@ mod tests {
             (b"\xff\xfe", "\\xff\\xfe"),
             (b"back\\x1b", "back\\\\x1b"),
             ("\u{9b}31m".as_bytes(), "\\x9b31m"),
+            (
+                "ng\u{200b}inx\u{2060}".as_bytes(),
+                "ng\\u{200b}inx\\u{2060}",
+            ),
+            ("a\u{2028}b\u{feff}".as_bytes(), "a\\u{2028}b\\u{feff}"),
+            ("soft\u{ad}hyphen".as_bytes(), "soft\\u{ad}hyphen"),
         ];
         for (input, want) in cases {
             assert_eq!(terminal(input), *want);
             assert!(!terminal(input).chars().any(is_dangerous));
+            assert!(is_plain(&terminal(input)));
         }
+        assert!(is_plain("scripts/run tests, #1 @org.sh"));
+        assert!(!is_plain("scripts/x\u{202e}hs.sh") && !is_plain("a\nb"));
     }
 
     #[test]

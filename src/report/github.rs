@@ -8,9 +8,8 @@ use std::collections::BTreeMap;
 use std::io::{self, Write};
 
 use crate::check::Finding;
-use crate::event::join;
 
-use super::escape::terminal;
+use super::escape::{terminal, terminal_argv};
 use super::{Location, Mode, Run};
 
 /// The runner attaches at most this many annotations of each type to a step.
@@ -90,15 +89,20 @@ pub fn level_of(f: &Finding, mode: Mode) -> Level {
 }
 
 fn describe(run: &Run, f: &Finding, count: u64) -> String {
-    let Some(p) = &f.process else {
-        return f.evidence.join("\n");
-    };
     let text = |b: &[u8]| terminal(b);
+    let Some(p) = &f.process else {
+        return f
+            .evidence
+            .iter()
+            .map(|e| text(e.as_bytes()))
+            .collect::<Vec<_>>()
+            .join("\n");
+    };
     let mut m = format!(
         "{} executed: {}\nargv: {}",
         f.recipe,
         text(p.exe.as_bytes()),
-        text(&join(&p.argv))
+        terminal_argv(&p.argv)
     );
     if let Some(outcome) = f.outcome() {
         m.push_str(&format!("\n{outcome}"));
@@ -107,13 +111,13 @@ fn describe(run: &Run, f: &Finding, count: u64) -> String {
         m.push_str(&format!("\nstep: {}", text(step.as_bytes())));
     }
     if let Some(c) = &p.container {
-        m.push_str(&format!("\ncontainer: {c}"));
+        m.push_str(&format!("\ncontainer: {}", text(c.as_bytes())));
     }
     if count > 1 {
         m.push_str(&format!("\nseen {count} times"));
     }
     if let Some(a) = p.ancestry.first() {
-        m.push_str(&format!("\nparent: {} {}", a.pid, text(&join(&a.argv))));
+        m.push_str(&format!("\nparent: {} {}", a.pid, terminal_argv(&a.argv)));
     }
     if let Some(reason) = &f.allowed {
         m.push_str(&format!("\nallowed: {}", text(reason.as_bytes())));

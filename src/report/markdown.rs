@@ -9,10 +9,10 @@ use std::fmt::Write as _;
 use std::io::{self, Write};
 
 use crate::check::Finding;
-use crate::event::{join, Bytes};
+use crate::event::Bytes;
 use crate::recipe::Recipe;
 
-use super::escape::terminal;
+use super::escape::{terminal, terminal_argv};
 use super::Run;
 
 /// GitHub drops a step summary larger than 1 MiB; stay well below.
@@ -22,15 +22,28 @@ const CELL: usize = 300;
 
 /// Literal text for Markdown/HTML: every ASCII punctuation character is backslash-escaped
 /// (CommonMark allows it for all of them), `<`, `>`, `&` become entities, line breaks and other
-/// controls are shown as escapes, so nothing can form a link, mention (`@`), reference (`#`),
-/// autolink (`://`, `www.`), emphasis, HTML or a table cell boundary (`|`).
+/// controls are shown as escapes, so nothing can form a link, autolink (`://`, `www.`),
+/// emphasis, HTML or a table cell boundary (`|`). GitHub finds mentions (`@team`) and issue
+/// references (`#123`) in the rendered text, after backslash escapes are gone, so `@` and `#` are
+/// also followed by a zero-width space, which breaks them (an attacker's own zero-width spaces
+/// are shown as `\u{200b}`, so the inserted ones are told apart).
 pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 8);
-    for c in terminal(text.as_bytes()).chars() {
+    literal(&terminal(text.as_bytes()))
+}
+
+/// [`escape`] of text whose controls are already visible.
+fn literal(visible: &str) -> String {
+    let mut out = String::with_capacity(visible.len() + 8);
+    for c in visible.chars() {
         match c {
             '<' => out.push_str("&lt;"),
             '>' => out.push_str("&gt;"),
             '&' => out.push_str("&amp;"),
+            '@' | '#' => {
+                out.push('\\');
+                out.push(c);
+                out.push('\u{200b}');
+            }
             c if c.is_ascii_punctuation() => {
                 out.push('\\');
                 out.push(c);
@@ -41,14 +54,23 @@ pub fn escape(text: &str) -> String {
     out
 }
 
-/// A table cell: escaped, and cut to a readable length.
-fn cell(b: &[u8]) -> String {
-    let text = String::from_utf8_lossy(b);
-    if text.chars().count() > CELL {
-        escape(&text.chars().take(CELL).collect::<String>()) + " …"
+/// A table cell: visible text (invalid UTF-8 as `\xff`, as on the terminal), cut to a readable
+/// length, escaped.
+fn cell_of(visible: String) -> String {
+    if visible.chars().count() > CELL {
+        literal(&visible.chars().take(CELL).collect::<String>()) + " …"
     } else {
-        escape(&text)
+        literal(&visible)
     }
+}
+
+fn cell(b: &[u8]) -> String {
+    cell_of(terminal(b))
+}
+
+/// An argv cell, shell-quoted as on the terminal so that argument boundaries stay visible.
+fn cell_argv(argv: &[Bytes]) -> String {
+    cell_of(terminal_argv(argv))
 }
 
 fn mitre(recipe: &Recipe) -> String {
@@ -99,14 +121,14 @@ fn finding_row(i: usize, f: &Finding) -> String {
         i + 1,
         escape(&f.recipe),
         cell(p.exe.as_bytes()),
-        cell(&join(&p.argv)),
+        cell_argv(&p.argv),
         p.step
             .as_ref()
             .map(|s| cell(s.as_bytes()))
             .unwrap_or_default(),
         p.container
             .as_deref()
-            .map(|c| escape(&c[..c.len().min(12)]))
+            .map(|c| escape(&c.chars().take(12).collect::<String>()))
             .unwrap_or_default(),
         f.count,
         allowed
@@ -122,7 +144,7 @@ fn ancestry(i: usize, f: &Finding) -> String {
         i + 1,
         p.pid
     );
-    let _ = writeln!(s, "- **{}** {}", p.pid, cell(&join(&p.argv)));
+    let _ = writeln!(s, "- **{}** {}", p.pid, cell_argv(&p.argv));
     if let Some(outcome) = f.outcome() {
         let _ = writeln!(s, "  - {}", escape(&outcome));
     }
@@ -130,12 +152,12 @@ fn ancestry(i: usize, f: &Finding) -> String {
         let _ = writeln!(s, "  - evidence: {}", escape(e));
     }
     for a in &p.ancestry {
-        let shown: Bytes = if a.argv.is_empty() {
-            a.exe.clone()
+        let shown = if a.argv.is_empty() {
+            cell(a.exe.as_bytes())
         } else {
-            Bytes(join(&a.argv))
+            cell_argv(&a.argv)
         };
-        let _ = writeln!(s, "- {} {}", a.pid, cell(shown.as_bytes()));
+        let _ = writeln!(s, "- {} {}", a.pid, shown);
     }
     s.push_str("\n</details>\n\n");
     s
@@ -353,7 +375,20 @@ mod tests {
                 if "@#|[]()!*_`:".contains(ch) {
                     assert_eq!(&e[i - 1..i], "\\", "{c:?} -> {e:?}: unescaped {ch:?}");
                 }
+                // GitHub finds mentions and references after escapes are resolved.
+                if "@#".contains(ch) {
+                    assert!(e[i + 1..].starts_with('\u{200b}'), "{c:?} -> {e:?}");
+                }
             }
         }
+    }
+
+    #[test]
+    fn cells_are_lossless_and_argv_keeps_its_boundaries() {
+        assert_eq!(cell(b"a\xffb\xe2\x80\xaec"), "a\\\\xffb\\\\u\\{202e\\}c");
+        let argv = [Bytes::from("nginx"), Bytes::from("-g"), Bytes::from("a b")];
+        assert_eq!(cell_argv(&argv), "nginx \\-g \\'a b\\'");
+        let long = "x".repeat(CELL + 10);
+        assert_eq!(cell(long.as_bytes()), "x".repeat(CELL) + " …");
     }
 }

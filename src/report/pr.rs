@@ -171,13 +171,16 @@ fn annotation_json(a: &CheckAnnotation) -> Value {
 }
 
 /// `text` when it has at most `max` characters; otherwise a prefix that ends at a line break where
-/// possible, an open code fence closed, then `note`, all within `max` characters.
+/// possible, an open code fence and an open `<details>` closed (so that the note is not hidden
+/// in a collapsed section), then `note`, all within `max` characters.
 fn truncate_markdown(text: &str, max: usize, note: &str) -> String {
     if text.chars().count() <= max {
         return text.to_string();
     }
     const FENCE_CLOSE: &str = "\n```";
-    let budget = max.saturating_sub(note.chars().count() + FENCE_CLOSE.len());
+    // Our summaries do not nest `<details>`; text from a build never has a raw one (escaped).
+    const DETAILS_CLOSE: &str = "\n\n</details>";
+    let budget = max.saturating_sub(note.chars().count() + FENCE_CLOSE.len() + DETAILS_CLOSE.len());
     let cut = text
         .char_indices()
         .nth(budget)
@@ -197,6 +200,11 @@ fn truncate_markdown(text: &str, max: usize, note: &str) -> String {
     out.push_str(kept);
     if fences % 2 == 1 {
         out.push_str(FENCE_CLOSE);
+    }
+    let open = kept.matches("<details>").count();
+    let closed = kept.matches("</details>").count();
+    for _ in closed..open {
+        out.push_str(DETAILS_CLOSE);
     }
     out.push_str(note);
     out
@@ -222,4 +230,22 @@ fn truncate_bytes(s: &str, max: usize) -> String {
         cut -= 1;
     }
     format!("{}…", &s[..cut])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cut_closes_an_open_details_before_the_note() {
+        let text = format!(
+            "## verdict\n\n<details><summary>Finding 1</summary>\n\n{}\n</details>\n",
+            "x".repeat(500)
+        );
+        let cut = truncate_markdown(&text, 300, "\n\n**Truncated**");
+        assert!(cut.chars().count() <= 300, "{}", cut.chars().count());
+        assert_eq!(cut.matches("<details>").count(), 1);
+        assert_eq!(cut.matches("</details>").count(), 1);
+        assert!(cut.ends_with("</details>\n\n**Truncated**"), "{cut}");
+    }
 }

@@ -302,7 +302,7 @@ fn log(run: &Run, workflow: Option<&str>) -> Log {
             suppressions: f.allowed.as_ref().map(|reason| {
                 vec![Suppression {
                     kind: "external",
-                    justification: reason.clone(),
+                    justification: plain(reason.as_bytes()),
                 }]
             }),
             properties: result_properties(f),
@@ -792,8 +792,10 @@ fn process_text(p: &ProcessInfo) -> String {
     m
 }
 
-fn lossy(b: &Bytes) -> String {
-    b.lossy().into_owned()
+/// A property value: SARIF viewers show properties as they are, so the text is made inert and
+/// lossless the terminal's way (control, bidi and invisible characters, invalid UTF-8 visible).
+fn inert(b: &Bytes) -> String {
+    terminal(b.as_bytes())
 }
 
 fn result_properties(f: &Finding) -> ResultProperties {
@@ -801,12 +803,14 @@ fn result_properties(f: &Finding) -> ResultProperties {
     ResultProperties {
         pid: p.map(|p| p.pid),
         count: f.count,
-        evidence: f.evidence.clone(),
-        exe: p.map(|p| lossy(&p.exe)),
-        script: p.and_then(|p| p.script.as_ref()).map(lossy),
-        argv: p.map(|p| p.argv.iter().map(lossy).collect()),
-        step: p.and_then(|p| p.step.as_ref()).map(lossy),
-        container: p.and_then(|p| p.container.clone()),
+        evidence: f.evidence.iter().map(|e| terminal(e.as_bytes())).collect(),
+        exe: p.map(|p| inert(&p.exe)),
+        script: p.and_then(|p| p.script.as_ref()).map(inert),
+        argv: p.map(|p| p.argv.iter().map(inert).collect()),
+        step: p.and_then(|p| p.step.as_ref()).map(inert),
+        container: p
+            .and_then(|p| p.container.as_ref())
+            .map(|c| terminal(c.as_bytes())),
     }
 }
 
@@ -1017,9 +1021,11 @@ mod tests {
         assert!(text.contains("x\\\\xffy"), "{text}");
         assert!(!text.chars().any(char::is_control), "{text}");
         assert!(r["message"].get("markdown").is_none());
+        // Properties are shown raw by viewers: made inert and lossless like the terminal's text.
         assert_eq!(r["properties"]["argv"][1], "[link](http://evil)");
-        assert_eq!(r["properties"]["argv"][2], "a\nb\x1b[31m");
-        assert_eq!(r["properties"]["argv"][4], "x\u{fffd}y");
+        assert_eq!(r["properties"]["argv"][2], "a\\nb\\x1b[31m");
+        assert_eq!(r["properties"]["argv"][3], "back\\\\slash");
+        assert_eq!(r["properties"]["argv"][4], "x\\xffy");
     }
 
     #[test]
