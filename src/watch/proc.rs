@@ -184,9 +184,8 @@ pub fn read_exec(pid: i32, source: Source, extras: Extras) -> ExecEvent {
         return e;
     };
     let mut complete = true;
-    match dir.readlink(c"exe") {
-        Some(exe) => e.exe = Bytes(exe),
-        None => complete = false,
+    if let Some(exe) = dir.readlink(c"exe") {
+        e.exe = Bytes(exe);
     }
     match dir.read(c"cmdline", 64 << 20) {
         Some(raw) => e.argv = split_cmdline(&raw),
@@ -210,6 +209,17 @@ pub fn read_exec(pid: i32, source: Source, extras: Extras) -> ExecEvent {
             e.script = script_of(pid, &e.argv, &path);
             e.execfn = Some(absolute(path, e.cwd.as_ref()));
         }
+    }
+    // The kernel cannot name an executable whose absolute path is longer than PATH_MAX
+    // (readlink of `exe` fails with ENAMETOOLONG; it was run by a relative path from deep
+    // inside): the invoked path, made absolute with the working directory, names it then.
+    if e.exe.0.is_empty() && e.script.is_none() {
+        if let Some(f) = &e.execfn {
+            e.exe = f.clone();
+        }
+    }
+    if e.exe.0.is_empty() {
+        complete = false;
     }
     e.container = dir.read(c"cgroup", 64 << 10).and_then(|c| container_id(&c));
     if extras.step {
