@@ -21,6 +21,17 @@ use guard::time::Date;
 use guard::trace::{Header, Record, TraceWriter};
 use guard::watch::{daemon, ptrace};
 
+/// Runs before Rust's runtime initialisation (which opens `/dev/null` on closed standard
+/// descriptors and ignores SIGPIPE), to note what the command must inherit as it was.
+#[used]
+#[link_section = ".init_array"]
+static RECORD_INHERITED: extern "C" fn() = {
+    extern "C" fn record() {
+        ptrace::record_inherited();
+    }
+    record
+};
+
 /// Like `eprintln!`, but a stderr that cannot be written (closed, full) is not a reason to
 /// panic: the exit status and the report files still tell the result.
 macro_rules! say {

@@ -235,6 +235,8 @@ pub fn spawn(cmd: &[OsString], attempts: bool) -> Result<Traced, SpawnError> {
     };
     // SAFETY: getpid(2) cannot fail.
     let parent = unsafe { libc::getpid() };
+    let closed = INHERITED_CLOSED.load(Ordering::SeqCst);
+    let pipe_ignored = INHERITED_PIPE_IGNORED.load(Ordering::SeqCst);
 
     // SAFETY: the child only calls async-signal-safe functions (signal, sigprocmask, close, read,
     // execvp, write, _exit) on data prepared before the fork.
@@ -250,8 +252,22 @@ pub fn spawn(cmd: &[OsString], attempts: bool) -> Result<Traced, SpawnError> {
             if libc::getppid() != parent {
                 libc::_exit(125);
             }
-            // Rust ignores SIGPIPE; an ignored disposition survives exec, so restore the default.
-            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+            // Rust ignores SIGPIPE, and an ignored disposition survives exec: give the command
+            // the one guard inherited. Standard descriptors guard inherited closed are closed
+            // again (the runtime put /dev/null on them).
+            libc::signal(
+                libc::SIGPIPE,
+                if pipe_ignored {
+                    libc::SIG_IGN
+                } else {
+                    libc::SIG_DFL
+                },
+            );
+            for fd in 0..3 {
+                if closed & (1 << fd) != 0 {
+                    libc::close(fd);
+                }
+            }
             libc::pthread_sigmask(libc::SIG_SETMASK, old_mask.as_ref(), std::ptr::null_mut());
             // Our copies of the parent's ends: the release is a byte from the parent.
             libc::close(go_write.as_raw_fd());
@@ -315,6 +331,38 @@ pub fn spawn(cmd: &[OsString], attempts: bool) -> Result<Traced, SpawnError> {
         err_read,
         signals,
     })
+}
+
+/// Standard descriptors (bits 0-2) that were closed when guard was started.
+static INHERITED_CLOSED: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+/// Whether SIGPIPE was ignored when guard was started.
+static INHERITED_PIPE_IGNORED: AtomicBool = AtomicBool::new(false);
+
+/// Notes what guard inherited that Rust's runtime changes before `main`: standard descriptors
+/// that were closed (the runtime opens `/dev/null` on them) and an ignored SIGPIPE (the runtime
+/// ignores it in any case). The command gets them back as they were, so that `cmd <&-` or
+/// `trap '' PIPE` mean under guard what they mean without it.
+///
+/// Must run before the runtime's initialisation: the binary calls it from an `.init_array`
+/// constructor. Only async-signal-safe calls, no allocation.
+pub fn record_inherited() {
+    let mut closed = 0u8;
+    for fd in 0..3 {
+        // SAFETY: F_GETFD takes no argument; EBADF means the descriptor is not open.
+        if unsafe { libc::fcntl(fd, libc::F_GETFD) } == -1
+            && std::io::Error::last_os_error().raw_os_error() == Some(libc::EBADF)
+        {
+            closed |= 1 << fd;
+        }
+    }
+    INHERITED_CLOSED.store(closed, Ordering::SeqCst);
+    // SAFETY: querying the disposition only (a null new action).
+    let ignored = unsafe {
+        let mut old: libc::sigaction = std::mem::zeroed();
+        libc::sigaction(libc::SIGPIPE, std::ptr::null(), &mut old) == 0
+            && old.sa_sigaction == libc::SIG_IGN
+    };
+    INHERITED_PIPE_IGNORED.store(ignored, Ordering::SeqCst);
 }
 
 /// What the signal thread and the tracer share: the command to forward to, and the signals the
@@ -695,7 +743,7 @@ impl<'s> Tracer<'s> {
                 self.note_delivery(tid, sig);
                 self.resume(tid, sig)
             }
-            Stop::Group(_) => {
+            Stop::Group(sig) => {
                 if self.letting_go(tid) {
                     // The kernel keeps a detached tracee in its group-stop.
                     self.resume(tid, 0);
@@ -706,7 +754,7 @@ impl<'s> Tracer<'s> {
                 if rc == 0 {
                     self.tracee(tid).group_stopped = true;
                     if self.is_root(tid) {
-                        self.mirror_stop();
+                        self.mirror_stop(sig);
                     }
                 }
             }
@@ -907,10 +955,31 @@ impl<'s> Tracer<'s> {
     }
 
     /// The command was stopped by job control: stop guard as well, so that the shell that
-    /// started guard sees the job stopped (Ctrl-Z, `jobs`, `fg` work as without guard).
-    fn mirror_stop(&mut self) {
-        // SAFETY: signalling ourselves.
-        unsafe { libc::kill(libc::getpid(), libc::SIGSTOP) };
+    /// started guard sees the job stopped (Ctrl-Z, `jobs`, `fg` work as without guard) — by the
+    /// same signal, so that `jobs -l` says `Stopped` or `Stopped (tty input)` as it would.
+    fn mirror_stop(&mut self, sig: i32) {
+        if ![libc::SIGTSTP, libc::SIGTTIN, libc::SIGTTOU].contains(&sig) {
+            // SAFETY: signalling ourselves.
+            unsafe { libc::kill(libc::getpid(), libc::SIGSTOP) };
+        } else {
+            // The terminal stop signals are blocked in every thread (the signal thread waits
+            // for them): unblock this one in this thread only and send it to this thread, so
+            // that its default action stops the process instead of the signal thread taking it.
+            // SAFETY: sigset_t is plain data; the calls take valid pointers to it.
+            unsafe {
+                let mut set: libc::sigset_t = std::mem::zeroed();
+                libc::sigemptyset(&mut set);
+                libc::sigaddset(&mut set, sig);
+                libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+                libc::syscall(
+                    libc::SYS_tgkill,
+                    libc::getpid(),
+                    libc::syscall(libc::SYS_gettid),
+                    sig,
+                );
+                libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+            }
+        }
         // We run again: `fg` continued the whole process group (the command included), or
         // someone continued only guard — then the command must be continued too.
         self.cont_check = Some(Instant::now() + Duration::from_millis(50));
