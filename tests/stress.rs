@@ -471,9 +471,15 @@ fn the_watcher_over_a_soak_with_bursts_counts_everything_in_bounded_memory() {
         "{execs} execs: {recorded} recorded, {lost} counted lost"
     );
     assert!(hwm <= MEMORY_BOUND_KIB, "watcher peak {hwm} KiB");
+    // Its tables and the allocator grow to the bursts' size and then stay (measured: 18.6 MiB
+    // from the 20th burst on, in release, over 40 bursts): the last third of the soak may not
+    // grow beyond the middle third by more than 8 MiB.
+    let third = samples.len() / 3;
+    let middle = samples[third..2 * third].iter().copied().max().unwrap_or(0);
+    let end = samples[2 * third..].iter().copied().max().unwrap_or(0);
     assert!(
-        last <= first + 16 * 1024,
-        "the watcher's memory grew over the soak: {first} KiB → {last} KiB"
+        end <= middle + 8 * 1024,
+        "the watcher's memory kept growing: {middle} KiB in the middle third, {end} KiB in the last"
     );
     let _ = std::fs::remove_dir_all(&dir);
 }

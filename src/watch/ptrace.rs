@@ -500,6 +500,8 @@ pub struct Tracer<'s> {
     failed: HashMap<i32, Vec<ExecEvent>>,
     /// `guard run`: where the signals delivered to the command are noted for the signal thread.
     forwarding: Option<Arc<Forwarding>>,
+    /// Guard stopped itself for the command's current stop (until the command gets SIGCONT).
+    root_stop_mirrored: bool,
 }
 
 impl Traced {
@@ -569,6 +571,7 @@ impl<'s> Tracer<'s> {
             pending: HashMap::new(),
             failed: HashMap::new(),
             forwarding: None,
+            root_stop_mirrored: false,
         }
     }
 
@@ -741,6 +744,9 @@ impl<'s> Tracer<'s> {
         match stop {
             Stop::Signal(sig) => {
                 self.note_delivery(tid, sig);
+                if sig == libc::SIGCONT && self.is_root(tid) {
+                    self.root_stop_mirrored = false;
+                }
                 self.resume(tid, sig)
             }
             Stop::Group(sig) => {
@@ -753,7 +759,11 @@ impl<'s> Tracer<'s> {
                 let rc = unsafe { libc::ptrace(libc::PTRACE_LISTEN, tid, 0, 0) };
                 if rc == 0 {
                     self.tracee(tid).group_stopped = true;
-                    if self.is_root(tid) {
+                    // Once per stop: a stopped tracee reports its group-stop again when a
+                    // signal (a SIGCHLD from its own stopped child) wakes it; only a SIGCONT
+                    // ends the stop guard mirrored.
+                    if self.is_root(tid) && !self.root_stop_mirrored {
+                        self.root_stop_mirrored = true;
                         self.mirror_stop(sig);
                     }
                 }
@@ -965,11 +975,18 @@ impl<'s> Tracer<'s> {
             // The terminal stop signals are blocked in every thread (the signal thread waits
             // for them): unblock this one in this thread only and send it to this thread, so
             // that its default action stops the process instead of the signal thread taking it.
-            // SAFETY: sigset_t is plain data; the calls take valid pointers to it.
+            // The terminal's own copy (Ctrl-Z reaches guard's process group too) may still be
+            // pending: take it first, or it would stop us once more right after `fg`.
+            // SAFETY: sigset_t and timespec are plain data; the calls take valid pointers.
             unsafe {
                 let mut set: libc::sigset_t = std::mem::zeroed();
                 libc::sigemptyset(&mut set);
                 libc::sigaddset(&mut set, sig);
+                let now = libc::timespec {
+                    tv_sec: 0,
+                    tv_nsec: 0,
+                };
+                while libc::sigtimedwait(&set, std::ptr::null_mut(), &now) > 0 {}
                 libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
                 libc::syscall(
                     libc::SYS_tgkill,
