@@ -107,10 +107,19 @@ struct RawConfig {
 /// `version: 1`, checked inside the visitor so that the error has the value's position.
 fn version_one<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
     struct V;
-    impl serde::de::Visitor<'_> for V {
+    impl<'de> serde::de::Visitor<'de> for V {
         type Value = Option<u64>;
         fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
             f.write_str("the config version, 1")
+        }
+        fn visit_none<E: serde::de::Error>(self) -> Result<Option<u64>, E> {
+            Ok(None)
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Option<u64>, E> {
+            Ok(None)
+        }
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Option<u64>, D::Error> {
+            d.deserialize_u64(self)
         }
         fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Option<u64>, E> {
             if v != 1 {
@@ -129,7 +138,7 @@ fn version_one<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error>
             }
         }
     }
-    d.deserialize_u64(V)
+    d.deserialize_option(V)
 }
 
 /// The outcome of looking an exec up in the allowlist.
@@ -279,5 +288,22 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!((err.line, err.column), (Some(5), Some(14)), "{err}");
+    }
+
+    #[test]
+    fn version_may_be_1_or_left_empty() {
+        for text in [
+            "version: 1\nallow: []\n",
+            "version:\nallow: []\n",
+            "version: ~\n",
+            "allow: []\n",
+        ] {
+            let c = Config::parse(Path::new("cfg.yml"), text.as_bytes());
+            assert!(c.is_ok_and(|c| c.allow.is_empty()), "{text:?}");
+        }
+        for text in ["version: 2\n", "version: -1\n", "version: one\n"] {
+            let err = Config::parse(Path::new("cfg.yml"), text.as_bytes()).unwrap_err();
+            assert_eq!(err.line, Some(1), "{text:?}: {err}");
+        }
     }
 }

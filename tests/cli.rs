@@ -338,6 +338,25 @@ fn each_signal_reaches_the_command_exactly_once() {
     }
 }
 
+/// A signal the command sends to its parent (guard) — `kill -USR1 $PPID`, a readiness notice —
+/// is not sent back down to the command (whose default action would kill it).
+#[test]
+fn a_signal_from_the_command_to_its_parent_is_not_bounced_back() {
+    let dir = tempdir("bounce");
+    let o = run(
+        &dir,
+        &[
+            "run",
+            "--",
+            "sh",
+            "-c",
+            "trap 'echo bounced' USR1 USR2; kill -USR1 $PPID; kill -USR2 $PPID; sleep 0.3; echo done",
+        ],
+    );
+    assert_eq!(o.code, Some(0), "{}", o.stderr);
+    assert_eq!(o.stdout, "done\n", "{}", o.stderr);
+}
+
 #[test]
 fn job_control_stop_and_continue() {
     let dir = tempdir("jobctl");

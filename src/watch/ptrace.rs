@@ -405,6 +405,23 @@ impl Forwarding {
     }
 }
 
+/// Whether process `pid` is one of our tracees (its `TracerPid` is guard).
+fn traced_by_us(pid: i32) -> bool {
+    if pid <= 0 {
+        return false;
+    }
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+        return false;
+    };
+    // SAFETY: getpid(2) cannot fail.
+    let me = unsafe { libc::getpid() };
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("TracerPid:"))
+        .and_then(|v| v.trim().parse::<i32>().ok())
+        == Some(me)
+}
+
 /// Whether `signo` is pending for process `pid` (shared or for its main thread).
 fn pending(pid: i32, signo: i32) -> bool {
     let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
@@ -448,17 +465,28 @@ fn start_forwarder(set: SigSet, fwd: Arc<Forwarding>) {
             if pid <= 0 {
                 continue;
             }
+            // A signal from the command's own tree to its parent (`kill -USR1 $PPID`, a
+            // readiness notice) is meant for whoever started it, not for the command: guard
+            // does not send it back down.
+            if sender == pid || traced_by_us(sender) {
+                continue;
+            }
             // SAFETY: getpgid(2)/getpgrp(2) take plain integers.
             let same_group = unsafe { libc::getpgid(pid) == libc::getpgrp() };
             if same_group {
                 let deadline = Instant::now() + GROUP_SIGNAL_WAIT;
-                let mut reached = false;
-                while !reached && Instant::now() < deadline {
-                    reached = fwd.take(signo, sender) || pending(pid, signo);
-                    if !reached {
-                        std::thread::sleep(Duration::from_millis(1));
+                // One last look after the deadline: we may have been stopped or descheduled
+                // past it (guard stopped by the same Ctrl-Z), and the delivery noted meanwhile.
+                let reached = loop {
+                    let late = Instant::now() >= deadline;
+                    if fwd.take(signo, sender) || pending(pid, signo) {
+                        break true;
                     }
-                }
+                    if late {
+                        break false;
+                    }
+                    std::thread::sleep(Duration::from_millis(1));
+                };
                 if reached {
                     continue;
                 }
@@ -647,6 +675,12 @@ impl<'s> Tracer<'s> {
         self.root.is_some_and(|r| r.as_raw() == pid)
     }
 
+    /// Whether a thread belongs to the command's own process (any of its threads).
+    fn in_root(&self, tid: i32) -> bool {
+        self.root
+            .is_some_and(|r| self.tracees.get(&tid).map(|t| t.tgid) == Some(r.as_raw()))
+    }
+
     fn exited(&mut self, pid: i32, status: ExitStatus) {
         if !self.is_root(pid) && !self.tracees.get(&pid).is_some_and(|t| t.announced) {
             self.tracees.remove(&pid);
@@ -744,7 +778,7 @@ impl<'s> Tracer<'s> {
         match stop {
             Stop::Signal(sig) => {
                 self.note_delivery(tid, sig);
-                if sig == libc::SIGCONT && self.is_root(tid) {
+                if sig == libc::SIGCONT && self.in_root(tid) {
                     self.root_stop_mirrored = false;
                 }
                 self.resume(tid, sig)
@@ -768,7 +802,13 @@ impl<'s> Tracer<'s> {
                     }
                 }
             }
-            Stop::Trap | Stop::Other(_) => self.resume(tid, 0),
+            Stop::Trap | Stop::Other(_) => {
+                // The end of a group-stop (SIGCONT came) is reported as such a stop too.
+                if self.in_root(tid) {
+                    self.root_stop_mirrored = false;
+                }
+                self.resume(tid, 0)
+            }
             Stop::Fork(event) => {
                 if let Ok(new) = ptrace::getevent(Pid::from_raw(tid)) {
                     let new = new as i32;
@@ -968,7 +1008,15 @@ impl<'s> Tracer<'s> {
     /// started guard sees the job stopped (Ctrl-Z, `jobs`, `fg` work as without guard) — by the
     /// same signal, so that `jobs -l` says `Stopped` or `Stopped (tty input)` as it would.
     fn mirror_stop(&mut self, sig: i32) {
-        if ![libc::SIGTSTP, libc::SIGTTIN, libc::SIGTTOU].contains(&sig) {
+        // SAFETY: querying a disposition only (a null new action).
+        let ignored = unsafe {
+            let mut old: libc::sigaction = std::mem::zeroed();
+            libc::sigaction(sig, std::ptr::null(), &mut old) == 0
+                && old.sa_sigaction == libc::SIG_IGN
+        };
+        // An ignored stop signal (inherited from a launcher that ignores it) would not stop
+        // us: SIGSTOP always does.
+        if ignored || ![libc::SIGTSTP, libc::SIGTTIN, libc::SIGTTOU].contains(&sig) {
             // SAFETY: signalling ourselves.
             unsafe { libc::kill(libc::getpid(), libc::SIGSTOP) };
         } else {
