@@ -186,10 +186,11 @@ pub struct StartOptions {
     pub fingerprinter: crate::fingerprint::Fingerprinter,
 }
 
-/// Makes one event on every CPU we may run on (a fork and an exit), before the reader drains the
-/// socket for the last time. Losses are counted from gaps in each CPU's event sequence, and a
-/// gap is only seen at the next event of that CPU: without this, the events dropped at the end
-/// of a burst (`ENOBUFS`) would go uncounted when their CPU stays quiet until the seal.
+/// Makes one event on every CPU we may run on (a fork and an exit): at the start, and before the
+/// reader drains the socket for the last time. Losses are counted from gaps in each CPU's event
+/// sequence, and a gap is only seen between two events of that CPU: without these, the events
+/// dropped (`ENOBUFS`) on a CPU not heard from yet, or at the end of a burst on a CPU that stays
+/// quiet until the seal, would go uncounted.
 fn close_sequence_gaps() {
     // SAFETY: cpu_set_t is plain data; sched_getaffinity(2) fills it for this thread.
     let mut allowed: libc::cpu_set_t = unsafe { std::mem::zeroed() };
@@ -415,6 +416,9 @@ fn daemon_main(
             )
         }
     };
+    // One event on every CPU now, so that each CPU's sequence has a starting point: an event
+    // lost on a CPU not heard from yet would otherwise go uncounted.
+    close_sequence_gaps();
     let reader = {
         let (shared, tx) = (shared.clone(), tx.clone());
         let fingerprinter = opts.fingerprinter.clone();
