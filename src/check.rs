@@ -594,11 +594,11 @@ pub fn check_trace(
     let mut checker = Checker::new(recipes, config, Date::today());
     let mut last_time = reader.header().started.clone();
     while let Some(record) = reader.next_record()? {
-        if let Some(t) = record_time(&record) {
+        if let Some(t) = record_time(record) {
             last_time.clear();
             last_time.push_str(t);
         }
-        checker.observe(&record);
+        checker.observe(record);
     }
     let integrity = reader
         .integrity()

@@ -1,0 +1,591 @@
+//! A fast path for the records that make up nearly every trace: `exec`, `process`, `fork` and
+//! `exit` lines exactly as guard writes them (compact JSON, the tag first).
+//!
+//! It accepts a strict subset of what the general parser (serde_json into the record types)
+//! accepts, and gives the same record for it: any byte it is not sure about (whitespace, a
+//! `null`, an unknown or repeated key, a number out of range, a byte-string object, an
+//! `attempt`) makes it return `None`, and the line goes through the general parser, whose
+//! errors are the ones reported. The differential tests below hold it to that.
+
+use crate::event::{Bytes, ExecEvent, ExitEvent, ExitStatus, ForkEvent, Source};
+
+use super::Record;
+
+/// The record on `line` (without its newline), or `None` when the general parser must decide.
+pub(super) fn parse(line: &[u8]) -> Option<Record> {
+    // JSON text is UTF-8 (serde_json refuses anything else), and validating the line once lets
+    // strings be taken as they are below.
+    std::str::from_utf8(line).ok()?;
+    let rest = line.strip_prefix(b"{\"type\":\"")?;
+    let q = memchr::memchr(b'"', rest)?;
+    let (tag, body) = (&rest[..q], rest[q + 1..].strip_prefix(b",")?);
+    let mut cur = Cursor { s: body, i: 0 };
+    let record = match tag {
+        b"exec" => Record::Exec(exec(&mut cur)?),
+        b"process" => Record::Process(exec(&mut cur)?),
+        b"fork" => Record::Fork(fork(&mut cur)?),
+        b"exit" => Record::Exit(exit(&mut cur)?),
+        _ => return None,
+    };
+    // The object ends the line: serde_json would allow trailing whitespace, the fast path not.
+    (cur.i == cur.s.len()).then_some(record)
+}
+
+/// Reads `"key":value` pairs up to the closing brace, calling `field` for each key with the
+/// cursor on its value; a key seen twice, or unknown to `field`, ends the fast path.
+fn fields(
+    cur: &mut Cursor,
+    known: &[&[u8]],
+    mut field: impl FnMut(usize, &mut Cursor) -> Option<()>,
+) -> Option<u64> {
+    let mut seen = 0u64;
+    loop {
+        let key = cur.key()?;
+        let index = known.iter().position(|k| *k == key)?;
+        if seen & (1 << index) != 0 {
+            return None;
+        }
+        seen |= 1 << index;
+        field(index, cur)?;
+        match cur.next()? {
+            b',' => continue,
+            b'}' => return Some(seen),
+            _ => return None,
+        }
+    }
+}
+
+const EXEC_KEYS: &[&[u8]] = &[
+    b"seq",
+    b"time",
+    b"pid",
+    b"tgid",
+    b"ppid",
+    b"former_tid",
+    b"uid",
+    b"euid",
+    b"exe",
+    b"execfn",
+    b"script",
+    b"argv",
+    b"cwd",
+    b"comm",
+    b"source",
+    b"sources",
+    b"container",
+    b"step",
+    b"partial",
+    b"content",
+    b"blocked",
+];
+/// seq, time, pid, tgid, ppid, uid, exe, argv, source.
+const EXEC_REQUIRED: u64 =
+    1 | 1 << 1 | 1 << 2 | 1 << 3 | 1 << 4 | 1 << 6 | 1 << 8 | 1 << 11 | 1 << 14;
+
+fn exec(cur: &mut Cursor) -> Option<ExecEvent> {
+    let mut e = ExecEvent {
+        seq: 0,
+        time: String::new(),
+        pid: 0,
+        tgid: 0,
+        ppid: 0,
+        former_tid: None,
+        uid: 0,
+        euid: None,
+        exe: Bytes::default(),
+        execfn: None,
+        script: None,
+        argv: Vec::new(),
+        cwd: None,
+        comm: None,
+        source: Source::Ptrace,
+        sources: Vec::new(),
+        container: None,
+        step: None,
+        partial: false,
+        content: Vec::new(),
+        blocked: false,
+        attempt: None,
+    };
+    let seen = fields(cur, EXEC_KEYS, |index, cur| {
+        match index {
+            0 => e.seq = cur.unsigned()?,
+            1 => e.time = cur.string()?,
+            2 => e.pid = cur.u32()?,
+            3 => e.tgid = cur.u32()?,
+            4 => e.ppid = cur.u32()?,
+            5 => e.former_tid = Some(cur.u32()?),
+            6 => e.uid = cur.u32()?,
+            7 => e.euid = Some(cur.u32()?),
+            8 => e.exe = cur.bytes()?,
+            9 => e.execfn = Some(cur.bytes()?),
+            10 => e.script = Some(cur.bytes()?),
+            11 => e.argv = cur.array(Cursor::bytes)?,
+            12 => e.cwd = Some(cur.bytes()?),
+            13 => e.comm = Some(cur.bytes()?),
+            14 => e.source = cur.source()?,
+            15 => e.sources = cur.array(Cursor::source)?,
+            16 => e.container = Some(cur.string()?),
+            17 => e.step = Some(cur.bytes()?),
+            18 => e.partial = cur.boolean()?,
+            19 => e.content = cur.array(Cursor::string)?,
+            20 => e.blocked = cur.boolean()?,
+            _ => return None,
+        }
+        Some(())
+    })?;
+    (seen & EXEC_REQUIRED == EXEC_REQUIRED).then_some(e)
+}
+
+fn fork(cur: &mut Cursor) -> Option<ForkEvent> {
+    let mut f = ForkEvent {
+        seq: 0,
+        time: String::new(),
+        pid: 0,
+        ppid: 0,
+        source: Source::Ptrace,
+    };
+    let seen = fields(
+        cur,
+        &[b"seq", b"time", b"pid", b"ppid", b"source"],
+        |index, cur| {
+            match index {
+                0 => f.seq = cur.unsigned()?,
+                1 => f.time = cur.string()?,
+                2 => f.pid = cur.u32()?,
+                3 => f.ppid = cur.u32()?,
+                _ => f.source = cur.source()?,
+            }
+            Some(())
+        },
+    )?;
+    (seen == 0b11111).then_some(f)
+}
+
+fn exit(cur: &mut Cursor) -> Option<ExitEvent> {
+    let mut x = ExitEvent {
+        seq: 0,
+        time: String::new(),
+        pid: 0,
+        status: ExitStatus::Code(0),
+    };
+    let seen = fields(cur, &[b"seq", b"time", b"pid", b"status"], |index, cur| {
+        match index {
+            0 => x.seq = cur.unsigned()?,
+            1 => x.time = cur.string()?,
+            2 => x.pid = cur.u32()?,
+            _ => {
+                cur.expect(b'{')?;
+                let kind = cur.key()?;
+                let n = i32::try_from(cur.signed()?).ok()?;
+                cur.expect(b'}')?;
+                x.status = match kind {
+                    b"code" => ExitStatus::Code(n),
+                    b"signal" => ExitStatus::Signal(n),
+                    _ => return None,
+                };
+            }
+        }
+        Some(())
+    })?;
+    (seen == 0b1111).then_some(x)
+}
+
+/// A position in a line already known to be UTF-8.
+struct Cursor<'a> {
+    s: &'a [u8],
+    i: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn next(&mut self) -> Option<u8> {
+        let b = *self.s.get(self.i)?;
+        self.i += 1;
+        Some(b)
+    }
+
+    fn expect(&mut self, b: u8) -> Option<()> {
+        (self.next()? == b).then_some(())
+    }
+
+    fn literal(&mut self, word: &[u8]) -> bool {
+        if self.s[self.i..].starts_with(word) {
+            self.i += word.len();
+            true
+        } else {
+            false
+        }
+    }
+
+    /// `"key":` for a key without escapes.
+    fn key(&mut self) -> Option<&'a [u8]> {
+        self.expect(b'"')?;
+        let rest = &self.s[self.i..];
+        let end = memchr::memchr2(b'"', b'\\', rest)?;
+        if rest[end] != b'"' {
+            return None;
+        }
+        self.i += end + 1;
+        self.expect(b':')?;
+        Some(&rest[..end])
+    }
+
+    /// Digits of a JSON integer that fits a `u64` (no sign, no leading zero, no fraction).
+    fn unsigned(&mut self) -> Option<u64> {
+        let start = self.i;
+        let mut n: u64 = 0;
+        while let Some(&b) = self.s.get(self.i) {
+            if !b.is_ascii_digit() {
+                break;
+            }
+            n = n.checked_mul(10)?.checked_add(u64::from(b - b'0'))?;
+            self.i += 1;
+        }
+        let digits = self.i - start;
+        if digits == 0 || (digits > 1 && self.s[start] == b'0') {
+            return None;
+        }
+        // `1.5`, `1e3`: floats, which serde_json does not give to an integer field.
+        match self.s.get(self.i) {
+            Some(b'.' | b'e' | b'E') => None,
+            _ => Some(n),
+        }
+    }
+
+    fn u32(&mut self) -> Option<u32> {
+        u32::try_from(self.unsigned()?).ok()
+    }
+
+    /// An integer with an optional minus sign (not `-0`, which serde_json reads as a float).
+    fn signed(&mut self) -> Option<i64> {
+        if self.s.get(self.i) == Some(&b'-') {
+            self.i += 1;
+            let n = self.unsigned()?;
+            if n == 0 {
+                return None;
+            }
+            0i64.checked_sub_unsigned(n)
+        } else {
+            i64::try_from(self.unsigned()?).ok()
+        }
+    }
+
+    fn boolean(&mut self) -> Option<bool> {
+        if self.literal(b"true") {
+            Some(true)
+        } else if self.literal(b"false") {
+            Some(false)
+        } else {
+            None
+        }
+    }
+
+    /// A JSON string, unescaped. Raw control characters and lone surrogates end the fast path
+    /// (serde_json refuses both).
+    fn string(&mut self) -> Option<String> {
+        self.expect(b'"')?;
+        let start = self.i;
+        let mut out: Option<Vec<u8>> = None;
+        let mut run = start;
+        loop {
+            let b = *self.s.get(self.i)?;
+            match b {
+                b'"' => {
+                    let text = match out {
+                        None => self.s[start..self.i].to_vec(),
+                        Some(mut v) => {
+                            v.extend_from_slice(&self.s[run..self.i]);
+                            v
+                        }
+                    };
+                    self.i += 1;
+                    // The line is UTF-8 and an escape decodes to UTF-8 (surrogates are paired):
+                    // this cannot fail, but nothing is assumed.
+                    return String::from_utf8(text).ok();
+                }
+                b'\\' => {
+                    let v = out.get_or_insert_with(Vec::new);
+                    v.extend_from_slice(&self.s[run..self.i]);
+                    self.i += 1;
+                    let escaped = self.next()?;
+                    match escaped {
+                        b'"' | b'\\' | b'/' => v.push(escaped),
+                        b'b' => v.push(0x08),
+                        b'f' => v.push(0x0c),
+                        b'n' => v.push(b'\n'),
+                        b'r' => v.push(b'\r'),
+                        b't' => v.push(b'\t'),
+                        b'u' => {
+                            let unit = self.hex4()?;
+                            let c = match unit {
+                                0xd800..=0xdbff => {
+                                    if !self.literal(b"\\u") {
+                                        return None;
+                                    }
+                                    let low = self.hex4()?;
+                                    if !(0xdc00..=0xdfff).contains(&low) {
+                                        return None;
+                                    }
+                                    0x10000 + ((unit - 0xd800) << 10) + (low - 0xdc00)
+                                }
+                                0xdc00..=0xdfff => return None,
+                                _ => unit,
+                            };
+                            let c = char::from_u32(c)?;
+                            let mut buf = [0u8; 4];
+                            v.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+                        }
+                        _ => return None,
+                    }
+                    run = self.i;
+                }
+                0..=0x1f => return None,
+                _ => {
+                    // Skip to the next byte that matters.
+                    let rest = &self.s[self.i..];
+                    match memchr::memchr2(b'"', b'\\', rest) {
+                        Some(k) => {
+                            if rest[..k].iter().any(|&c| c < 0x20) {
+                                return None;
+                            }
+                            self.i += k;
+                        }
+                        None => return None,
+                    }
+                }
+            }
+        }
+    }
+
+    fn hex4(&mut self) -> Option<u32> {
+        let digits = self.s.get(self.i..self.i + 4)?;
+        let mut n = 0u32;
+        for &d in digits {
+            n = n * 16 + (d as char).to_digit(16)?;
+        }
+        self.i += 4;
+        Some(n)
+    }
+
+    /// A byte string written as a plain string (the `{"bytes": …}` form is left to serde).
+    fn bytes(&mut self) -> Option<Bytes> {
+        self.string().map(|s| Bytes(s.into_bytes()))
+    }
+
+    fn source(&mut self) -> Option<Source> {
+        match self.string()?.as_str() {
+            "ptrace" => Some(Source::Ptrace),
+            "connector" => Some(Source::Connector),
+            _ => None,
+        }
+    }
+
+    fn array<T>(&mut self, mut item: impl FnMut(&mut Self) -> Option<T>) -> Option<Vec<T>> {
+        self.expect(b'[')?;
+        let mut out = Vec::new();
+        if self.literal(b"]") {
+            return Some(out);
+        }
+        loop {
+            out.push(item(self)?);
+            match self.next()? {
+                b',' => continue,
+                b']' => return Some(out),
+                _ => return None,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// What the general parser makes of a line (the fast path's reference).
+    fn general(line: &[u8]) -> Option<Record> {
+        serde_json::from_slice(line).ok()
+    }
+
+    fn exec_record() -> ExecEvent {
+        let mut e = ExecEvent::new(42, Source::Ptrace);
+        e.seq = 7;
+        e.time = "2026-01-01T00:00:00.000000Z".into();
+        e.ppid = 1;
+        e.uid = 1000;
+        e.exe = "/usr/bin/cc".into();
+        e.execfn = Some("/usr/bin/cc".into());
+        e.argv = vec![
+            "cc".into(),
+            "-DX=\"1\"".into(),
+            "é\u{1F600}\t".into(),
+            "".into(),
+        ];
+        e.cwd = Some("/w".into());
+        e.comm = Some("cc".into());
+        e
+    }
+
+    #[test]
+    fn reads_what_guard_writes() {
+        let mut full = exec_record();
+        full.former_tid = Some(43);
+        full.euid = Some(0);
+        full.script = Some("/s.sh".into());
+        full.sources = vec![Source::Ptrace, Source::Connector];
+        full.container = Some("abc".into());
+        full.step = Some("build".into());
+        full.partial = true;
+        full.content = vec!["nginx".into()];
+        full.blocked = true;
+        let records = [
+            Record::Exec(exec_record()),
+            Record::Exec(full.clone()),
+            Record::Process(full),
+            Record::Fork(ForkEvent {
+                seq: u64::MAX,
+                time: "t".into(),
+                pid: u32::MAX,
+                ppid: 0,
+                source: Source::Connector,
+            }),
+            Record::Exit(ExitEvent {
+                seq: 3,
+                time: "t".into(),
+                pid: 9,
+                status: ExitStatus::Code(-1),
+            }),
+            Record::Exit(ExitEvent {
+                seq: 3,
+                time: "t".into(),
+                pid: 9,
+                status: ExitStatus::Signal(9),
+            }),
+            Record::Exit(ExitEvent {
+                seq: 3,
+                time: "t".into(),
+                pid: 9,
+                status: ExitStatus::Code(i32::MIN),
+            }),
+        ];
+        for r in records {
+            let line = serde_json::to_vec(&r).unwrap();
+            assert_eq!(parse(&line), Some(r), "{}", String::from_utf8_lossy(&line));
+        }
+    }
+
+    #[test]
+    fn leaves_everything_else_to_the_general_parser() {
+        let line =
+            String::from_utf8(serde_json::to_vec(&Record::Exec(exec_record())).unwrap()).unwrap();
+        let cases = [
+            line.replace(",\"pid\":42", ", \"pid\":42"),
+            line.replace("\"pid\":42", "\"pid\":042"),
+            line.replace("\"pid\":42", "\"pid\":42.0"),
+            line.replace("\"pid\":42", "\"pid\":4e1"),
+            line.replace("\"pid\":42", "\"pid\":-42"),
+            line.replace("\"pid\":42", "\"pid\":4294967296"),
+            line.replace("\"pid\":42", "\"pid\":null"),
+            line.replace("\"pid\":42", "\"pid\":42,\"pid\":42"),
+            line.replace("\"pid\":42,", ""),
+            line.replace("\"pid\":42", "\"pid\":42,\"bogus\":1"),
+            line.replace("\"pid\"", "\"p\\u0069d\""),
+            line.replace("\"cwd\":\"/w\"", "\"cwd\":null"),
+            line.replace("\"cwd\":\"/w\"", "\"cwd\":{\"bytes\":\"L3c=\"}"),
+            line.replace("\"cwd\":\"/w\"", "\"cwd\":\"/\\ud800\""),
+            line.replace("\"cwd\":\"/w\"", "\"cwd\":\"/\\udc00\""),
+            line.replace("\"cwd\":\"/w\"", "\"cwd\":\"/\\x\""),
+            line.replace("\"cwd\":\"/w\"", "\"cwd\":\"/\u{1}\""),
+            line.replace("\"source\":\"ptrace\"", "\"source\":\"other\""),
+            line.replace("\"argv\":[", "\"argv\":[,"),
+            line.clone() + " ",
+            line.clone() + "}",
+            line[..line.len() - 1].to_string(),
+            line.replace("{\"type\":\"exec\",", "{\"type\":\"end\","),
+        ];
+        for case in cases {
+            assert_eq!(parse(case.as_bytes()), None, "{case}");
+        }
+        assert_eq!(parse(b"{\"type\":\"exec\",\"seq\":1,\xff}"), None);
+        // Escapes the general parser decodes, the fast path too.
+        let escaped = line.replace(
+            "\"cwd\":\"/w\"",
+            "\"cwd\":\"\\/\\u00e9\\ud83d\\ude00\\b\\f\\n\\r\\t\\\"\\\\\"",
+        );
+        assert_eq!(parse(escaped.as_bytes()), general(escaped.as_bytes()));
+        assert!(parse(escaped.as_bytes()).is_some());
+    }
+
+    fn text() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "[a-z/._-]{0,12}",
+            any::<String>(),
+            proptest::collection::vec(any::<char>(), 0..6).prop_map(|v| v.into_iter().collect()),
+        ]
+    }
+
+    prop_compose! {
+        fn any_exec()(
+            seq in any::<u64>(), time in text(), pid in any::<u32>(), ppid in any::<u32>(),
+            former in proptest::option::of(any::<u32>()), euid in proptest::option::of(any::<u32>()),
+            exe in text(), execfn in proptest::option::of(text()),
+            argv in proptest::collection::vec(text(), 0..5), cwd in proptest::option::of(text()),
+            container in proptest::option::of(text()), partial in any::<bool>(),
+            content in proptest::collection::vec(text(), 0..2), two in any::<bool>(),
+        ) -> ExecEvent {
+            let mut e = ExecEvent::new(pid, if two { Source::Connector } else { Source::Ptrace });
+            e.seq = seq;
+            e.time = time;
+            e.ppid = ppid;
+            e.former_tid = former;
+            e.euid = euid;
+            e.exe = exe.as_str().into();
+            e.execfn = execfn.map(|s| s.as_str().into());
+            e.argv = argv.iter().map(|s| s.as_str().into()).collect();
+            e.cwd = cwd.map(|s| s.as_str().into());
+            e.container = container;
+            e.partial = partial;
+            e.content = content;
+            if two {
+                e.sources = vec![Source::Ptrace, Source::Connector];
+            }
+            e
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// Every exec guard can write is read by the fast path, as the general parser reads it.
+        #[test]
+        fn agrees_with_the_general_parser(e in any_exec()) {
+            let line = serde_json::to_vec(&Record::Exec(e.clone())).unwrap();
+            prop_assert_eq!(parse(&line), Some(Record::Exec(e)));
+        }
+
+        /// Whatever a line becomes (bytes changed, cut, inserted), the fast path either leaves
+        /// it to the general parser or reads exactly what the general parser reads.
+        #[test]
+        fn never_reads_a_line_differently(
+            e in any_exec(),
+            edits in proptest::collection::vec((any::<prop::sample::Index>(), 0u8..4, any::<u8>()), 1..4),
+        ) {
+            let mut line = serde_json::to_vec(&Record::Exec(e)).unwrap();
+            for (at, op, byte) in edits {
+                let i = at.index(line.len() + 1);
+                let byte = *b"\"\\,:{}[]0-9u .ntfe\x01\xc3"
+                    .get(usize::from(byte) % 24)
+                    .unwrap_or(&byte);
+                match op {
+                    0 if i < line.len() => line[i] = byte,
+                    1 => line.insert(i, byte),
+                    2 if i < line.len() => { line.remove(i); }
+                    _ => line.truncate(i),
+                }
+            }
+            if let Some(fast) = parse(&line) {
+                prop_assert_eq!(Some(fast), general(&line), "{}", String::from_utf8_lossy(&line));
+            }
+        }
+    }
+}
