@@ -21,6 +21,46 @@ const IDENTITY_CACHE: usize = 16_384;
 use crate::time::Date;
 use crate::trace::{Integrity, Record, TraceError, TraceReader};
 
+/// Hashes pids, the keys of the process table (three lookups per exec of a trace, millions in
+/// a large one): one multiplication instead of SipHash, keyed per run so that a crafted trace
+/// cannot put its pids in one bucket.
+#[derive(Clone, Copy)]
+struct PidHash(u64);
+
+impl PidHash {
+    fn new() -> PidHash {
+        use std::hash::BuildHasher;
+        PidHash(std::collections::hash_map::RandomState::new().hash_one(0u8))
+    }
+}
+
+impl std::hash::BuildHasher for PidHash {
+    type Hasher = PidHasher;
+    fn build_hasher(&self) -> PidHasher {
+        PidHasher(self.0)
+    }
+}
+
+struct PidHasher(u64);
+
+impl std::hash::Hasher for PidHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u32(u32::from(b));
+        }
+    }
+
+    fn write_u32(&mut self, n: u32) {
+        // Folded multiply (the high and low halves of a 128-bit product, mixed).
+        let p = u128::from(self.0 ^ u64::from(n)) * 0x9e37_79b9_7f4a_7c15;
+        self.0 = (p as u64) ^ ((p >> 64) as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
 /// A link of the process tree: who forked whom, with the image the parent ran at that moment.
 struct Node {
     /// The process (a forked child that did not exec runs its parent's image).
@@ -174,7 +214,7 @@ pub struct Checker<'a> {
     recipes: Vec<&'a Recipe>,
     config: &'a Config,
     today: Date,
-    procs: HashMap<u32, Proc>,
+    procs: HashMap<u32, Proc, PidHash>,
     /// (recipe index, limit index, allowance class, scope key) → (findings so far, index of the last one).
     limits: HashMap<LimitKey, (u64, usize)>,
     outlived_pids: Vec<u32>,
@@ -189,7 +229,7 @@ impl<'a> Checker<'a> {
             recipes: recipes.evaluated().collect(),
             config,
             today,
-            procs: HashMap::new(),
+            procs: HashMap::with_hasher(PidHash::new()),
             limits: HashMap::new(),
             outlived_pids: Vec::new(),
             identities: HashMap::new(),
@@ -235,15 +275,7 @@ impl<'a> Checker<'a> {
                         })),
                     ),
                     // A parent we never saw exec (the root before its exec, or an attach).
-                    None => (
-                        Rc::new(Image {
-                            pid: f.ppid,
-                            exe: Bytes::default(),
-                            argv: Vec::new(),
-                            comm: None,
-                        }),
-                        None,
-                    ),
+                    None => (Rc::new(Image::new(f.ppid, b"", &[], None)), None),
                 };
                 self.procs.insert(f.pid, Proc { image, lineage });
             }
@@ -463,8 +495,8 @@ impl<'a> Checker<'a> {
                         .zip(&pids)
                         .map(|(a, pid)| Ancestor {
                             pid: *pid,
-                            exe: a.exe.clone(),
-                            argv: a.argv.clone(),
+                            exe: Bytes::from(a.exe()),
+                            argv: a.argv(),
                         })
                         .collect(),
                 }),
@@ -482,12 +514,12 @@ impl<'a> Checker<'a> {
             TimesKind::TimesPerExe => e.exe.0.clone(),
             TimesKind::TimesPerCmd => join(&e.argv),
             TimesKind::TimesPerParentProc => e.ppid.to_string().into_bytes(),
-            TimesKind::TimesPerParentExe => parent.map(|p| p.exe.0.clone()).unwrap_or_default(),
+            TimesKind::TimesPerParentExe => parent.map(|p| p.exe().to_vec()).unwrap_or_default(),
             TimesKind::TimesPerFullAncestry => {
                 let mut key = e.exe.0.clone();
                 for a in ancestors {
                     key.push(0);
-                    key.extend_from_slice(&a.exe.0);
+                    key.extend_from_slice(a.exe());
                 }
                 key
             }
@@ -543,8 +575,8 @@ impl<'a> Checker<'a> {
             if let Some(p) = self.procs.get(&pid) {
                 self.outcome.outlived.push(Outlived {
                     pid,
-                    exe: p.image.exe.clone(),
-                    argv: p.image.argv.clone(),
+                    exe: Bytes::from(p.image.exe()),
+                    argv: p.image.argv(),
                 });
             }
         }

@@ -317,22 +317,93 @@ pub struct EndEvent {
 }
 
 /// What a process is running: the image of its latest exec (inherited across fork).
-#[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// Its strings are packed in one buffer: a checker keeps an image per live process and makes
+/// one per exec, a million times for a large build.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Image {
     pub pid: u32,
-    pub exe: Bytes,
-    pub argv: Vec<Bytes>,
-    pub comm: Option<Bytes>,
+    /// The executable, the command name, then each argument, back to back.
+    data: Box<[u8]>,
+    /// Where each of them ends in `data`.
+    ends: Box<[usize]>,
+    has_comm: bool,
 }
 
 impl Image {
-    pub fn of(e: &ExecEvent) -> Image {
-        Image {
-            pid: e.pid,
-            exe: e.exe.clone(),
-            argv: e.argv.clone(),
-            comm: e.comm.clone(),
+    pub fn new(pid: u32, exe: &[u8], argv: &[Bytes], comm: Option<&[u8]>) -> Image {
+        let parts = || {
+            std::iter::once(exe)
+                .chain(std::iter::once(comm.unwrap_or_default()))
+                .chain(argv.iter().map(Bytes::as_bytes))
+        };
+        let mut data = Vec::with_capacity(parts().map(<[u8]>::len).sum());
+        let mut ends = Vec::with_capacity(argv.len() + 2);
+        for part in parts() {
+            data.extend_from_slice(part);
+            ends.push(data.len());
         }
+        Image {
+            pid,
+            data: data.into_boxed_slice(),
+            ends: ends.into_boxed_slice(),
+            has_comm: comm.is_some(),
+        }
+    }
+
+    pub fn of(e: &ExecEvent) -> Image {
+        Image::new(
+            e.pid,
+            e.exe.as_bytes(),
+            &e.argv,
+            e.comm.as_ref().map(Bytes::as_bytes),
+        )
+    }
+
+    fn part(&self, i: usize) -> &[u8] {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        &self.data[start..self.ends[i]]
+    }
+
+    pub fn exe(&self) -> &[u8] {
+        self.part(0)
+    }
+
+    pub fn comm(&self) -> Option<&[u8]> {
+        self.has_comm.then(|| self.part(1))
+    }
+
+    /// The arguments, `argv[0]` first.
+    pub fn args(&self) -> impl Iterator<Item = &[u8]> + '_ {
+        (2..self.ends.len()).map(|i| self.part(i))
+    }
+
+    /// The arguments as owned byte strings (for a report).
+    pub fn argv(&self) -> Vec<Bytes> {
+        self.args().map(Bytes::from).collect()
+    }
+
+    /// `argv[from..]` joined with single spaces (the `cmd` and `args` views).
+    pub fn join(&self, from: usize) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (i, a) in self.args().skip(from).enumerate() {
+            if i > 0 {
+                out.push(b' ');
+            }
+            out.extend_from_slice(a);
+        }
+        out
+    }
+}
+
+impl fmt::Debug for Image {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Image")
+            .field("pid", &self.pid)
+            .field("exe", &Bytes::from(self.exe()))
+            .field("argv", &self.argv())
+            .field("comm", &self.comm().map(Bytes::from))
+            .finish()
     }
 }
 
@@ -346,4 +417,33 @@ pub fn join(parts: &[Bytes]) -> Vec<u8> {
         out.extend_from_slice(&p.0);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_image_gives_back_what_it_was_made_of() {
+        let argv: Vec<Bytes> = vec!["cc".into(), "".into(), Bytes(b"\xff -c".to_vec())];
+        let img = Image::new(7, b"/usr/bin/cc", &argv, Some(b"cc"));
+        assert_eq!(img.pid, 7);
+        assert_eq!(img.exe(), b"/usr/bin/cc");
+        assert_eq!(img.comm(), Some(&b"cc"[..]));
+        assert_eq!(img.argv(), argv);
+        assert_eq!(img.join(0), join(&argv));
+        assert_eq!(img.join(1), join(&argv[1..]));
+        assert_eq!(img.join(5), b"");
+        // An empty command name is not a missing one.
+        assert_eq!(Image::new(1, b"", &[], Some(b"")).comm(), Some(&b""[..]));
+        let bare = Image::new(1, b"", &[], None);
+        assert_eq!(
+            (bare.exe(), bare.comm(), bare.argv()),
+            (&b""[..], None, vec![])
+        );
+        let mut e = ExecEvent::new(3, Source::Ptrace);
+        e.exe = "/bin/sh".into();
+        e.argv = argv.clone();
+        assert_eq!(Image::of(&e), Image::new(3, b"/bin/sh", &argv, None));
+    }
 }

@@ -735,7 +735,7 @@ fn trace_cases(lines: &[&str]) -> Vec<TraceCase> {
         case("second-header.jsonl", after_header(header.as_bytes()), 2, Pos::At(2, 1), &["a second header"]),
         case("binary.jsonl", noise(100_000), 2, Pos::Line(1), &["not a webserver-exec-guard trace (the first line must be a header; it starts with \""]),
         case("empty.jsonl", Vec::new(), 2, Pos::Line(1), &["the file is empty"]),
-        case("newer.jsonl", header.replace("\"format\":1", "\"format\":2").into_bytes(), 2, Pos::Line(1), &["trace format 2 is not supported"]),
+        case("newer.jsonl", header.replace("\"format\":2", "\"format\":3").into_bytes(), 2, Pos::Line(1), &["trace format 3 is not supported"]),
         case("deep-header.jsonl", repeat("[", "", 100_000).into_bytes(), 2, Pos::Line(1), &["not a webserver-exec-guard trace"]),
         // Readable but not whole: never a clean verdict.
         case("header-only.jsonl", after_header(b""), 3, Pos::None, &["CRITICAL trace_incomplete"]),

@@ -666,7 +666,7 @@ fn read_guard_trace(path: &Path, guard_pid: u32) -> GuardTrace {
 
     let header = parse(0);
     assert_eq!(header["type"], "header", "the first line is not a header");
-    assert_eq!(header["format"], 1);
+    assert_eq!(header["format"], 2);
     assert_eq!(header["watcher"], "run");
     assert_eq!(header["command"], serde_json::json!(["sh", "driver.sh"]));
     let root = field_u32(&header, "root", lines[0]);

@@ -55,10 +55,10 @@ fn text_values(view: &ExecView, what: What) -> Vec<Vec<u8>> {
     let parent = view.ancestors.first();
     let image_field = |img: &Image, w: What| -> Vec<u8> {
         match w {
-            What::Exe => img.exe.0.clone(),
-            What::Comm => img.comm.as_ref().map(|c| c.0.clone()).unwrap_or_default(),
-            What::Cmd => join(&img.argv),
-            _ => join(img.argv.get(1..).unwrap_or(&[])),
+            What::Exe => img.exe().to_vec(),
+            What::Comm => img.comm().map(<[u8]>::to_vec).unwrap_or_default(),
+            What::Cmd => img.join(0),
+            _ => img.join(1),
         }
     };
     let own = |w: What| -> Vec<u8> {
@@ -600,18 +600,8 @@ mod tests {
             "        - {what: uid, number: 0, when: bigger}\n",
             "        - {what: pid, numbers: [1, 2]}\n",
         ));
-        let sh = Image {
-            pid: 1,
-            exe: "/bin/sh".into(),
-            argv: vec![],
-            comm: None,
-        };
-        let make = Image {
-            pid: 1,
-            exe: "/usr/bin/make".into(),
-            argv: vec![],
-            comm: None,
-        };
+        let sh = Image::new(1, b"/bin/sh", &[], None);
+        let make = Image::new(1, b"/usr/bin/make", &[], None);
         let listen = exec("/bin/nc", &["nc", "-l", "80"]);
         let connect = exec("/bin/nc", &["nc", "host", "80"]);
         let view = |e, a: &[&Image]| {

@@ -3,36 +3,142 @@
 //!
 //! It accepts a strict subset of what the general parser (serde_json into the record types)
 //! accepts, and gives the same record for it: any byte it is not sure about (whitespace, a
-//! `null`, an unknown or repeated key, a number out of range, a byte-string object, an
-//! `attempt`) makes it return `None`, and the line goes through the general parser, whose
+//! `null`, an unknown or repeated key, a number out of range, a byte-string object, an escaped
+//! key, an `attempt`) makes it decline, and the line goes through the general parser, whose
 //! errors are the ones reported. The differential tests below hold it to that.
+//!
+//! Records are filled in place, into records handed back once read ([`Pool`]): a trace is
+//! millions of records, and allocating and freeing their strings one by one cost more than
+//! reading them.
 
 use crate::event::{Bytes, ExecEvent, ExitEvent, ExitStatus, ForkEvent, Source};
 
 use super::Record;
 
+/// Records already read, whose buffers are reused for the next ones.
+#[derive(Default)]
+pub(super) struct Pool {
+    execs: Vec<ExecEvent>,
+    forks: Vec<ForkEvent>,
+    exits: Vec<ExitEvent>,
+}
+
+/// Records kept for reuse, per kind (bounds the pool's memory).
+const POOL_MAX: usize = 4096;
+
+impl Pool {
+    /// Takes back records that were read.
+    pub(super) fn recycle(&mut self, records: &mut Vec<Record>) {
+        for r in records.drain(..) {
+            match r {
+                Record::Exec(e) | Record::Process(e) if self.execs.len() < POOL_MAX => {
+                    self.execs.push(e)
+                }
+                Record::Fork(f) if self.forks.len() < POOL_MAX => self.forks.push(f),
+                Record::Exit(x) if self.exits.len() < POOL_MAX => self.exits.push(x),
+                _ => {}
+            }
+        }
+    }
+}
+
 /// The record on `line` (without its newline), or `None` when the general parser must decide.
-pub(super) fn parse(line: &[u8]) -> Option<Record> {
-    // JSON text is UTF-8 (serde_json refuses anything else), and validating the line once lets
-    // strings be taken as they are below.
-    std::str::from_utf8(line).ok()?;
-    let rest = line.strip_prefix(b"{\"type\":\"")?;
-    let q = memchr::memchr(b'"', rest)?;
-    let (tag, body) = (&rest[..q], rest[q + 1..].strip_prefix(b",")?);
-    let mut cur = Cursor { s: body, i: 0 };
-    let record = match tag {
-        b"exec" => Record::Exec(exec(&mut cur)?),
-        b"process" => Record::Process(exec(&mut cur)?),
-        b"fork" => Record::Fork(fork(&mut cur)?),
-        b"exit" => Record::Exit(exit(&mut cur)?),
-        _ => return None,
+#[cfg(test)]
+fn parse(line: &[u8]) -> Option<Record> {
+    let mut out = Vec::new();
+    parse_into(line, &mut out, &mut Pool::default())
+        .then(|| out.pop())
+        .flatten()
+}
+
+/// Appends the record on `line` (without its newline) to `out` and returns `true`, or returns
+/// `false` when the general parser must decide.
+pub(super) fn parse_into(line: &[u8], out: &mut Vec<Record>, pool: &mut Pool) -> bool {
+    let Some(rest) = line.strip_prefix(b"{\"type\":\"") else {
+        return false;
     };
+    let Some(q) = memchr::memchr(b'"', rest) else {
+        return false;
+    };
+    let (tag, Some(body)) = (&rest[..q], rest[q + 1..].strip_prefix(b",")) else {
+        return false;
+    };
+    // Bytes outside strings must be the ASCII of JSON's syntax to be accepted, and every
+    // string is checked as UTF-8 when it is taken: a line that is not UTF-8 is never accepted.
+    let mut cur = Cursor { s: body, i: 0 };
     // The object ends the line: serde_json would allow trailing whitespace, the fast path not.
-    (cur.i == cur.s.len()).then_some(record)
+    macro_rules! take {
+        ($spare:expr, $blank:expr, $fill:ident, $variant:path) => {{
+            let mut r = $spare.pop().unwrap_or_else(|| $blank);
+            if $fill(&mut cur, &mut r).is_some() && cur.i == cur.s.len() {
+                out.push($variant(r));
+                true
+            } else {
+                $spare.push(r);
+                false
+            }
+        }};
+    }
+    match tag {
+        b"exec" => take!(pool.execs, blank_exec(), exec, Record::Exec),
+        b"process" => take!(pool.execs, blank_exec(), exec, Record::Process),
+        b"fork" => take!(
+            pool.forks,
+            ForkEvent {
+                seq: 0,
+                time: String::new(),
+                pid: 0,
+                ppid: 0,
+                source: Source::Ptrace,
+            },
+            fork,
+            Record::Fork
+        ),
+        b"exit" => take!(
+            pool.exits,
+            ExitEvent {
+                seq: 0,
+                time: String::new(),
+                pid: 0,
+                status: ExitStatus::Code(0),
+            },
+            exit,
+            Record::Exit
+        ),
+        _ => false,
+    }
+}
+
+fn blank_exec() -> ExecEvent {
+    ExecEvent {
+        seq: 0,
+        time: String::new(),
+        pid: 0,
+        tgid: 0,
+        ppid: 0,
+        former_tid: None,
+        uid: 0,
+        euid: None,
+        exe: Bytes::default(),
+        execfn: None,
+        script: None,
+        argv: Vec::new(),
+        cwd: None,
+        comm: None,
+        source: Source::Ptrace,
+        sources: Vec::new(),
+        container: None,
+        step: None,
+        partial: false,
+        content: Vec::new(),
+        blocked: false,
+        attempt: None,
+    }
 }
 
 /// Reads `"key":value` pairs up to the closing brace, calling `field` for each key with the
-/// cursor on its value; a key seen twice, or unknown to `field`, ends the fast path.
+/// cursor on its value; a key seen twice, or unknown to `field`, ends the fast path. Returns
+/// the keys seen, as bits.
 fn fields(
     cur: &mut Cursor,
     known: &[&[u8]],
@@ -82,76 +188,94 @@ const EXEC_KEYS: &[&[u8]] = &[
 const EXEC_REQUIRED: u64 =
     1 | 1 << 1 | 1 << 2 | 1 << 3 | 1 << 4 | 1 << 6 | 1 << 8 | 1 << 11 | 1 << 14;
 
-fn exec(cur: &mut Cursor) -> Option<ExecEvent> {
-    let mut e = ExecEvent {
-        seq: 0,
-        time: String::new(),
-        pid: 0,
-        tgid: 0,
-        ppid: 0,
-        former_tid: None,
-        uid: 0,
-        euid: None,
-        exe: Bytes::default(),
-        execfn: None,
-        script: None,
-        argv: Vec::new(),
-        cwd: None,
-        comm: None,
-        source: Source::Ptrace,
-        sources: Vec::new(),
-        container: None,
-        step: None,
-        partial: false,
-        content: Vec::new(),
-        blocked: false,
-        attempt: None,
-    };
+/// Fills `e` from the line; every field the line does not have is reset to its default.
+fn exec(cur: &mut Cursor, e: &mut ExecEvent) -> Option<()> {
     let seen = fields(cur, EXEC_KEYS, |index, cur| {
         match index {
             0 => e.seq = cur.unsigned()?,
-            1 => e.time = cur.string()?,
+            1 => cur.string_into(&mut e.time)?,
             2 => e.pid = cur.u32()?,
             3 => e.tgid = cur.u32()?,
             4 => e.ppid = cur.u32()?,
             5 => e.former_tid = Some(cur.u32()?),
             6 => e.uid = cur.u32()?,
             7 => e.euid = Some(cur.u32()?),
-            8 => e.exe = cur.bytes()?,
-            9 => e.execfn = Some(cur.bytes()?),
-            10 => e.script = Some(cur.bytes()?),
-            11 => e.argv = cur.array(Cursor::bytes)?,
-            12 => e.cwd = Some(cur.bytes()?),
-            13 => e.comm = Some(cur.bytes()?),
+            8 => cur.bytes_into(&mut e.exe)?,
+            9 => cur.some_bytes(&mut e.execfn)?,
+            10 => cur.some_bytes(&mut e.script)?,
+            11 => cur.array_into(&mut e.argv, Bytes::default, |cur, b| cur.bytes_into(b))?,
+            12 => cur.some_bytes(&mut e.cwd)?,
+            13 => cur.some_bytes(&mut e.comm)?,
             14 => e.source = cur.source()?,
-            15 => e.sources = cur.array(Cursor::source)?,
-            16 => e.container = Some(cur.string()?),
-            17 => e.step = Some(cur.bytes()?),
+            15 => cur.array_into(
+                &mut e.sources,
+                || Source::Ptrace,
+                |cur, s| {
+                    *s = cur.source()?;
+                    Some(())
+                },
+            )?,
+            16 => {
+                let mut text = e.container.take().unwrap_or_default();
+                cur.string_into(&mut text)?;
+                e.container = Some(text);
+            }
+            17 => cur.some_bytes(&mut e.step)?,
             18 => e.partial = cur.boolean()?,
-            19 => e.content = cur.array(Cursor::string)?,
+            19 => cur.array_into(&mut e.content, String::new, |cur, s| cur.string_into(s))?,
             20 => e.blocked = cur.boolean()?,
             _ => return None,
         }
         Some(())
     })?;
-    (seen & EXEC_REQUIRED == EXEC_REQUIRED).then_some(e)
+    if seen & EXEC_REQUIRED != EXEC_REQUIRED {
+        return None;
+    }
+    let absent = |index: u32| seen & (1 << index) == 0;
+    if absent(5) {
+        e.former_tid = None;
+    }
+    if absent(7) {
+        e.euid = None;
+    }
+    for (index, field) in [
+        (9, &mut e.execfn),
+        (10, &mut e.script),
+        (12, &mut e.cwd),
+        (13, &mut e.comm),
+        (17, &mut e.step),
+    ] {
+        if absent(index) {
+            *field = None;
+        }
+    }
+    if absent(15) {
+        e.sources.clear();
+    }
+    if absent(16) {
+        e.container = None;
+    }
+    if absent(18) {
+        e.partial = false;
+    }
+    if absent(19) {
+        e.content.clear();
+    }
+    if absent(20) {
+        e.blocked = false;
+    }
+    e.attempt = None;
+    Some(())
 }
 
-fn fork(cur: &mut Cursor) -> Option<ForkEvent> {
-    let mut f = ForkEvent {
-        seq: 0,
-        time: String::new(),
-        pid: 0,
-        ppid: 0,
-        source: Source::Ptrace,
-    };
+fn fork(cur: &mut Cursor, f: &mut ForkEvent) -> Option<()> {
     let seen = fields(
         cur,
         &[b"seq", b"time", b"pid", b"ppid", b"source"],
         |index, cur| {
             match index {
                 0 => f.seq = cur.unsigned()?,
-                1 => f.time = cur.string()?,
+                1 => cur.string_into(&mut f.time)?,
                 2 => f.pid = cur.u32()?,
                 3 => f.ppid = cur.u32()?,
                 _ => f.source = cur.source()?,
@@ -159,20 +283,14 @@ fn fork(cur: &mut Cursor) -> Option<ForkEvent> {
             Some(())
         },
     )?;
-    (seen == 0b11111).then_some(f)
+    (seen == 0b11111).then_some(())
 }
 
-fn exit(cur: &mut Cursor) -> Option<ExitEvent> {
-    let mut x = ExitEvent {
-        seq: 0,
-        time: String::new(),
-        pid: 0,
-        status: ExitStatus::Code(0),
-    };
+fn exit(cur: &mut Cursor, x: &mut ExitEvent) -> Option<()> {
     let seen = fields(cur, &[b"seq", b"time", b"pid", b"status"], |index, cur| {
         match index {
             0 => x.seq = cur.unsigned()?,
-            1 => x.time = cur.string()?,
+            1 => cur.string_into(&mut x.time)?,
             2 => x.pid = cur.u32()?,
             _ => {
                 cur.expect(b'{')?;
@@ -188,10 +306,10 @@ fn exit(cur: &mut Cursor) -> Option<ExitEvent> {
         }
         Some(())
     })?;
-    (seen == 0b1111).then_some(x)
+    (seen == 0b1111).then_some(())
 }
 
-/// A position in a line already known to be UTF-8.
+/// A position in a line.
 struct Cursor<'a> {
     s: &'a [u8],
     i: usize,
@@ -280,80 +398,57 @@ impl<'a> Cursor<'a> {
         }
     }
 
-    /// A JSON string, unescaped. Raw control characters and lone surrogates end the fast path
-    /// (serde_json refuses both).
-    fn string(&mut self) -> Option<String> {
+    /// A JSON string, unescaped, into `out` (cleared first), not yet checked as UTF-8. Raw
+    /// control characters and lone surrogates end the fast path (serde_json refuses both).
+    fn text_into(&mut self, out: &mut Vec<u8>) -> Option<()> {
+        out.clear();
         self.expect(b'"')?;
-        let start = self.i;
-        let mut out: Option<Vec<u8>> = None;
-        let mut run = start;
+        let mut run = self.i;
         loop {
-            let b = *self.s.get(self.i)?;
-            match b {
-                b'"' => {
-                    let text = match out {
-                        None => self.s[start..self.i].to_vec(),
-                        Some(mut v) => {
-                            v.extend_from_slice(&self.s[run..self.i]);
-                            v
-                        }
-                    };
-                    self.i += 1;
-                    // The line is UTF-8 and an escape decodes to UTF-8 (surrogates are paired):
-                    // this cannot fail, but nothing is assumed.
-                    return String::from_utf8(text).ok();
-                }
-                b'\\' => {
-                    let v = out.get_or_insert_with(Vec::new);
-                    v.extend_from_slice(&self.s[run..self.i]);
-                    self.i += 1;
-                    let escaped = self.next()?;
-                    match escaped {
-                        b'"' | b'\\' | b'/' => v.push(escaped),
-                        b'b' => v.push(0x08),
-                        b'f' => v.push(0x0c),
-                        b'n' => v.push(b'\n'),
-                        b'r' => v.push(b'\r'),
-                        b't' => v.push(b'\t'),
-                        b'u' => {
-                            let unit = self.hex4()?;
-                            let c = match unit {
-                                0xd800..=0xdbff => {
-                                    if !self.literal(b"\\u") {
-                                        return None;
-                                    }
-                                    let low = self.hex4()?;
-                                    if !(0xdc00..=0xdfff).contains(&low) {
-                                        return None;
-                                    }
-                                    0x10000 + ((unit - 0xd800) << 10) + (low - 0xdc00)
-                                }
-                                0xdc00..=0xdfff => return None,
-                                _ => unit,
-                            };
-                            let c = char::from_u32(c)?;
-                            let mut buf = [0u8; 4];
-                            v.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
-                        }
-                        _ => return None,
-                    }
-                    run = self.i;
-                }
-                0..=0x1f => return None,
-                _ => {
-                    // Skip to the next byte that matters.
-                    let rest = &self.s[self.i..];
-                    match memchr::memchr2(b'"', b'\\', rest) {
-                        Some(k) => {
-                            if rest[..k].iter().any(|&c| c < 0x20) {
+            let rest = &self.s[self.i..];
+            let k = memchr::memchr2(b'"', b'\\', rest)?;
+            if rest[..k].iter().any(|&c| c < 0x20) {
+                return None;
+            }
+            self.i += k;
+            if rest[k] == b'"' {
+                out.extend_from_slice(&self.s[run..self.i]);
+                self.i += 1;
+                return Some(());
+            }
+            out.extend_from_slice(&self.s[run..self.i]);
+            self.i += 1;
+            let escaped = self.next()?;
+            match escaped {
+                b'"' | b'\\' | b'/' => out.push(escaped),
+                b'b' => out.push(0x08),
+                b'f' => out.push(0x0c),
+                b'n' => out.push(b'\n'),
+                b'r' => out.push(b'\r'),
+                b't' => out.push(b'\t'),
+                b'u' => {
+                    let unit = self.hex4()?;
+                    let c = match unit {
+                        0xd800..=0xdbff => {
+                            if !self.literal(b"\\u") {
                                 return None;
                             }
-                            self.i += k;
+                            let low = self.hex4()?;
+                            if !(0xdc00..=0xdfff).contains(&low) {
+                                return None;
+                            }
+                            0x10000 + ((unit - 0xd800) << 10) + (low - 0xdc00)
                         }
-                        None => return None,
-                    }
+                        0xdc00..=0xdfff => return None,
+                        _ => unit,
+                    };
+                    let c = char::from_u32(c)?;
+                    let mut buf = [0u8; 4];
+                    out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
                 }
+                _ => return None,
             }
+            run = self.i;
         }
     }
 
@@ -367,33 +462,66 @@ impl<'a> Cursor<'a> {
         Some(n)
     }
 
-    /// A byte string written as a plain string (the `{"bytes": …}` form is left to serde).
-    fn bytes(&mut self) -> Option<Bytes> {
-        self.string().map(|s| Bytes(s.into_bytes()))
+    /// A string into `s`, reusing its buffer.
+    fn string_into(&mut self, s: &mut String) -> Option<()> {
+        let mut buf = std::mem::take(s).into_bytes();
+        self.text_into(&mut buf)?;
+        *s = String::from_utf8(buf).ok()?;
+        Some(())
     }
 
+    /// A byte string written as a plain string (the `{"bytes": …}` form is left to serde),
+    /// into `b`, reusing its buffer.
+    fn bytes_into(&mut self, b: &mut Bytes) -> Option<()> {
+        self.text_into(&mut b.0)?;
+        std::str::from_utf8(&b.0).ok().map(|_| ())
+    }
+
+    fn some_bytes(&mut self, field: &mut Option<Bytes>) -> Option<()> {
+        let mut b = field.take().unwrap_or_default();
+        self.bytes_into(&mut b)?;
+        *field = Some(b);
+        Some(())
+    }
+
+    /// `"ptrace"` or `"connector"`, as written (an escaped form is left to serde).
     fn source(&mut self) -> Option<Source> {
-        match self.string()?.as_str() {
-            "ptrace" => Some(Source::Ptrace),
-            "connector" => Some(Source::Connector),
-            _ => None,
+        if self.literal(b"\"ptrace\"") {
+            Some(Source::Ptrace)
+        } else if self.literal(b"\"connector\"") {
+            Some(Source::Connector)
+        } else {
+            None
         }
     }
 
-    fn array<T>(&mut self, mut item: impl FnMut(&mut Self) -> Option<T>) -> Option<Vec<T>> {
+    /// An array into `v`, reusing its items' buffers.
+    fn array_into<T>(
+        &mut self,
+        v: &mut Vec<T>,
+        fresh: fn() -> T,
+        mut item: impl FnMut(&mut Self, &mut T) -> Option<()>,
+    ) -> Option<()> {
         self.expect(b'[')?;
-        let mut out = Vec::new();
         if self.literal(b"]") {
-            return Some(out);
+            v.clear();
+            return Some(());
         }
+        let mut n = 0;
         loop {
-            out.push(item(self)?);
+            if n == v.len() {
+                v.push(fresh());
+            }
+            item(self, &mut v[n])?;
+            n += 1;
             match self.next()? {
                 b',' => continue,
-                b']' => return Some(out),
+                b']' => break,
                 _ => return None,
             }
         }
+        v.truncate(n);
+        Some(())
     }
 }
 
@@ -561,6 +689,33 @@ mod tests {
         fn agrees_with_the_general_parser(e in any_exec()) {
             let line = serde_json::to_vec(&Record::Exec(e.clone())).unwrap();
             prop_assert_eq!(parse(&line), Some(Record::Exec(e)));
+        }
+
+        /// Records are filled into the buffers of records read before: nothing of an earlier
+        /// record may remain in a later one.
+        #[test]
+        fn reused_records_keep_nothing_of_earlier_ones(execs in proptest::collection::vec(any_exec(), 1..12), order in any::<u64>()) {
+            let mut pool = Pool::default();
+            let mut out = Vec::new();
+            for (i, e) in execs.into_iter().enumerate() {
+                let record = match (order >> (i % 64)) & 3 {
+                    0 => Record::Process(e),
+                    1 => Record::Fork(ForkEvent { seq: e.seq, time: e.time, pid: e.pid, ppid: e.ppid, source: e.source }),
+                    2 => Record::Exit(ExitEvent { seq: e.seq, time: e.time, pid: e.pid, status: ExitStatus::Signal(e.ppid as i32) }),
+                    _ => Record::Exec(e),
+                };
+                let line = serde_json::to_vec(&record).unwrap();
+                prop_assert!(parse_into(&line, &mut out, &mut pool));
+                prop_assert_eq!(out.last(), Some(&record));
+                // A line the fast path declines leaves nothing behind either.
+                const DECLINED: &[u8] = b"{\"type\":\"exec\",\"seq\":1,\"seq\":2}";
+                let before = out.len();
+                prop_assert!(!parse_into(DECLINED, &mut out, &mut pool));
+                prop_assert_eq!(out.len(), before);
+                if i % 3 == 2 {
+                    pool.recycle(&mut out);
+                }
+            }
         }
 
         /// Whatever a line becomes (bytes changed, cut, inserted), the fast path either leaves

@@ -1,9 +1,9 @@
 //! The trace: a JSON Lines file of everything an exec source saw, written as it happens and
 //! re-read by `guard check`.
 //!
-//! # Format (version 1)
+//! # Format (version 2)
 //! One JSON object per line, each with a `"type"`:
-//! - `header` (first line): `format` (1), `tool`, `version`, `watcher` (`"run"` or `"watcher"`),
+//! - `header` (first line): `format` (2), `tool`, `version`, `watcher` (`"run"` or `"watcher"`),
 //!   `started`, and for `guard run` the traced `command` and its `root` pid.
 //! - `exec`: one successful exec ([`ExecEvent`]): `seq, time, pid, tgid, ppid, uid, exe, argv, cwd,
 //!   comm, source` and, when present, `former_tid, euid, execfn, script, partial`.
@@ -24,11 +24,14 @@
 //!
 //! Strings that are not valid UTF-8 are written as `{"bytes": "<base64>"}` (see [`crate::event`]).
 //!
-//! `chain` is SHA-256 iterated over the lines: `c0 = sha256("webserver-exec-guard trace v1")`,
-//! `c(n+1) = sha256(c(n) || line(n))` for every line from the header to the last record, without
-//! the newline, then `chain = sha256(c(last) || records || lost || time)` (counts as
-//! little-endian u64, `time` the seal's own UTF-8 string), and the seal line must be exactly as
-//! guard writes it (compact JSON, keys in order), so that no byte of a trace can change unseen.
+//! `chain` is `sha256(c || records || lost || time)`, where `c` is the SHA-256 of the lines from
+//! the header to the last record, each followed by a newline (the file's bytes up to the seal,
+//! as guard writes them; a reader takes CRLF for a newline and leaves out blank lines), the
+//! counts are little-endian u64 and `time` is the seal's own UTF-8 string; the seal line must be
+//! exactly as guard writes it (compact JSON, keys in order), so that no byte of a record can
+//! change unseen. (Format 1 chained the lines one by one, `c(n+1) = sha256(c(n) || line(n))`
+//! from `c0 = sha256("webserver-exec-guard trace v1")`, a hash finalisation per line, three
+//! million for a million-exec trace: it is still read.)
 //! A reader recomputes it, so an edited, reordered or truncated trace, or a changed lost count,
 //! is detected. The chain is not keyed: it proves that a trace is whole and unedited against
 //! accidents and against anyone who cannot write the file, not against someone who can
@@ -49,7 +52,10 @@ use crate::fingerprint::FingerprintEvent;
 
 mod fast;
 
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
+
+/// The formats this guard reads.
+pub const FORMATS_READ: [u32; 2] = [1, FORMAT_VERSION];
 
 /// First line of a trace.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -131,9 +137,6 @@ impl Record {
 /// rejects, goes through the general parser, whose error messages are the ones reported — with
 /// the fast path's position when the general parser has none (buffered errors lose it).
 fn parse_record(line: &[u8], scratch: &mut Vec<u8>) -> Result<Record, ParseFailure> {
-    if let Some(record) = fast::parse(line) {
-        return Ok(record);
-    }
     fn body(line: &[u8]) -> Option<(&[u8], &[u8])> {
         let rest = line.strip_prefix(b"{\"type\":\"")?;
         let q = rest.iter().position(|&b| b == b'"')?;
@@ -178,15 +181,52 @@ struct ParseFailure {
     column: usize,
 }
 
-fn chain_seed() -> [u8; 32] {
-    Sha256::digest(b"webserver-exec-guard trace v1").into()
+/// The running hash of a trace's lines, in the way of its format.
+#[derive(Clone)]
+enum Chain {
+    /// Format 1: each line chained to the hash of those before it.
+    Lines([u8; 32]),
+    /// Format 2: one hash over the lines and their newlines.
+    Stream(Sha256),
 }
 
-fn chain_step(prev: &[u8; 32], line: &[u8]) -> [u8; 32] {
-    let mut h = Sha256::new();
-    h.update(prev);
-    h.update(line);
-    h.finalize().into()
+impl Chain {
+    fn new(format: u32) -> Chain {
+        if format == 1 {
+            Chain::Lines(Sha256::digest(b"webserver-exec-guard trace v1").into())
+        } else {
+            Chain::Stream(Sha256::new())
+        }
+    }
+
+    /// Adds one line as it is in the file, newline included. Line endings do not count (a
+    /// trace whose newlines became CRLF on the way still verifies), nor do blank lines.
+    fn line(&mut self, raw: &[u8]) {
+        let text = trim_newline(raw);
+        if text.iter().all(u8::is_ascii_whitespace) {
+            return;
+        }
+        match self {
+            Chain::Lines(prev) => {
+                let mut h = Sha256::new();
+                h.update(*prev);
+                h.update(text);
+                *prev = h.finalize().into();
+            }
+            Chain::Stream(h) => {
+                h.update(text);
+                h.update(b"\n");
+            }
+        }
+    }
+
+    /// The hash of the lines so far.
+    fn value(&self) -> [u8; 32] {
+        match self {
+            Chain::Lines(c) => *c,
+            Chain::Stream(h) => h.clone().finalize().into(),
+        }
+    }
 }
 
 /// The value a seal carries: the chain over the lines, bound to the record and lost counts.
@@ -206,7 +246,7 @@ fn hex(bytes: &[u8]) -> String {
 /// Writes a trace line by line, keeping the chain and the record count for the seal.
 pub struct TraceWriter<W: Write> {
     out: W,
-    chain: [u8; 32],
+    chain: Chain,
     records: u64,
     line: Vec<u8>,
 }
@@ -215,7 +255,7 @@ impl<W: Write> TraceWriter<W> {
     pub fn new(out: W, header: &Header) -> io::Result<Self> {
         let mut w = TraceWriter {
             out,
-            chain: chain_seed(),
+            chain: Chain::new(FORMAT_VERSION),
             records: 0,
             line: Vec::with_capacity(512),
         };
@@ -226,8 +266,8 @@ impl<W: Write> TraceWriter<W> {
     fn write_line(&mut self, record: &Record) -> io::Result<()> {
         self.line.clear();
         serde_json::to_writer(&mut self.line, record).map_err(io::Error::other)?;
-        self.chain = chain_step(&self.chain, &self.line);
         self.line.push(b'\n');
+        self.chain.line(&self.line);
         self.out.write_all(&self.line)
     }
 
@@ -242,7 +282,7 @@ impl<W: Write> TraceWriter<W> {
     /// Writes the seal, flushes and returns the writer.
     pub fn seal(mut self, lost: u64) -> io::Result<W> {
         let time = crate::time::now();
-        let chain = seal_value(&self.chain, self.records, lost, &time);
+        let chain = seal_value(&self.chain.value(), self.records, lost, &time);
         let seal = Seal {
             time,
             records: self.records,
@@ -294,7 +334,7 @@ pub enum TraceError {
     #[error("{}:1: not a webserver-exec-guard trace (the first line must be a header; {})", shown(path), if starts.is_empty() { "the file is empty".to_string() } else { format!("it starts with \"{starts}\"") })]
     NoHeader { path: PathBuf, starts: String },
     #[error(
-        "{}:1: trace format {found} is not supported (this guard reads format {FORMAT_VERSION})",
+        "{}:1: trace format {found} is not supported (this guard reads formats 1 and {FORMAT_VERSION})",
         shown(path)
     )]
     Version { path: PathBuf, found: u32 },
@@ -377,22 +417,40 @@ pub enum Integrity {
 
 /// Streams the records of a trace, checking the chain and the seal as it goes.
 ///
-/// The work is split over two threads besides the caller's, so that a million-exec trace is
-/// checked in about a second: one reads the file in large blocks, cuts it into lines and runs
-/// the chain (SHA-256 is sequential by nature), the other parses the lines into records and
-/// follows the seal; the caller gets the records in order, in batches. Bounded channels keep
-/// memory flat whatever the trace's size. Dropping the reader stops both threads.
+/// The work is split over threads besides the caller's, so that a million-exec trace is
+/// checked in about a second on two cores: one reads the file in large blocks, cuts it into
+/// lines and runs the chain (SHA-256 is sequential by nature); [`PARSERS`] parse the batches of
+/// lines into records, in turn; the caller gets the records in order and follows the seal.
+/// Bounded channels keep memory flat whatever the trace's size. Dropping the reader stops the
+/// threads.
 pub struct TraceReader {
     path: PathBuf,
     header: Header,
-    incoming: mpsc::Receiver<Parsed>,
-    /// The batch being handed out, and the next record in it.
+    /// The parsers, taken in turn (batch `n` went to parser `n % PARSERS`).
+    parsers: Vec<Parser>,
+    turn: usize,
+    /// The batch being handed out, the next record in it, and what follows its records.
     current: Vec<Record>,
     index: usize,
-    /// Batches handed out, back to the parsing thread.
-    recycle: mpsc::Sender<Vec<Record>>,
+    from: usize,
+    after: Option<(Option<Stop>, Option<Ending>)>,
+    /// Records handed out (the seal must count as many).
+    records: u64,
+    /// A seal that matches the records was read (with its lost count): only blank lines may
+    /// follow it.
+    sealed: Option<u64>,
     integrity: Option<Integrity>,
     done: bool,
+}
+
+/// Threads that parse lines into records.
+pub const PARSERS: usize = 2;
+
+struct Parser {
+    incoming: mpsc::Receiver<Parsed>,
+    /// Batches handed out, back to the thread that made their records, to be dropped there
+    /// (cheap for the allocator).
+    recycle: mpsc::Sender<Vec<Record>>,
 }
 
 /// Lines of the file, as cut by the reading thread.
@@ -421,10 +479,31 @@ enum Ending {
     Io(io::Error),
 }
 
-/// What the parsing thread hands to the caller.
-enum Parsed {
-    Records(Vec<Record>),
-    End(Result<Integrity, TraceError>),
+/// A batch of lines, parsed.
+struct Parsed {
+    records: Vec<Record>,
+    /// The line that stopped the batch early, when one did.
+    stop: Option<Stop>,
+    /// The batch's first line that is not blank (data, if a seal came before the batch).
+    first_data: Option<u64>,
+    /// Set on the last batch: how the file ended.
+    end: Option<Ending>,
+}
+
+/// A line that is not a record.
+enum Stop {
+    Seal {
+        seal: Seal,
+        /// Written exactly as guard writes a seal.
+        canonical: bool,
+        /// The chain over the records before it, kept by the reading thread.
+        chain: Option<[u8; 32]>,
+        /// The first line after it, in the batch, that is not blank.
+        data_after: Option<u64>,
+    },
+    /// The last line of the file is cut (a writer killed mid-line).
+    Torn,
+    Error(TraceError),
 }
 
 /// Lines per batch are cut at this many bytes (a batch holds at least one whole line).
@@ -488,7 +567,7 @@ impl TraceReader {
                     format: u32,
                 }
                 return Err(match serde_json::from_slice::<Probe>(line) {
-                    Ok(p) if p.kind == "header" && p.format != FORMAT_VERSION => {
+                    Ok(p) if p.kind == "header" && !FORMATS_READ.contains(&p.format) => {
                         TraceError::Version {
                             path: path.to_path_buf(),
                             found: p.format,
@@ -501,36 +580,49 @@ impl TraceReader {
                 });
             }
         };
-        if header.format != FORMAT_VERSION {
+        if !FORMATS_READ.contains(&header.format) {
             return Err(TraceError::Version {
                 path: path.to_path_buf(),
                 found: header.format,
             });
         }
-        let chain = chain_step(&chain_seed(), line);
+        let mut chain = Chain::new(header.format);
+        chain.line(&buf);
         // What the header's read brought in beyond its line is the start of the rest.
         let ahead = input.buffer().to_vec();
         let file = input.into_inner();
-        let (lines_tx, lines_rx) = mpsc::sync_channel::<Lines>(4);
-        let (parsed_tx, parsed_rx) = mpsc::sync_channel::<Parsed>(4);
-        let (recycle_tx, recycle_rx) = mpsc::channel::<Vec<Record>>();
-        let spawned = std::thread::Builder::new()
-            .name("trace-read".into())
-            .spawn(move || cut_lines(file, ahead, chain, &lines_tx))
-            .and_then(|_| {
-                let path = path.to_path_buf();
-                std::thread::Builder::new()
-                    .name("trace-parse".into())
-                    .spawn(move || parse_lines(&path, &lines_rx, &parsed_tx, &recycle_rx))
+        let mut to_parsers = Vec::new();
+        let mut parsers = Vec::new();
+        for n in 0..PARSERS {
+            let (lines_tx, lines_rx) = mpsc::sync_channel::<Lines>(2);
+            let (parsed_tx, parsed_rx) = mpsc::sync_channel::<Parsed>(2);
+            let (recycle_tx, recycle_rx) = mpsc::channel::<Vec<Record>>();
+            let path = path.to_path_buf();
+            std::thread::Builder::new()
+                .name(format!("trace-parse-{n}"))
+                .spawn(move || parse_lines(&path, &lines_rx, &parsed_tx, &recycle_rx))
+                .map_err(io_err)?;
+            to_parsers.push(lines_tx);
+            parsers.push(Parser {
+                incoming: parsed_rx,
+                recycle: recycle_tx,
             });
-        spawned.map_err(io_err)?;
+        }
+        std::thread::Builder::new()
+            .name("trace-read".into())
+            .spawn(move || cut_lines(file, ahead, chain, &to_parsers))
+            .map_err(io_err)?;
         Ok(TraceReader {
             path: path.to_path_buf(),
             header,
-            incoming: parsed_rx,
+            parsers,
+            turn: 0,
             current: Vec::new(),
             index: 0,
-            recycle: recycle_tx,
+            from: 0,
+            after: None,
+            records: 0,
+            sealed: None,
             integrity: None,
             done: false,
         })
@@ -549,39 +641,137 @@ impl TraceReader {
     /// After an error, the trace is over: `None` follows.
     pub fn next_record(&mut self) -> Result<Option<&Record>, TraceError> {
         while self.index >= self.current.len() {
-            // Records are dropped by the thread that made them (cheap for the allocator).
             let used = std::mem::take(&mut self.current);
             if !used.is_empty() {
-                let _ = self.recycle.send(used);
+                let _ = self.parsers[self.from].recycle.send(used);
             }
             self.index = 0;
+            if let Some((stop, end)) = self.after.take() {
+                if let Err(e) = self.settle(stop, end) {
+                    self.done = true;
+                    return Err(e);
+                }
+            }
             if self.done {
                 return Ok(None);
             }
-            match self.incoming.recv() {
-                Ok(Parsed::Records(batch)) => self.current = batch,
-                Ok(Parsed::End(end)) => {
-                    self.done = true;
-                    self.integrity = Some(end?);
+            self.from = self.turn;
+            self.turn = (self.turn + 1) % PARSERS;
+            let Ok(batch) = self.parsers[self.from].incoming.recv() else {
+                // A thread of the reader panicked: never a silent end of the trace.
+                self.done = true;
+                return Err(TraceError::Io {
+                    path: self.path.clone(),
+                    error: io::Error::other("the trace reader stopped unexpectedly"),
+                });
+            };
+            if self.sealed.is_some() {
+                // Past the seal, any line but a blank one is data that does not belong.
+                let _ = self.parsers[self.from].recycle.send(batch.records);
+                if let Some(line) = batch.first_data {
+                    self.altered(format!("data follows the seal at line {line}"));
+                } else if let Some(end) = batch.end {
+                    let _ = self.settle(None, Some(end));
                 }
-                // The parsing thread panicked: never a silent end of the trace.
-                Err(_) => {
-                    self.done = true;
-                    return Err(TraceError::Io {
-                        path: self.path.clone(),
-                        error: io::Error::other("the trace reader stopped unexpectedly"),
-                    });
-                }
+                continue;
+            }
+            self.records += batch.records.len() as u64;
+            self.current = batch.records;
+            if batch.stop.is_some() || batch.end.is_some() {
+                self.after = Some((batch.stop, batch.end));
             }
         }
         self.index += 1;
         Ok(Some(&self.current[self.index - 1]))
     }
+
+    fn altered(&mut self, reason: String) {
+        self.integrity = Some(Integrity::Altered { reason });
+        self.done = true;
+    }
+
+    /// What follows the records of a batch: the line that stopped it, the end of the file.
+    fn settle(&mut self, stop: Option<Stop>, end: Option<Ending>) -> Result<(), TraceError> {
+        match stop {
+            None => {}
+            Some(Stop::Torn) => {
+                self.integrity = Some(Integrity::Unsealed { torn: true });
+                self.done = true;
+                return Ok(());
+            }
+            Some(Stop::Error(e)) => return Err(e),
+            Some(Stop::Seal {
+                seal,
+                canonical,
+                chain,
+                data_after,
+            }) => {
+                // Exactly as written, newline included: a seal cut by one byte is a changed
+                // file too. (A seal as written starts with its tag, so the reading thread has
+                // kept the chain before it.)
+                let Some(chain) = chain.filter(|_| canonical) else {
+                    self.altered("the seal line is not as guard writes it".to_string());
+                    return Ok(());
+                };
+                if seal.records != self.records {
+                    self.altered(format!(
+                        "the seal counts {} records but {} precede it",
+                        seal.records, self.records
+                    ));
+                    return Ok(());
+                }
+                if seal.chain != hex(&seal_value(&chain, seal.records, seal.lost, &seal.time)) {
+                    self.altered("the records do not match the seal's chain value".to_string());
+                    return Ok(());
+                }
+                // Nothing may follow a seal: the rest of the file is read to be sure.
+                if let Some(line) = data_after {
+                    self.altered(format!("data follows the seal at line {line}"));
+                    return Ok(());
+                }
+                self.sealed = Some(seal.lost);
+            }
+        }
+        let Some(end) = end else {
+            return Ok(());
+        };
+        self.done = true;
+        self.integrity = Some(match (end, self.sealed) {
+            (Ending::Eof, Some(lost)) => Integrity::Sealed { lost },
+            (Ending::Eof, None) => Integrity::Unsealed { torn: false },
+            // A line past the length limit is data too.
+            (Ending::TooLong { line }, Some(_)) => Integrity::Altered {
+                reason: format!("data follows the seal at line {line}"),
+            },
+            (Ending::TooLong { line }, None) => {
+                return Err(TraceError::LineTooLong {
+                    path: self.path.clone(),
+                    line,
+                })
+            }
+            (Ending::Io(e), Some(_)) => Integrity::Altered {
+                reason: format!("the file cannot be read past the seal: {e}"),
+            },
+            (Ending::Io(error), None) => {
+                return Err(TraceError::Io {
+                    path: self.path.clone(),
+                    error,
+                })
+            }
+        });
+        Ok(())
+    }
 }
 
-/// The reading thread: cuts the file into lines, in batches, and runs the chain over every
-/// record line (not blank lines, and not past the first line that looks like a seal).
-fn cut_lines(mut file: File, ahead: Vec<u8>, mut chain: [u8; 32], out: &mpsc::SyncSender<Lines>) {
+/// The reading thread: cuts the file into lines, in batches handed to the parsers in turn, and
+/// runs the chain over every record line (not blank lines, and not past the first line that
+/// looks like a seal).
+fn cut_lines(
+    mut file: File,
+    ahead: Vec<u8>,
+    mut chain: Chain,
+    parsers: &[mpsc::SyncSender<Lines>],
+) {
     use std::io::Read;
     let mut data = ahead;
     // Lines of `data` already cut, and where the next one starts.
@@ -589,17 +779,17 @@ fn cut_lines(mut file: File, ahead: Vec<u8>, mut chain: [u8; 32], out: &mpsc::Sy
     let mut from = 0;
     let mut no = 1u64;
     let mut chaining = true;
+    let mut turn = 0;
     let mut cut = |data: &[u8], start: usize, end: usize, complete: bool, lines: &mut Vec<Line>| {
         no += 1;
         let text = trim_newline(&data[start..end]);
-        let blank = text.iter().all(u8::is_ascii_whitespace);
         let mut seal = None;
-        if chaining && !(blank && complete) {
+        if chaining {
             if text.starts_with(SEAL_PREFIX) {
-                seal = Some(chain);
+                seal = Some(chain.value());
                 chaining = false;
             } else {
-                chain = chain_step(&chain, text);
+                chain.line(&data[start..end]);
             }
         }
         lines.push(Line {
@@ -632,9 +822,10 @@ fn cut_lines(mut file: File, ahead: Vec<u8>, mut chain: [u8; 32], out: &mpsc::Sy
                 lines: std::mem::take(&mut lines),
                 end: None,
             };
-            if out.send(batch).is_err() {
+            if parsers[turn].send(batch).is_err() {
                 return;
             }
+            turn = (turn + 1) % parsers.len();
             from = 0;
         }
         if data.capacity() - data.len() < (1 << 16) {
@@ -663,167 +854,77 @@ fn cut_lines(mut file: File, ahead: Vec<u8>, mut chain: [u8; 32], out: &mpsc::Sy
             }
         }
     };
-    let _ = out.send(Lines {
+    let _ = parsers[turn].send(Lines {
         data,
         lines,
         end: Some(ending),
     });
 }
 
-/// The parsing thread: records in order, then how the trace ended.
+/// A parsing thread: each batch of lines it is given, as records, and what stopped it.
 fn parse_lines(
     path: &Path,
     input: &mpsc::Receiver<Lines>,
     out: &mpsc::SyncSender<Parsed>,
     recycle: &mpsc::Receiver<Vec<Record>>,
 ) {
-    let mut parser = LineParser {
-        path,
-        records: 0,
-        scratch: Vec::new(),
-        sealed: None,
-    };
-    let end = loop {
-        let Ok(batch) = input.recv() else {
-            // The reading thread panicked.
-            break Err(TraceError::Io {
-                path: path.to_path_buf(),
-                error: io::Error::other("the trace reader stopped unexpectedly"),
-            });
-        };
-        // Batches the caller is done with.
+    let mut scratch = Vec::new();
+    let mut pool = fast::Pool::default();
+    while let Ok(batch) = input.recv() {
+        // Batches the caller is done with: their records' buffers are reused.
         let mut records = Vec::new();
         while let Ok(mut used) = recycle.try_recv() {
-            used.clear();
+            pool.recycle(&mut used);
             records = used;
         }
         records.reserve(batch.lines.len());
-        let mut outcome = None;
-        for line in &batch.lines {
-            if let Some(end) = parser.line(&batch.data[line.start..line.end], line, &mut records) {
-                outcome = Some(end);
-                break;
+        let text = |line: &Line| &batch.data[line.start..line.end];
+        let blank = |line: &Line| text(line).iter().all(u8::is_ascii_whitespace);
+        let first_data = batch.lines.iter().find(|l| !blank(l)).map(|l| l.no);
+        let mut stop = None;
+        for (i, line) in batch.lines.iter().enumerate() {
+            if line.complete && blank(line) {
+                continue;
             }
+            let text = text(line);
+            if fast::parse_into(text, &mut records, &mut pool) {
+                continue;
+            }
+            stop = match parse_record(text, &mut scratch) {
+                Ok(Record::Header(_)) => Some(Stop::Error(TraceError::Parse {
+                    path: path.to_path_buf(),
+                    line: line.no,
+                    column: 1,
+                    message: "a second header".into(),
+                })),
+                Ok(Record::Seal(seal)) => Some(Stop::Seal {
+                    canonical: line.complete
+                        && serde_json::to_vec(&Record::Seal(seal.clone())).is_ok_and(|c| c == text),
+                    seal,
+                    chain: line.chain,
+                    data_after: batch.lines[i + 1..]
+                        .iter()
+                        .find(|l| !blank(l))
+                        .map(|l| l.no),
+                }),
+                Ok(r) => {
+                    records.push(r);
+                    continue;
+                }
+                Err(_) if !line.complete => Some(Stop::Torn),
+                Err(e) => Some(Stop::Error(parse_error(path, line.no, text, &e))),
+            };
+            break;
         }
-        let outcome = outcome.or_else(|| batch.end.map(|ending| parser.ending(ending)));
-        if !records.is_empty() && out.send(Parsed::Records(records)).is_err() {
+        let parsed = Parsed {
+            records,
+            stop,
+            first_data,
+            end: batch.end,
+        };
+        if out.send(parsed).is_err() {
             return;
         }
-        if let Some(end) = outcome {
-            break end;
-        }
-    };
-    let _ = out.send(Parsed::End(end));
-}
-
-struct LineParser<'p> {
-    path: &'p Path,
-    records: u64,
-    scratch: Vec<u8>,
-    /// The seal, once a seal that matches the records was read: only blank lines may follow.
-    sealed: Option<u64>,
-}
-
-impl LineParser<'_> {
-    /// Takes one line; `Some` when the trace ends there.
-    fn line(
-        &mut self,
-        text: &[u8],
-        line: &Line,
-        records: &mut Vec<Record>,
-    ) -> Option<Result<Integrity, TraceError>> {
-        if self.sealed.is_some() {
-            if text.iter().all(u8::is_ascii_whitespace) {
-                return None;
-            }
-            return Some(Ok(Integrity::Altered {
-                reason: format!("data follows the seal at line {}", line.no),
-            }));
-        }
-        if text.iter().all(u8::is_ascii_whitespace) && line.complete {
-            return None;
-        }
-        let record = match parse_record(text, &mut self.scratch) {
-            Ok(r) => r,
-            Err(_) if !line.complete => return Some(Ok(Integrity::Unsealed { torn: true })),
-            Err(e) => return Some(Err(parse_error(self.path, line.no, text, &e))),
-        };
-        match record {
-            Record::Header(_) => Some(Err(TraceError::Parse {
-                path: self.path.to_path_buf(),
-                line: line.no,
-                column: 1,
-                message: "a second header".into(),
-            })),
-            Record::Seal(seal) => {
-                // Exactly as written, newline included: a seal cut by one byte is a changed
-                // file too. (A seal as written starts with its tag, so the reading thread has
-                // kept the chain before it.)
-                let canonical = line.complete
-                    && serde_json::to_vec(&Record::Seal(seal.clone())).is_ok_and(|c| c == text);
-                let chain = match (canonical, line.chain) {
-                    (true, Some(chain)) => chain,
-                    _ => {
-                        return Some(Ok(Integrity::Altered {
-                            reason: "the seal line is not as guard writes it".to_string(),
-                        }))
-                    }
-                };
-                match self.verify_seal(&seal, &chain) {
-                    Integrity::Sealed { lost } => {
-                        // Nothing may follow a seal: the rest of the file is read to be sure.
-                        self.sealed = Some(lost);
-                        None
-                    }
-                    altered => Some(Ok(altered)),
-                }
-            }
-            r => {
-                self.records += 1;
-                records.push(r);
-                None
-            }
-        }
-    }
-
-    /// The end of the file (or of what could be read of it).
-    fn ending(&mut self, ending: Ending) -> Result<Integrity, TraceError> {
-        match (ending, self.sealed) {
-            (Ending::Eof, Some(lost)) => Ok(Integrity::Sealed { lost }),
-            (Ending::Eof, None) => Ok(Integrity::Unsealed { torn: false }),
-            // A line past the length limit is data too.
-            (Ending::TooLong { line }, Some(_)) => Ok(Integrity::Altered {
-                reason: format!("data follows the seal at line {line}"),
-            }),
-            (Ending::TooLong { line }, None) => Err(TraceError::LineTooLong {
-                path: self.path.to_path_buf(),
-                line,
-            }),
-            (Ending::Io(e), Some(_)) => Ok(Integrity::Altered {
-                reason: format!("the file cannot be read past the seal: {e}"),
-            }),
-            (Ending::Io(error), None) => Err(TraceError::Io {
-                path: self.path.to_path_buf(),
-                error,
-            }),
-        }
-    }
-
-    fn verify_seal(&self, seal: &Seal, chain: &[u8; 32]) -> Integrity {
-        if seal.records != self.records {
-            return Integrity::Altered {
-                reason: format!(
-                    "the seal counts {} records but {} precede it",
-                    seal.records, self.records
-                ),
-            };
-        }
-        if seal.chain != hex(&seal_value(chain, seal.records, seal.lost, &seal.time)) {
-            return Integrity::Altered {
-                reason: "the records do not match the seal's chain value".to_string(),
-            };
-        }
-        Integrity::Sealed { lost: seal.lost }
     }
 }
 
@@ -944,6 +1045,94 @@ mod tests {
         let (back, integrity) = read_all(&path);
         assert_eq!(back.len(), 3);
         assert_eq!(integrity, Integrity::Unsealed { torn: true });
+    }
+
+    /// A trace in format 1 (lines chained one by one), as guard wrote them before format 2.
+    fn write_format_1(path: &Path, records: &[Record], lost: u64) {
+        let mut header = Header::new("run");
+        header.format = 1;
+        let mut chain = Chain::new(1);
+        let mut text = Vec::new();
+        let mut lines = vec![serde_json::to_vec(&Record::Header(header)).unwrap()];
+        lines.extend(records.iter().map(|r| serde_json::to_vec(r).unwrap()));
+        for line in &lines {
+            chain.line(line);
+            text.extend_from_slice(line);
+            text.push(b'\n');
+        }
+        let time = "2026-01-01T00:00:00.000000Z".to_string();
+        let value = seal_value(&chain.value(), records.len() as u64, lost, &time);
+        let seal = Record::Seal(Seal {
+            time,
+            records: records.len() as u64,
+            lost,
+            chain: hex(&value),
+        });
+        text.extend_from_slice(&serde_json::to_vec(&seal).unwrap());
+        text.push(b'\n');
+        std::fs::write(path, text).unwrap();
+    }
+
+    #[test]
+    fn reads_format_1_traces() {
+        let dir = tempdir("v1");
+        let path = dir.join("v1.jsonl");
+        let records = vec![exec(1, b"a"), exec(2, b"\xff")];
+        write_format_1(&path, &records, 2);
+        let (back, integrity) = read_all(&path);
+        assert_eq!(back, records);
+        assert_eq!(integrity, Integrity::Sealed { lost: 2 });
+        // A format-1 trace is held to its own chain: an edit shows, and so does a format-2 seal.
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, text.replace("\"pid\":10", "\"pid\":11")).unwrap();
+        assert!(matches!(read_all(&path).1, Integrity::Altered { .. }));
+        let v2 = write_trace(&dir, &records, true);
+        let v2_seal = std::fs::read_to_string(&v2)
+            .unwrap()
+            .lines()
+            .last()
+            .unwrap()
+            .to_string();
+        let mut lines: Vec<&str> = text.lines().collect();
+        *lines.last_mut().unwrap() = &v2_seal;
+        std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+        assert!(matches!(read_all(&path).1, Integrity::Altered { .. }));
+    }
+
+    #[test]
+    fn seals_across_batches_and_parsers() {
+        // Enough records for many batches, over both parsing threads; the seal verifies and
+        // every record comes back in order.
+        let dir = tempdir("batches");
+        let records: Vec<Record> = (1..=20_000)
+            .map(|i| exec(i, format!("arg{i}").as_bytes()))
+            .collect();
+        let path = write_trace(&dir, &records, true);
+        let (back, integrity) = read_all(&path);
+        assert_eq!(back.len(), records.len());
+        assert!(back == records);
+        assert_eq!(integrity, Integrity::Sealed { lost: 7 });
+        // One record dropped from the middle: the count and the chain show it.
+        let text = std::fs::read_to_string(&path).unwrap();
+        let dropped: String = text
+            .lines()
+            .filter(|l| !l.contains("\"seq\":12345,"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        std::fs::write(&path, dropped).unwrap();
+        assert!(matches!(read_all(&path).1, Integrity::Altered { .. }));
+        // Data after the seal, far into a later batch.
+        std::fs::write(&path, text.clone() + &"\n".repeat(300_000) + "x\n").unwrap();
+        match read_all(&path).1 {
+            Integrity::Altered { reason } => assert!(
+                reason.contains("data follows the seal at line 320003"),
+                "{reason}"
+            ),
+            other => panic!("{other:?}"),
+        }
+        // Blank lines after the seal are not data.
+        std::fs::write(&path, text + &"\n".repeat(300_000)).unwrap();
+        assert_eq!(read_all(&path).1, Integrity::Sealed { lost: 7 });
     }
 
     #[test]
