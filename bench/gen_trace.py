@@ -4,19 +4,20 @@
 Shaped like a large build: a shell forks a child per command; the child execs a compiler (or,
 once in a while, `nginx -t`, so that the checker also has findings to fold); the child exits.
 That is three records (fork, exec, exit) per exec, each line as guard writes it, the SHA-256
-chain and the seal computed as src/trace/mod.rs specifies (format 2).
+hash (BLAKE3, by `b3sum` from Debian) and the seal computed as src/trace/mod.rs specifies
+(format 2).
 
     bench/gen_trace.py N OUT
 """
 import hashlib
 import json
 import struct
+import subprocess
 import sys
 
 
 def main():
     n, out = int(sys.argv[1]), sys.argv[2]
-    chain = hashlib.sha256()
     records = 0
     seq = 0
     t = "2026-11-28T12:00:00.000000Z"
@@ -28,9 +29,7 @@ def main():
     ]
     with open(out, "wb") as f:
         def line(obj):
-            data = json.dumps(obj, separators=(",", ":")).encode() + b"\n"
-            chain.update(data)
-            f.write(data)
+            f.write(json.dumps(obj, separators=(",", ":")).encode() + b"\n")
 
         line({"type": "header", "format": 2, "tool": "webserver-exec-guard", "version": "0.1.0",
               "watcher": "run", "started": t, "command": ["make", "-j2"], "root": 100})
@@ -58,7 +57,10 @@ def main():
         seq += 1
         line({"type": "end", "seq": seq, "time": t, "status": {"code": 0}, "outlived": []})
         records += 1
-        seal = hashlib.sha256(chain.digest() + struct.pack("<QQ", records, 0) + t.encode()).hexdigest()
+        f.flush()
+        digest = subprocess.run(["b3sum", "--no-names", out], check=True, capture_output=True,
+                               text=True).stdout.split()[0]
+        seal = hashlib.sha256(bytes.fromhex(digest) + struct.pack("<QQ", records, 0) + t.encode()).hexdigest()
         f.write(json.dumps({"type": "seal", "time": t, "records": records, "lost": 0,
                             "chain": seal}, separators=(",", ":")).encode() + b"\n")
 

@@ -410,14 +410,9 @@ impl<'a> Checker<'a> {
     }
 
     fn evaluate(&mut self, e: &ExecEvent, lineage: Option<Rc<Node>>) {
-        let (ancestors, pids) = Self::ancestors(lineage);
-        let refs: Vec<&Image> = ancestors.iter().map(|a| a.as_ref()).collect();
-        let view = ExecView {
-            exec: e,
-            ancestors: &refs,
-        };
         // What the paths and content say is the same every time a program runs again: it is
-        // worked out once per executable (a build runs the same compilers thousands of times).
+        // worked out once per executable (a build runs the same compilers thousands of times),
+        // and needs no ancestry.
         let key = identity_key(e);
         let ids = match self.identities.get(&key) {
             Some(ids) => ids.clone(),
@@ -425,11 +420,25 @@ impl<'a> Checker<'a> {
                 if self.identities.len() >= IDENTITY_CACHE {
                     self.identities.clear();
                 }
+                let view = ExecView {
+                    exec: e,
+                    ancestors: &[],
+                };
                 let ids: Rc<Vec<Identity>> =
                     Rc::new(self.recipes.iter().map(|r| identify(r, &view)).collect());
                 self.identities.insert(key, ids.clone());
                 ids
             }
+        };
+        // An executable no recipe knows cannot match: its ancestry is not even looked at.
+        if ids.iter().all(Identity::is_none) {
+            return;
+        }
+        let (ancestors, pids) = Self::ancestors(lineage);
+        let refs: Vec<&Image> = ancestors.iter().map(|a| a.as_ref()).collect();
+        let view = ExecView {
+            exec: e,
+            ancestors: &refs,
         };
 
         for ri in 0..self.recipes.len() {

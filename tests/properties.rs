@@ -236,7 +236,7 @@ fn sample_trace() -> Vec<u8> {
             blocked: false,
             attempt: None,
         };
-        w.write(&Record::Exec(e)).unwrap();
+        w.write(&Record::Exec(Box::new(e))).unwrap();
     }
     w.seal(0).unwrap()
 }

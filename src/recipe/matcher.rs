@@ -314,6 +314,14 @@ pub struct Identity {
     programs: Vec<(usize, String, Option<Bytes>)>,
 }
 
+impl Identity {
+    /// Nothing about the executable ties it to the recipe: the exec cannot match, whatever its
+    /// arguments and ancestors (most execs of a build, for most recipes).
+    pub fn is_none(&self) -> bool {
+        self.name.is_none() && self.content.is_empty() && self.programs.is_empty()
+    }
+}
+
 /// The key under which an [`Identity`] can be reused: the exec's paths and content.
 pub fn identity_key(e: &ExecEvent) -> Vec<u8> {
     let mut key = Vec::with_capacity(e.exe.0.len() + 64);
@@ -375,6 +383,9 @@ pub fn evaluate(recipe: &Recipe, view: &ExecView) -> Option<Match> {
 
 /// [`evaluate`] with the exec's identity known.
 pub fn evaluate_with(recipe: &Recipe, view: &ExecView, id: &Identity) -> Option<Match> {
+    if id.is_none() {
+        return None;
+    }
     let mut evidence = Vec::new();
     let mut allow_path = view.exec.exe.clone();
     if let Some((line, script)) = &id.name {

@@ -18,7 +18,9 @@ use super::Record;
 /// Records already read, whose buffers are reused for the next ones.
 #[derive(Default)]
 pub(super) struct Pool {
-    execs: Vec<ExecEvent>,
+    // Boxed as `Record` holds them: a pooled record goes back into a `Record` as it is.
+    #[allow(clippy::vec_box)]
+    execs: Vec<Box<ExecEvent>>,
     forks: Vec<ForkEvent>,
     exits: Vec<ExitEvent>,
 }
@@ -80,8 +82,8 @@ pub(super) fn parse_into(line: &[u8], out: &mut Vec<Record>, pool: &mut Pool) ->
         }};
     }
     match tag {
-        b"exec" => take!(pool.execs, blank_exec(), exec, Record::Exec),
-        b"process" => take!(pool.execs, blank_exec(), exec, Record::Process),
+        b"exec" => take!(pool.execs, Box::new(blank_exec()), exec, Record::Exec),
+        b"process" => take!(pool.execs, Box::new(blank_exec()), exec, Record::Process),
         b"fork" => take!(
             pool.forks,
             ForkEvent {
@@ -567,9 +569,9 @@ mod tests {
         full.content = vec!["nginx".into()];
         full.blocked = true;
         let records = [
-            Record::Exec(exec_record()),
-            Record::Exec(full.clone()),
-            Record::Process(full),
+            Record::Exec(Box::new(exec_record())),
+            Record::Exec(Box::new(full.clone())),
+            Record::Process(Box::new(full)),
             Record::Fork(ForkEvent {
                 seq: u64::MAX,
                 time: "t".into(),
@@ -605,7 +607,8 @@ mod tests {
     #[test]
     fn leaves_everything_else_to_the_general_parser() {
         let line =
-            String::from_utf8(serde_json::to_vec(&Record::Exec(exec_record())).unwrap()).unwrap();
+            String::from_utf8(serde_json::to_vec(&Record::Exec(Box::new(exec_record()))).unwrap())
+                .unwrap();
         let cases = [
             line.replace(",\"pid\":42", ", \"pid\":42"),
             line.replace("\"pid\":42", "\"pid\":042"),
@@ -687,8 +690,8 @@ mod tests {
         /// Every exec guard can write is read by the fast path, as the general parser reads it.
         #[test]
         fn agrees_with_the_general_parser(e in any_exec()) {
-            let line = serde_json::to_vec(&Record::Exec(e.clone())).unwrap();
-            prop_assert_eq!(parse(&line), Some(Record::Exec(e)));
+            let line = serde_json::to_vec(&Record::Exec(Box::new(e.clone()))).unwrap();
+            prop_assert_eq!(parse(&line), Some(Record::Exec(Box::new(e))));
         }
 
         /// Records are filled into the buffers of records read before: nothing of an earlier
@@ -699,10 +702,10 @@ mod tests {
             let mut out = Vec::new();
             for (i, e) in execs.into_iter().enumerate() {
                 let record = match (order >> (i % 64)) & 3 {
-                    0 => Record::Process(e),
+                    0 => Record::Process(Box::new(e)),
                     1 => Record::Fork(ForkEvent { seq: e.seq, time: e.time, pid: e.pid, ppid: e.ppid, source: e.source }),
                     2 => Record::Exit(ExitEvent { seq: e.seq, time: e.time, pid: e.pid, status: ExitStatus::Signal(e.ppid as i32) }),
-                    _ => Record::Exec(e),
+                    _ => Record::Exec(Box::new(e)),
                 };
                 let line = serde_json::to_vec(&record).unwrap();
                 prop_assert!(parse_into(&line, &mut out, &mut pool));
@@ -725,7 +728,7 @@ mod tests {
             e in any_exec(),
             edits in proptest::collection::vec((any::<prop::sample::Index>(), 0u8..4, any::<u8>()), 1..4),
         ) {
-            let mut line = serde_json::to_vec(&Record::Exec(e)).unwrap();
+            let mut line = serde_json::to_vec(&Record::Exec(Box::new(e))).unwrap();
             for (at, op, byte) in edits {
                 let i = at.index(line.len() + 1);
                 let byte = *b"\"\\,:{}[]0-9u .ntfe\x01\xc3"

@@ -344,6 +344,9 @@ struct Shared {
 
 enum Msg {
     Record(Box<Record>, Source),
+    /// The records of one read of the connector socket, in order (one message, one wake-up
+    /// of the writer, for a batch of events).
+    Records(Vec<Record>, Source),
     /// The ptrace follower ended (with an error message if attaching failed).
     TracerDone(Option<String>),
 }
@@ -436,7 +439,10 @@ fn daemon_main(
         let mut p = super::proc::read_exec(pid, Source::Connector, WATCHER_EXTRAS);
         p.time = crate::time::now();
         if !p.exe.is_empty() || !p.argv.is_empty() {
-            let _ = tx.send(Msg::Record(Box::new(Record::Process(p)), Source::Connector));
+            let _ = tx.send(Msg::Record(
+                Box::new(Record::Process(Box::new(p))),
+                Source::Connector,
+            ));
         }
     }
 
@@ -604,6 +610,12 @@ fn daemon_main(
         }
         match rx.recv_timeout(Duration::from_millis(50)) {
             Ok(Msg::Record(r, source)) => merger.push(*r, source, Instant::now()),
+            Ok(Msg::Records(rs, source)) => {
+                let now = Instant::now();
+                for r in rs {
+                    merger.push(r, source, now);
+                }
+            }
             Ok(Msg::TracerDone(err)) => {
                 if let Some(e) = err {
                     log!("{} watcher: ptrace follower: {e}", crate::time::now());
@@ -709,93 +721,106 @@ fn read_connector(
             }
             continue;
         }
-        let msgs = match c.recv(true) {
-            Ok(m) => m,
-            Err(nix::errno::Errno::ENOBUFS) => {
-                losses.overflows += 1;
-                shared.lost.store(losses.lost(), Ordering::SeqCst);
-                continue;
+        // Everything the socket holds (up to a bound), then one message to the writer: one
+        // wake-up of it per burst of events, not per event.
+        let mut batch = Vec::new();
+        for _ in 0..DRAIN_MAX {
+            let msgs = match c.recv(true) {
+                Ok(m) => m,
+                Err(nix::errno::Errno::ENOBUFS) => {
+                    losses.overflows += 1;
+                    shared.lost.store(losses.lost(), Ordering::SeqCst);
+                    continue;
+                }
+                Err(_) => break,
+            };
+            read_events(msgs, shared, &mut losses, &mut fingerprinter, &mut batch);
+        }
+        if !batch.is_empty() && tx.send(Msg::Records(batch, Source::Connector)).is_err() {
+            return;
+        }
+    }
+}
+
+/// Datagrams read from the connector before the records go to the writer.
+const DRAIN_MAX: usize = 256;
+
+/// Turns connector messages into records (an exec enriched from `/proc` at once).
+fn read_events(
+    msgs: Vec<super::connector::Message>,
+    shared: &Shared,
+    losses: &mut LossCounter,
+    fingerprinter: &mut crate::fingerprint::Fingerprinter,
+    batch: &mut Vec<Record>,
+) {
+    for m in msgs {
+        if losses.observe(m.cpu, m.seq) > 0 {
+            shared.lost.store(losses.lost(), Ordering::SeqCst);
+        }
+        let record = match m.event {
+            ProcEvent::Fork {
+                parent_tgid,
+                child_pid,
+                child_tgid,
+            } if child_pid == child_tgid => Record::Fork(ForkEvent {
+                seq: 0,
+                time: crate::time::now(),
+                pid: child_pid,
+                ppid: parent_tgid,
+                source: Source::Connector,
+            }),
+            ProcEvent::Exec { tgid, .. } => {
+                let mut e = super::proc::read_exec(tgid as i32, Source::Connector, WATCHER_EXTRAS);
+                if let Some((content, read)) = fingerprinter.identify_pid(tgid, &e.exe) {
+                    e.content = content.to_vec();
+                    if let Some(read) = read {
+                        batch.push(Record::Fingerprint(read));
+                    }
+                }
+                let probe = e
+                    .argv
+                    .get(1)
+                    .and_then(|a| a.as_bytes().strip_prefix(PROBE_PREFIX.as_bytes()));
+                if probe.is_some_and(|n| {
+                    n == shared
+                        .probe_nonce
+                        .load(Ordering::SeqCst)
+                        .to_string()
+                        .as_bytes()
+                }) || tgid == shared.probe_pid.load(Ordering::SeqCst)
+                {
+                    shared.probe_seen.store(true, Ordering::SeqCst);
+                }
+                if !shared.probe_seen.load(Ordering::SeqCst) {
+                    if let Ok(mut recent) = shared.recent_execs.lock() {
+                        recent.push_back(tgid);
+                        if recent.len() > 4096 {
+                            recent.pop_front();
+                        }
+                    }
+                }
+                Record::Exec(Box::new(e))
             }
-            Err(_) => continue,
-        };
-        for m in msgs {
-            if losses.observe(m.cpu, m.seq) > 0 {
-                shared.lost.store(losses.lost(), Ordering::SeqCst);
-            }
-            let record = match m.event {
-                ProcEvent::Fork {
-                    parent_tgid,
-                    child_pid,
-                    child_tgid,
-                } if child_pid == child_tgid => Record::Fork(ForkEvent {
+            ProcEvent::Exit {
+                pid,
+                tgid,
+                exit_code,
+            } if pid == tgid => {
+                let status = if exit_code & 0x7f == 0 {
+                    ExitStatus::Code(((exit_code >> 8) & 0xff) as i32)
+                } else {
+                    ExitStatus::Signal((exit_code & 0x7f) as i32)
+                };
+                Record::Exit(ExitEvent {
                     seq: 0,
                     time: crate::time::now(),
-                    pid: child_pid,
-                    ppid: parent_tgid,
-                    source: Source::Connector,
-                }),
-                ProcEvent::Exec { tgid, .. } => {
-                    let mut e =
-                        super::proc::read_exec(tgid as i32, Source::Connector, WATCHER_EXTRAS);
-                    if let Some((content, read)) = fingerprinter.identify_pid(tgid, &e.exe) {
-                        e.content = content.to_vec();
-                        if let Some(read) = read {
-                            let record = Box::new(Record::Fingerprint(read));
-                            if tx.send(Msg::Record(record, Source::Connector)).is_err() {
-                                return;
-                            }
-                        }
-                    }
-                    let probe = e
-                        .argv
-                        .get(1)
-                        .and_then(|a| a.as_bytes().strip_prefix(PROBE_PREFIX.as_bytes()));
-                    if probe.is_some_and(|n| {
-                        n == shared
-                            .probe_nonce
-                            .load(Ordering::SeqCst)
-                            .to_string()
-                            .as_bytes()
-                    }) || tgid == shared.probe_pid.load(Ordering::SeqCst)
-                    {
-                        shared.probe_seen.store(true, Ordering::SeqCst);
-                    }
-                    if !shared.probe_seen.load(Ordering::SeqCst) {
-                        if let Ok(mut recent) = shared.recent_execs.lock() {
-                            recent.push_back(tgid);
-                            if recent.len() > 4096 {
-                                recent.pop_front();
-                            }
-                        }
-                    }
-                    Record::Exec(e)
-                }
-                ProcEvent::Exit {
                     pid,
-                    tgid,
-                    exit_code,
-                } if pid == tgid => {
-                    let status = if exit_code & 0x7f == 0 {
-                        ExitStatus::Code(((exit_code >> 8) & 0xff) as i32)
-                    } else {
-                        ExitStatus::Signal((exit_code & 0x7f) as i32)
-                    };
-                    Record::Exit(ExitEvent {
-                        seq: 0,
-                        time: crate::time::now(),
-                        pid,
-                        status,
-                    })
-                }
-                _ => continue,
-            };
-            if tx
-                .send(Msg::Record(Box::new(record), Source::Connector))
-                .is_err()
-            {
-                return;
+                    status,
+                })
             }
-        }
+            _ => continue,
+        };
+        batch.push(record);
     }
 }
 

@@ -213,7 +213,7 @@ mod tests {
     use crate::event::{Bytes, ExecEvent, ExitEvent, ExitStatus, ForkEvent};
 
     fn exec(pid: u32, exe: &str, source: Source) -> Record {
-        Record::Exec(ExecEvent {
+        Record::Exec(Box::new(ExecEvent {
             seq: 0,
             time: String::new(),
             pid,
@@ -236,7 +236,7 @@ mod tests {
             content: Vec::new(),
             blocked: false,
             attempt: None,
-        })
+        }))
     }
 
     fn fork(pid: u32, source: Source) -> Record {

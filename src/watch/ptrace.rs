@@ -890,7 +890,7 @@ impl<'s> Tracer<'s> {
                     unsafe { libc::kill(tid, libc::SIGKILL) };
                     event.blocked = true;
                 }
-                (self.emit)(Record::Exec(event));
+                (self.emit)(Record::Exec(Box::new(event)));
                 self.resume(tid, 0);
             }
             Stop::Seccomp => self.exec_attempt(tid),
@@ -908,7 +908,7 @@ impl<'s> Tracer<'s> {
                         held.push(e);
                         if held.len() > HELD_ATTEMPTS {
                             let oldest = held.remove(0);
-                            (self.emit)(Record::Attempt(oldest));
+                            (self.emit)(Record::Attempt(Box::new(oldest)));
                         }
                     }
                 }
@@ -931,7 +931,7 @@ impl<'s> Tracer<'s> {
             }
             if refuse(&e) && attempt::refuse(tid, libc::EACCES) {
                 e.attempt = Some(Attempt::new(libc::EACCES, true));
-                (self.emit)(Record::Attempt(e));
+                (self.emit)(Record::Attempt(Box::new(e)));
                 self.resume(tid, 0);
                 return;
             }
@@ -959,7 +959,7 @@ impl<'s> Tracer<'s> {
                     matches!(a.errno, libc::ENOENT | libc::ENOTDIR | libc::EACCES)
                 });
             if !search_miss {
-                (self.emit)(Record::Attempt(e));
+                (self.emit)(Record::Attempt(Box::new(e)));
             }
         }
     }
@@ -1195,7 +1195,7 @@ pub fn attach_and_follow(
         }
         let mut snapshot = super::proc::read_exec(pid as i32, Source::Ptrace, t.follow.extras);
         snapshot.time = crate::time::now();
-        (t.emit)(Record::Process(snapshot));
+        (t.emit)(Record::Process(Box::new(snapshot)));
     }
     let stuck = t.run();
     Ok(AttachResult { seized, stuck })
