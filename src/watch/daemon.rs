@@ -49,6 +49,8 @@ const STOP_BOUND: Duration = Duration::from_secs(60);
 pub const RCVBUF: usize = 64 << 20;
 /// Hold window of the merger.
 const HOLD: Duration = Duration::from_millis(250);
+/// The writer's pause after a round of messages (see the writer's loop).
+const WRITER_PACE: Duration = Duration::from_millis(10);
 
 /// `watcher.json`: written once the watcher is recording.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -608,25 +610,48 @@ fn daemon_main(
                 }
             }
         }
-        match rx.recv_timeout(Duration::from_millis(50)) {
-            Ok(Msg::Record(r, source)) => merger.push(*r, source, Instant::now()),
-            Ok(Msg::Records(rs, source)) => {
-                let now = Instant::now();
-                for r in rs {
-                    merger.push(r, source, now);
+        // The first message (waiting for it when idle), then whatever else has arrived.
+        let mut next = Some(rx.recv_timeout(Duration::from_millis(50)));
+        let mut received = false;
+        let mut senders_gone = false;
+        loop {
+            let msg = match next.take() {
+                Some(first) => first,
+                None => match rx.try_recv() {
+                    Ok(m) => Ok(m),
+                    Err(mpsc::TryRecvError::Empty) => break,
+                    Err(mpsc::TryRecvError::Disconnected) => {
+                        Err(mpsc::RecvTimeoutError::Disconnected)
+                    }
+                },
+            };
+            match msg {
+                Ok(Msg::Record(r, source)) => merger.push(*r, source, Instant::now()),
+                Ok(Msg::Records(rs, source)) => {
+                    let now = Instant::now();
+                    for r in rs {
+                        merger.push(r, source, now);
+                    }
+                }
+                Ok(Msg::TracerDone(err)) => {
+                    if let Some(e) = err {
+                        log!("{} watcher: ptrace follower: {e}", crate::time::now());
+                    }
+                    if let Some(h) = tracer.take() {
+                        let _ = h.join();
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => break,
+                // Every sender is gone: the reader and the tracer have finished.
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    senders_gone = true;
+                    break;
                 }
             }
-            Ok(Msg::TracerDone(err)) => {
-                if let Some(e) = err {
-                    log!("{} watcher: ptrace follower: {e}", crate::time::now());
-                }
-                if let Some(h) = tracer.take() {
-                    let _ = h.join();
-                }
-            }
-            Err(mpsc::RecvTimeoutError::Timeout) => {}
-            // Every sender is gone: the reader and the tracer have finished.
-            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            received = true;
+        }
+        if senders_gone {
+            break;
         }
         for r in merger.ready(Instant::now()) {
             write(&mut writer, &mut status, r);
@@ -652,6 +677,12 @@ fn daemon_main(
             status.merged = merger.merged;
             let _ = write_json_atomic(&status_path, &status);
             last_status = Instant::now();
+        }
+        // During a burst, records arrive in many small messages: the writer lets them gather
+        // for a moment rather than wake for each one (its wake-ups take CPU from the build;
+        // the merger holds records far longer than this anyway).
+        if received && !stopping {
+            std::thread::sleep(WRITER_PACE);
         }
     }
     let _ = reader.join();
