@@ -25,15 +25,38 @@ pub(super) struct Pool {
     exits: Vec<ExitEvent>,
 }
 
-/// Records kept for reuse, per kind (bounds the pool's memory).
+/// Records kept for reuse, per kind, and the largest exec record kept (its buffers' capacity):
+/// a record keeps the buffers of the longest line it held, so the pool is bounded in both (at
+/// most 4,096 × 8 KiB of exec buffers per parsing thread; a link line of 100 KiB is read into
+/// fresh buffers and dropped). 4,096 is about twice the records a parser has in flight: fewer,
+/// and records are freed and allocated again all the time.
 const POOL_MAX: usize = 4096;
+const POOLED_EXEC_MAX: usize = 8 << 10;
+
+/// The heap bytes an exec record holds (the capacity of its buffers).
+fn held(e: &ExecEvent) -> usize {
+    let bytes = |b: &Option<Bytes>| b.as_ref().map_or(0, |b| b.0.capacity());
+    e.time.capacity()
+        + e.exe.0.capacity()
+        + bytes(&e.execfn)
+        + bytes(&e.script)
+        + bytes(&e.cwd)
+        + bytes(&e.comm)
+        + bytes(&e.step)
+        + e.container.as_ref().map_or(0, String::capacity)
+        + e.argv.capacity() * std::mem::size_of::<Bytes>()
+        + e.argv.iter().map(|a| a.0.capacity()).sum::<usize>()
+        + e.content.iter().map(String::capacity).sum::<usize>()
+}
 
 impl Pool {
     /// Takes back records that were read.
     pub(super) fn recycle(&mut self, records: &mut Vec<Record>) {
         for r in records.drain(..) {
             match r {
-                Record::Exec(e) | Record::Process(e) if self.execs.len() < POOL_MAX => {
+                Record::Exec(e) | Record::Process(e)
+                    if self.execs.len() < POOL_MAX && held(&e) <= POOLED_EXEC_MAX =>
+                {
                     self.execs.push(e)
                 }
                 Record::Fork(f) if self.forks.len() < POOL_MAX => self.forks.push(f),

@@ -422,11 +422,11 @@ pub enum Integrity {
 /// Streams the records of a trace, checking the chain and the seal as it goes.
 ///
 /// The work is split over threads besides the caller's, so that a million-exec trace is
-/// checked in about a second on two cores: one reads the file in large blocks, cuts it into
-/// lines and runs the chain (SHA-256 is sequential by nature); [`PARSERS`] parse the batches of
+/// checked in under a second on two cores: one reads the file in large blocks, cuts it into
+/// lines and hashes them (a hash runs in order by nature); [`PARSERS`] parse the batches of
 /// lines into records, in turn; the caller gets the records in order and follows the seal.
-/// Bounded channels keep memory flat whatever the trace's size. Dropping the reader stops the
-/// threads.
+/// Bounded channels and record pools keep memory flat whatever the trace's size. Dropping the
+/// reader stops the threads.
 pub struct TraceReader {
     path: PathBuf,
     header: Header,
@@ -473,7 +473,8 @@ struct Line {
     no: u64,
     /// It ended with a newline (the last line of a file being written may not).
     complete: bool,
-    /// For a line that starts as a seal does: the chain over every record before it.
+    /// For a line that starts as a seal does: the hash of every line before it (the header
+    /// and the records).
     chain: Option<[u8; 32]>,
 }
 
@@ -636,7 +637,8 @@ impl TraceReader {
         &self.header
     }
 
-    /// Available once [`TraceReader::next_record`] has returned `Ok(None)`.
+    /// Available once [`TraceReader::next_record`] has returned `Ok(None)` (not after an error:
+    /// a trace that cannot be read has no integrity to speak of).
     pub fn integrity(&self) -> Option<&Integrity> {
         self.integrity.as_ref()
     }

@@ -49,8 +49,10 @@ const STOP_BOUND: Duration = Duration::from_secs(60);
 pub const RCVBUF: usize = 64 << 20;
 /// Hold window of the merger.
 const HOLD: Duration = Duration::from_millis(250);
-/// The writer's pause after a round of messages (see the writer's loop).
+/// The writer's pause after a round of messages, and the most messages in a round (see the
+/// writer's loop).
 const WRITER_PACE: Duration = Duration::from_millis(10);
+const WRITER_ROUND: usize = 1024;
 
 /// `watcher.json`: written once the watcher is recording.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -610,11 +612,13 @@ fn daemon_main(
                 }
             }
         }
-        // The first message (waiting for it when idle), then whatever else has arrived.
+        // The first message (waiting for it when idle), then whatever else has arrived — a
+        // bounded round, so that flushing, the status file and the stop checks below run
+        // under any inflow.
         let mut next = Some(rx.recv_timeout(Duration::from_millis(50)));
         let mut received = false;
         let mut senders_gone = false;
-        loop {
+        for _ in 0..WRITER_ROUND {
             let msg = match next.take() {
                 Some(first) => first,
                 None => match rx.try_recv() {
@@ -752,10 +756,15 @@ fn read_connector(
             }
             continue;
         }
-        // Everything the socket holds (up to a bound), then one message to the writer: one
-        // wake-up of it per burst of events, not per event.
+        // Everything the socket holds (up to a bound, and for a few milliseconds at most: the
+        // merger pairs these records with ptrace's within its hold window), then one message
+        // to the writer: one wake-up of it per burst of events, not per event.
         let mut batch = Vec::new();
+        let began = Instant::now();
         for _ in 0..DRAIN_MAX {
+            if began.elapsed() >= DRAIN_TIME {
+                break;
+            }
             let msgs = match c.recv(true) {
                 Ok(m) => m,
                 Err(nix::errno::Errno::ENOBUFS) => {
@@ -773,8 +782,10 @@ fn read_connector(
     }
 }
 
-/// Datagrams read from the connector before the records go to the writer.
+/// Datagrams read from the connector, and time spent reading them, before the records go to
+/// the writer.
 const DRAIN_MAX: usize = 256;
+const DRAIN_TIME: Duration = Duration::from_millis(5);
 
 /// Turns connector messages into records (an exec enriched from `/proc` at once).
 fn read_events(
