@@ -206,10 +206,21 @@ impl ExecEvent {
     /// A record of `pid` stamped now, every other field empty, for a source to fill in.
     pub fn new(pid: u32, source: Source) -> ExecEvent {
         ExecEvent {
-            seq: 0,
             time: crate::time::now(),
             pid,
             tgid: pid,
+            source,
+            ..ExecEvent::blank()
+        }
+    }
+
+    /// A record with every field empty (pid 0, no time), to be filled in place.
+    pub fn blank() -> ExecEvent {
+        ExecEvent {
+            seq: 0,
+            time: String::new(),
+            pid: 0,
+            tgid: 0,
             ppid: 0,
             former_tid: None,
             uid: 0,
@@ -220,7 +231,7 @@ impl ExecEvent {
             argv: Vec::new(),
             cwd: None,
             comm: None,
-            source,
+            source: Source::Ptrace,
             sources: Vec::new(),
             container: None,
             step: None,

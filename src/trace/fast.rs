@@ -105,8 +105,13 @@ pub(super) fn parse_into(line: &[u8], out: &mut Vec<Record>, pool: &mut Pool) ->
         }};
     }
     match tag {
-        b"exec" => take!(pool.execs, Box::new(blank_exec()), exec, Record::Exec),
-        b"process" => take!(pool.execs, Box::new(blank_exec()), exec, Record::Process),
+        b"exec" => take!(pool.execs, Box::new(ExecEvent::blank()), exec, Record::Exec),
+        b"process" => take!(
+            pool.execs,
+            Box::new(ExecEvent::blank()),
+            exec,
+            Record::Process
+        ),
         b"fork" => take!(
             pool.forks,
             ForkEvent {
@@ -131,33 +136,6 @@ pub(super) fn parse_into(line: &[u8], out: &mut Vec<Record>, pool: &mut Pool) ->
             Record::Exit
         ),
         _ => false,
-    }
-}
-
-fn blank_exec() -> ExecEvent {
-    ExecEvent {
-        seq: 0,
-        time: String::new(),
-        pid: 0,
-        tgid: 0,
-        ppid: 0,
-        former_tid: None,
-        uid: 0,
-        euid: None,
-        exe: Bytes::default(),
-        execfn: None,
-        script: None,
-        argv: Vec::new(),
-        cwd: None,
-        comm: None,
-        source: Source::Ptrace,
-        sources: Vec::new(),
-        container: None,
-        step: None,
-        partial: false,
-        content: Vec::new(),
-        blocked: false,
-        attempt: None,
     }
 }
 
