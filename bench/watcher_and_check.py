@@ -2,7 +2,9 @@
 """Workloads 3-6 of the benchmark suite (bench/run calls this; root is needed for 3, 4, 6).
 
   3. host watcher capture: bursts of short execs from 2 cores (two `execburst` processes
-     spawning a static no-op binary), watcher on vs off; every exec recorded or counted lost.
+     spawning a static no-op binary), watcher on vs off, and vs the connector floor (a listener
+     that reads the proc connector's events and nothing else: what the kernel side costs);
+     every exec recorded or counted lost.
   4. watcher at rest for 60 s: CPU time and peak RSS of the watcher.
   5. `guard check` on synthetic traces of 10k, 100k, 1M execs (bench/gen_trace.py):
      time and peak RSS (/usr/bin/time), fitted per-record cost.
@@ -26,6 +28,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 STATE = os.path.join(WORK, "state")
 BURST = os.path.join(WORK, "execburst")
 TINY = os.path.join(WORK, "tiny")
+FLOOR = os.path.join(WORK, "floor")
 
 
 def sh(*args, **kw):
@@ -34,6 +37,7 @@ def sh(*args, **kw):
 
 def build_tools():
     sh("gcc", "-O2", "-o", BURST, os.path.join(HERE, "execburst.c"))
+    sh("gcc", "-O2", "-o", FLOOR, os.path.join(HERE, "floor.c"))
     sh("gcc", "-O2", "-static", "-o", TINY, os.path.join(HERE, "tiny.c"))
 
 
@@ -91,10 +95,24 @@ def row(name, xs, base=None, unit="s"):
     return f"| {name} | {lo:.3f} | {med:.3f} | {hi:.3f} | {ratio} |"
 
 
+def floor_burst(total):
+    """A burst while the connector floor (bench/floor.c) reads every event and nothing else."""
+    floor = subprocess.Popen([FLOOR, "connector"], stdout=subprocess.PIPE, text=True)
+    time.sleep(0.3)  # subscribed
+    t = burst(total)
+    floor.terminate()
+    out = floor.communicate()[0].strip()
+    # Other programs may exec meanwhile (more events), never fewer.
+    if floor.returncode != 0 or not out or int(out.split()[0]) < total:
+        raise SystemExit(f"connector floor: {out!r} for {total} execs")
+    return t
+
+
 def workload3(total=20000):
-    off, on, rates, lines = [], [], [], []
+    off, on, floor, rates, lines = [], [], [], [], []
     for i in range(RUNS):
         off.append(burst(total))
+        floor.append(floor_burst(total))
         trace = os.path.join(WORK, f"w3-{i}.jsonl")
         start(trace)
         t = burst(total)
@@ -111,6 +129,7 @@ def workload3(total=20000):
     print("| --- | ---: | ---: | ---: | ---: |")
     print(row("watcher off", off, base))
     print(row("watcher on", on, base))
+    print(row("connector floor (events read, no /proc)", floor, base))
     print()
     print("| run | execs started | recorded with path and argv | recorded partial (process already gone) | lost (counted) | recorded + lost | rate (execs/s) |")
     print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
