@@ -60,6 +60,10 @@ const FORWARDED: [Signal; 11] = [
     Signal::SIGTTOU,
 ];
 
+/// At most this many new tracees are held at their first stop waiting for their parent's fork
+/// event (beyond, they are announced from `/proc` at once).
+const DEFERRED_MAX: usize = 64;
+
 /// How long we give the processes a command left running to let go of (detach) once it exited.
 const DETACH_DEADLINE: Duration = Duration::from_secs(10);
 
@@ -290,12 +294,24 @@ pub fn spawn(cmd: &[OsString], attempts: bool) -> Result<Traced, SpawnError> {
             if libc::geteuid() != 0 {
                 libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
             }
-            if libc::prctl(
-                libc::PR_SET_SECCOMP,
-                libc::SECCOMP_MODE_FILTER,
+            // SPEC_ALLOW: the kernel would otherwise switch on its speculation mitigations for
+            // every filtered process where they are in "seccomp" mode (SSBD, STIBP: slower
+            // code), which the command did not ask for; it runs as it would without guard.
+            let mut rc = libc::syscall(
+                libc::SYS_seccomp,
+                libc::SECCOMP_SET_MODE_FILTER,
+                libc::SECCOMP_FILTER_FLAG_SPEC_ALLOW,
                 &fprog as *const libc::sock_fprog,
-            ) != 0
-            {
+            );
+            if rc != 0 && *libc::__errno_location() == libc::EINVAL {
+                // Before Linux 4.17 (no such flag); no mitigation is tied to seccomp there.
+                rc = libc::prctl(
+                    libc::PR_SET_SECCOMP,
+                    libc::SECCOMP_MODE_FILTER,
+                    &fprog as *const libc::sock_fprog,
+                ) as libc::c_long;
+            }
+            if rc != 0 {
                 let errno: i32 = -*libc::__errno_location();
                 libc::write(err_write.as_raw_fd(), (&errno as *const i32).cast(), 4);
                 libc::_exit(125);
@@ -530,6 +546,10 @@ pub struct Tracer<'s> {
     forwarding: Option<Arc<Forwarding>>,
     /// Guard stopped itself for the command's current stop (until the command gets SIGCONT).
     root_stop_mirrored: bool,
+    /// First stops of new tracees whose parent's fork event has not been seen yet, held (the
+    /// tracee stays stopped) until the events already queued are read: the parent's fork event
+    /// is nearly always among them and names the child, which spares a `/proc` read.
+    deferred: Vec<(i32, Stop)>,
 }
 
 impl Traced {
@@ -600,6 +620,7 @@ impl<'s> Tracer<'s> {
             failed: HashMap::new(),
             forwarding: None,
             root_stop_mirrored: false,
+            deferred: Vec::new(),
         }
     }
 
@@ -614,7 +635,7 @@ impl<'s> Tracer<'s> {
 
     fn event_loop(&mut self) -> Vec<u32> {
         loop {
-            if self.ending.is_some() && self.tracees.is_empty() {
+            if self.ending.is_some() && self.tracees.is_empty() && self.deferred.is_empty() {
                 return Vec::new();
             }
             if self.ending.is_none() && self.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst))
@@ -628,7 +649,8 @@ impl<'s> Tracer<'s> {
                     self.continue_root_if_stopped();
                 }
             }
-            let polling = self.ending.is_some() || self.cont_check.is_some();
+            let polling =
+                self.ending.is_some() || self.cont_check.is_some() || !self.deferred.is_empty();
             let mut status = 0;
             let flags = libc::__WALL | if polling { libc::WNOHANG } else { 0 };
             // SAFETY: waitpid with a valid out pointer.
@@ -646,6 +668,11 @@ impl<'s> Tracer<'s> {
                 }
             }
             if pid == 0 {
+                if !self.deferred.is_empty() {
+                    // Nothing else is queued: the parent has not reported the fork yet.
+                    self.settle_deferred(None);
+                    continue;
+                }
                 if let Some(since) = self.ending {
                     if !self.grace_over && since.elapsed() >= EXEC_GRACE {
                         self.grace_over = true;
@@ -682,6 +709,12 @@ impl<'s> Tracer<'s> {
     }
 
     fn exited(&mut self, pid: i32, status: ExitStatus) {
+        // Killed while held at its first stop: the exit is its first report after all.
+        self.deferred.retain(|&(tid, _)| tid != pid);
+        // The command's end lists the processes left running: the held ones are among them.
+        if self.is_root(pid) {
+            self.settle_deferred(None);
+        }
         if !self.is_root(pid) && !self.tracees.get(&pid).is_some_and(|t| t.announced) {
             self.tracees.remove(&pid);
             self.early_exits.insert(pid, status);
@@ -772,6 +805,10 @@ impl<'s> Tracer<'s> {
 
     fn stopped(&mut self, tid: i32, stop: Stop) {
         if !self.tracees.get(&tid).is_some_and(|t| t.announced) {
+            if self.ending.is_none() && self.deferred.len() < DEFERRED_MAX {
+                self.deferred.push((tid, stop));
+                return;
+            }
             self.announce(tid);
         }
         self.tracee(tid).group_stopped = false;
@@ -848,6 +885,8 @@ impl<'s> Tracer<'s> {
                             }
                         }
                     }
+                    // The child held at its first stop goes on now that it is known.
+                    self.settle_deferred(Some(new));
                 }
                 self.resume(tid, 0);
             }
@@ -914,6 +953,29 @@ impl<'s> Tracer<'s> {
                 }
                 self.resume(tid, 0);
             }
+        }
+    }
+
+    /// Handles the held first stops (of `only` that child, or all of them): a child its parent
+    /// has not named yet is announced from `/proc`.
+    fn settle_deferred(&mut self, only: Option<i32>) {
+        if self.deferred.is_empty() {
+            return;
+        }
+        let held: Vec<(i32, Stop)> = match only {
+            Some(child) => {
+                let Some(i) = self.deferred.iter().position(|&(t, _)| t == child) else {
+                    return;
+                };
+                vec![self.deferred.swap_remove(i)]
+            }
+            None => std::mem::take(&mut self.deferred),
+        };
+        for (tid, stop) in held {
+            if !self.tracees.get(&tid).is_some_and(|t| t.announced) {
+                self.announce(tid);
+            }
+            self.stopped(tid, stop);
         }
     }
 
