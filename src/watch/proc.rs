@@ -2,8 +2,8 @@
 //! later read refers to the same process (the pid cannot be recycled under us while we hold it,
 //! and a traced process stopped at its exec stop cannot change).
 
+use nix::errno::Errno;
 use std::ffi::{CStr, CString};
-use std::io::Read;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
@@ -61,6 +61,9 @@ impl ProcDir {
     }
 
     /// Reads a file of the directory, at most `limit` bytes.
+    ///
+    /// A read that returns less than asked is the end of these files (the kernel renders each
+    /// of them whole and copies out as much as fits), which spares the read that would return 0.
     fn read(&self, name: &CStr, limit: usize) -> Option<Vec<u8>> {
         // SAFETY: openat(2) relative to our directory fd; the fd is owned below.
         let fd = unsafe {
@@ -74,10 +77,32 @@ impl ProcDir {
             return None;
         }
         // SAFETY: a valid fd we own.
-        let f = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
-        let mut buf = Vec::with_capacity(limit.min(4096));
-        f.take(limit as u64).read_to_end(&mut buf).ok()?;
-        Some(buf)
+        let f = unsafe { OwnedFd::from_raw_fd(fd) };
+        let mut buf: Vec<u8> = Vec::with_capacity(limit.min(4096));
+        loop {
+            if buf.len() >= limit {
+                return Some(buf);
+            }
+            if buf.len() == buf.capacity() {
+                buf.reserve((limit - buf.len()).min(buf.len()));
+            }
+            let room = (buf.capacity() - buf.len()).min(limit - buf.len());
+            // SAFETY: read(2) into the spare capacity of `buf`, at most `room` bytes.
+            let n =
+                unsafe { libc::read(f.as_raw_fd(), buf.as_mut_ptr().add(buf.len()).cast(), room) };
+            if n < 0 {
+                if Errno::last() == Errno::EINTR {
+                    continue;
+                }
+                return None;
+            }
+            let n = n as usize;
+            // SAFETY: the kernel initialised `n` more bytes.
+            unsafe { buf.set_len(buf.len() + n) };
+            if n < room {
+                return Some(buf);
+            }
+        }
     }
 }
 
@@ -313,6 +338,36 @@ mod tests {
         // Our own status parses, with our ids.
         let own = parse_status(&std::fs::read("/proc/self/status").unwrap()).unwrap();
         assert_eq!(own.tgid, std::process::id());
+    }
+
+    #[test]
+    fn reads_proc_files_whole_or_up_to_the_limit() {
+        // A file larger than the first buffer (an environment with a 10,000-byte value), files
+        // that fit in it, and a limit that cuts them.
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .env("GUARD_TEST_LONG_VALUE", "x".repeat(10_000))
+            .spawn()
+            .unwrap();
+        let pid = child.id() as i32;
+        let dir = ProcDir::open(pid).unwrap();
+        let read_all = |name: &CStr| -> Vec<u8> {
+            std::fs::read(format!("/proc/{pid}/{}", name.to_str().unwrap())).unwrap()
+        };
+        for name in [c"environ", c"cmdline", c"auxv", c"cgroup"] {
+            let whole = read_all(name);
+            assert_eq!(dir.read(name, 64 << 20).unwrap(), whole, "{name:?}");
+            assert_eq!(
+                dir.read(name, 100).unwrap(),
+                whole[..100.min(whole.len())],
+                "{name:?}"
+            );
+        }
+        assert!(dir.read(c"environ", 64 << 20).unwrap().len() > 10_000);
+        assert_eq!(dir.read(c"environ", 8192).unwrap().len(), 8192);
+        assert_eq!(dir.read(c"no-such-file", 10), None);
+        child.kill().unwrap();
+        child.wait().unwrap();
     }
 
     #[test]
