@@ -1124,6 +1124,95 @@ fn check_workload_specifics(guard: &GuardTrace, work: &Path) {
     }
 }
 
+/// Parents killed (SIGKILL) while they fork as fast as they can: some die between creating a
+/// child and reporting the fork to guard, so the child's first stop is all guard learns of it
+/// (guard holds such a stop while it reads the events already queued, then names the child from
+/// `/proc`). The trace must stay causal all the same — a fork record before anything else of
+/// its process, no process twice at once — and guard must let everything go promptly.
+#[test]
+fn forks_of_killed_parents_keep_the_trace_causal() {
+    let work = TempDir::new();
+    let trace = work.0.join("trace.jsonl");
+    let script = "i=0\n\
+        while [ $i -lt 40 ]; do\n\
+          sh -c 'while :; do /bin/true & /bin/true & done' &\n\
+          p=$!\n\
+          sleep 0.02\n\
+          kill -9 $p\n\
+          i=$((i+1))\n\
+        done\n\
+        wait\n\
+        echo rounds done";
+    let started = Instant::now();
+    let out = run(
+        "guard run of killed forking parents",
+        Command::new(GUARD)
+            .arg("run")
+            .arg("--trace")
+            .arg(&trace)
+            .args(["--", "sh", "-c", script])
+            .current_dir(&work.0),
+        &work.0,
+    );
+    expect_success("guard run", &out);
+    assert_eq!(out.stdout, "rounds done\n");
+    assert!(
+        !out.stderr.contains("did not let go"),
+        "processes were stuck: {}",
+        out.stderr
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "guard took {:?}",
+        started.elapsed()
+    );
+
+    let text = fs::read_to_string(&trace).unwrap();
+    let root = serde_json::from_str::<Value>(text.lines().next().unwrap()).unwrap()["root"]
+        .as_u64()
+        .unwrap() as u32;
+    // pid -> alive (forked or the root, not yet exited).
+    let mut alive: HashMap<u32, bool> = HashMap::from([(root, true)]);
+    let (mut forks, mut execs) = (0, 0);
+    for line in text.lines().skip(1) {
+        let v: Value = serde_json::from_str(line).unwrap();
+        let pid = v["pid"].as_u64().map(|p| p as u32);
+        match v["type"].as_str() {
+            Some("fork") => {
+                let pid = pid.unwrap();
+                assert!(
+                    !alive.get(&pid).copied().unwrap_or(false),
+                    "a fork record for a process that has not exited: {line}"
+                );
+                alive.insert(pid, true);
+                forks += 1;
+            }
+            Some("exec") => {
+                assert_eq!(
+                    alive.get(&pid.unwrap()),
+                    Some(&true),
+                    "an exec before its process's fork record: {line}"
+                );
+                execs += 1;
+            }
+            Some("exit") => {
+                let pid = pid.unwrap();
+                assert_eq!(
+                    alive.insert(pid, false),
+                    Some(true),
+                    "an exit of a process not forked or already gone: {line}"
+                );
+            }
+            _ => {}
+        }
+    }
+    // 40 rounds of 20 ms: hundreds of children.
+    assert!(
+        forks > 200 && execs > 200,
+        "{forks} forks, {execs} execs recorded"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Tests of the test's own parsers (no tracing involved)
 

@@ -63,6 +63,8 @@ const FORWARDED: [Signal; 11] = [
 /// At most this many new tracees are held at their first stop waiting for their parent's fork
 /// event (beyond, they are announced from `/proc` at once).
 const DEFERRED_MAX: usize = 64;
+/// ... and for at most this long.
+const DEFERRED_FOR: Duration = Duration::from_millis(2);
 
 /// How long we give the processes a command left running to let go of (detach) once it exited.
 const DETACH_DEADLINE: Duration = Duration::from_secs(10);
@@ -550,6 +552,9 @@ pub struct Tracer<'s> {
     /// tracee stays stopped) until the events already queued are read: the parent's fork event
     /// is nearly always among them and names the child, which spares a `/proc` read.
     deferred: Vec<(i32, Stop)>,
+    /// When the oldest of them was held: none is held longer than [`DEFERRED_FOR`], however
+    /// busy the queue (its parent may have been killed before reporting the fork).
+    deferred_since: Option<Instant>,
 }
 
 impl Traced {
@@ -621,6 +626,7 @@ impl<'s> Tracer<'s> {
             forwarding: None,
             root_stop_mirrored: false,
             deferred: Vec::new(),
+            deferred_since: None,
         }
     }
 
@@ -648,6 +654,12 @@ impl<'s> Tracer<'s> {
                     self.cont_check = None;
                     self.continue_root_if_stopped();
                 }
+            }
+            if self
+                .deferred_since
+                .is_some_and(|since| since.elapsed() >= DEFERRED_FOR)
+            {
+                self.settle_deferred(None);
             }
             let polling =
                 self.ending.is_some() || self.cont_check.is_some() || !self.deferred.is_empty();
@@ -711,6 +723,9 @@ impl<'s> Tracer<'s> {
     fn exited(&mut self, pid: i32, status: ExitStatus) {
         // Killed while held at its first stop: the exit is its first report after all.
         self.deferred.retain(|&(tid, _)| tid != pid);
+        if self.deferred.is_empty() {
+            self.deferred_since = None;
+        }
         // The command's end lists the processes left running: the held ones are among them.
         if self.is_root(pid) {
             self.settle_deferred(None);
@@ -807,6 +822,7 @@ impl<'s> Tracer<'s> {
         if !self.tracees.get(&tid).is_some_and(|t| t.announced) {
             if self.ending.is_none() && self.deferred.len() < DEFERRED_MAX {
                 self.deferred.push((tid, stop));
+                self.deferred_since.get_or_insert_with(Instant::now);
                 return;
             }
             self.announce(tid);
@@ -971,6 +987,9 @@ impl<'s> Tracer<'s> {
             }
             None => std::mem::take(&mut self.deferred),
         };
+        if self.deferred.is_empty() {
+            self.deferred_since = None;
+        }
         for (tid, stop) in held {
             if !self.tracees.get(&tid).is_some_and(|t| t.announced) {
                 self.announce(tid);
