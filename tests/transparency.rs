@@ -2431,18 +2431,14 @@ fn cases(w: &World) -> Vec<Case> {
         "working directory (spaces, non-ASCII) and umask 027",
         cwd,
     ));
-    // guard's seccomp filter must not switch on the kernel's speculation mitigations that are
-    // in "seccomp" mode on many hosts (SSBD, STIBP: slower code for the whole build).
+    // guard's seccomp filter must not switch on the kernel's speculation mitigations where
+    // they are in "seccomp" mode (SSBD, STIBP: slower code for the whole build). Telling only
+    // on such hosts (`seccomp` in /sys/devices/system/cpu/vulnerabilities/spec_store_bypass or
+    // spectre_v2); elsewhere both runs print the same lines whatever guard does.
     c.push(case(
         "attributes",
         "speculation mitigations of the process (/proc/self/status)",
-        sh("grep -E '^Speculation' /proc/self/status").check(Arc::new(|_, bare, _| {
-            if find(&bare.stdout, b"Speculation_Store_Bypass:").is_some() {
-                Ok(())
-            } else {
-                Err("bare: no Speculation_Store_Bypass line in /proc/self/status".into())
-            }
-        })),
+        sh("grep -E '^Speculation' /proc/self/status"),
     ));
     let mut limits = spec(["sh", "-c", "prlimit --pid $$ --output RESOURCE,SOFT,HARD"]);
     limits.nofile = Some((1000, 2000));

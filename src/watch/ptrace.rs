@@ -305,8 +305,10 @@ pub fn spawn(cmd: &[OsString], attempts: bool) -> Result<Traced, SpawnError> {
                 libc::SECCOMP_FILTER_FLAG_SPEC_ALLOW,
                 &fprog as *const libc::sock_fprog,
             );
-            if rc != 0 && *libc::__errno_location() == libc::EINVAL {
-                // Before Linux 4.17 (no such flag); no mitigation is tied to seccomp there.
+            let errno = *libc::__errno_location();
+            if rc != 0 && (errno == libc::EINVAL || errno == libc::ENOSYS) {
+                // Before Linux 4.17 (no such flag: no mitigation is tied to seccomp there), or
+                // before 3.17 / a sandbox without seccomp(2): the older interface.
                 rc = libc::prctl(
                     libc::PR_SET_SECCOMP,
                     libc::SECCOMP_MODE_FILTER,
@@ -721,8 +723,14 @@ impl<'s> Tracer<'s> {
     }
 
     fn exited(&mut self, pid: i32, status: ExitStatus) {
-        // Killed while held at its first stop: the exit is its first report after all.
+        // Killed while held at its first stop: named from `/proc` while its zombie is there
+        // (its parent may be gone too, never to report the fork), else its exit is its first
+        // report after all.
+        let held = self.deferred.iter().any(|&(tid, _)| tid == pid);
         self.deferred.retain(|&(tid, _)| tid != pid);
+        if held && ids_of(pid).is_some() {
+            self.announce(pid);
+        }
         if self.deferred.is_empty() {
             self.deferred_since = None;
         }
