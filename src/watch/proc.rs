@@ -354,6 +354,13 @@ mod tests {
         let read_all = |name: &CStr| -> Vec<u8> {
             std::fs::read(format!("/proc/{pid}/{}", name.to_str().unwrap())).unwrap()
         };
+        // spawn() can return while the child is still inside execve (vfork semantics), before
+        // the kernel has laid out its arguments and environment.
+        let started = std::time::Instant::now();
+        while read_all(c"cmdline") != b"sleep\x0030\x00" || read_all(c"environ").len() < 10_000 {
+            assert!(started.elapsed().as_secs() < 10, "sleep did not start");
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
         for name in [c"environ", c"cmdline", c"auxv", c"cgroup"] {
             let whole = read_all(name);
             assert_eq!(dir.read(name, 64 << 20).unwrap(), whole, "{name:?}");
