@@ -6,8 +6,12 @@
 //   floor connector       subscribes to the netlink proc connector as the host watcher does and
 //                         reads every event until SIGTERM or SIGINT; reads no /proc. Prints the
 //                         number of exec events seen. Needs root.
+//   floor connector-proc  the same, and for each exec reads what any exec record needs at the
+//                         least: the executable (readlink of /proc/PID/exe) and the arguments
+//                         (/proc/PID/cmdline) — not the working directory, ids, cgroup, step.
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <linux/cn_proc.h>
 #include <linux/connector.h>
 #include <linux/netlink.h>
@@ -56,7 +60,8 @@ static int ptrace_floor(char **cmd) {
         (sig == SIGSTOP || sig == SIGTSTP || sig == SIGTTIN || sig == SIGTTOU))
       ptrace(PTRACE_LISTEN, pid, 0, 0);  // group-stop
     else
-      ptrace(PTRACE_CONT, pid, 0, event ? 0 : sig);  // signal-delivery-stops keep the signal
+      // Signal-delivery-stops keep their signal.
+      ptrace(PTRACE_CONT, pid, 0, (void *)(long)(event ? 0 : sig));
   }
   return code;
 }
@@ -64,13 +69,30 @@ static int ptrace_floor(char **cmd) {
 static volatile sig_atomic_t done;
 static void on_signal(int s) { (void)s; done = 1; }
 
-static int connector_floor(void) {
+/* The executable and the arguments of a process that has just exec'd, read and dropped. */
+static void read_least(unsigned pid) {
+  static char buf[1 << 16];
+  char path[64];
+  snprintf(path, sizeof path, "/proc/%u/exe", pid);
+  if (readlink(path, buf, sizeof buf) < 0) return;
+  snprintf(path, sizeof path, "/proc/%u/cmdline", pid);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return;
+  while (read(fd, buf, sizeof buf) > 0) {
+  }
+  close(fd);
+}
+
+static int connector_floor(int with_proc) {
   int fd = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_CONNECTOR);
   if (fd < 0) { perror("floor: socket"); return 1; }
   int size = 8 << 20;
   setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &size, sizeof size);
   struct sockaddr_nl sa = {.nl_family = AF_NETLINK, .nl_groups = CN_IDX_PROC, .nl_pid = 0};
   if (bind(fd, (struct sockaddr *)&sa, sizeof sa)) { perror("floor: bind"); return 1; }
+  // recv wakes up now and then, so that a SIGTERM arriving just before it is not missed.
+  struct timeval tick = {.tv_sec = 0, .tv_usec = 100000};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tick, sizeof tick);
   struct {
     struct nlmsghdr nl;
     struct cn_msg cn;
@@ -92,13 +114,17 @@ static int connector_floor(void) {
   while (!done) {
     ssize_t n = recv(fd, buf, sizeof buf, 0);
     if (n < 0) {
-      if (errno == ENOBUFS) lost++;
+      if (errno == ENOBUFS) lost++;  // events were dropped: counted, the rest goes on
+      else if (errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK) { perror("floor: recv"); return 1; }
       continue;
     }
     for (struct nlmsghdr *nl = (struct nlmsghdr *)buf; NLMSG_OK(nl, n); nl = NLMSG_NEXT(nl, n)) {
       struct cn_msg *cn = NLMSG_DATA(nl);
       struct proc_event *ev = (struct proc_event *)cn->data;
-      if (ev->what == PROC_EVENT_EXEC) execs++;
+      if (ev->what == PROC_EVENT_EXEC) {
+        execs++;
+        if (with_proc) read_least(ev->event_data.exec.process_tgid);
+      }
     }
   }
   printf("%lu exec events, %lu overruns\n", execs, lost);
@@ -107,7 +133,8 @@ static int connector_floor(void) {
 
 int main(int argc, char **argv) {
   if (argc >= 3 && strcmp(argv[1], "ptrace") == 0) return ptrace_floor(argv + 2);
-  if (argc == 2 && strcmp(argv[1], "connector") == 0) return connector_floor();
-  fprintf(stderr, "usage: floor ptrace CMD... | floor connector\n");
+  if (argc == 2 && strcmp(argv[1], "connector") == 0) return connector_floor(0);
+  if (argc == 2 && strcmp(argv[1], "connector-proc") == 0) return connector_floor(1);
+  fprintf(stderr, "usage: floor ptrace CMD... | floor connector | floor connector-proc\n");
   return 2;
 }

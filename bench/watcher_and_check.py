@@ -2,8 +2,9 @@
 """Workloads 3-6 of the benchmark suite (bench/run calls this; root is needed for 3, 4, 6).
 
   3. host watcher capture: bursts of short execs from 2 cores (two `execburst` processes
-     spawning a static no-op binary), watcher on vs off, and vs the connector floor (a listener
-     that reads the proc connector's events and nothing else: what the kernel side costs);
+     spawning a static no-op binary), watcher on vs off, and vs the connector floors (a listener
+     that reads the proc connector's events and nothing else: what the kernel side costs; the
+     same reading each exec's executable and arguments from /proc, the least a record needs);
      every exec recorded or counted lost.
   4. watcher at rest for 60 s: CPU time and peak RSS of the watcher.
   5. `guard check` on synthetic traces of 10k, 100k, 1M execs (bench/gen_trace.py):
@@ -95,24 +96,29 @@ def row(name, xs, base=None, unit="s"):
     return f"| {name} | {lo:.3f} | {med:.3f} | {hi:.3f} | {ratio} |"
 
 
-def floor_burst(total):
-    """A burst while the connector floor (bench/floor.c) reads every event and nothing else."""
-    floor = subprocess.Popen([FLOOR, "connector"], stdout=subprocess.PIPE, text=True)
+def floor_burst(total, mode):
+    """A burst while a floor of bench/floor.c listens: `connector` reads every event and
+    nothing else, `connector-proc` also reads each exec's executable and arguments."""
+    floor = subprocess.Popen([FLOOR, mode], stdout=subprocess.PIPE, text=True)
     time.sleep(0.3)  # subscribed
     t = burst(total)
     floor.terminate()
-    out = floor.communicate()[0].strip()
-    # Other programs may exec meanwhile (more events), never fewer.
-    if floor.returncode != 0 or not out or int(out.split()[0]) < total:
-        raise SystemExit(f"connector floor: {out!r} for {total} execs")
+    out = floor.communicate(timeout=30)[0].strip()
+    if floor.returncode != 0:
+        raise SystemExit(f"{mode} floor failed: {out!r}")
+    # Other programs may exec meanwhile (more events); fewer only if the socket overran.
+    seen, overruns = int(out.split()[0]), int(out.split()[3])
+    if seen < total and overruns == 0:
+        raise SystemExit(f"{mode} floor: {out!r} for {total} execs")
     return t
 
 
 def workload3(total=20000):
-    off, on, floor, rates, lines = [], [], [], [], []
+    off, on, floor, floor_proc, rates, lines = [], [], [], [], [], []
     for i in range(RUNS):
         off.append(burst(total))
-        floor.append(floor_burst(total))
+        floor.append(floor_burst(total, "connector"))
+        floor_proc.append(floor_burst(total, "connector-proc"))
         trace = os.path.join(WORK, f"w3-{i}.jsonl")
         start(trace)
         t = burst(total)
@@ -130,6 +136,7 @@ def workload3(total=20000):
     print(row("watcher off", off, base))
     print(row("watcher on", on, base))
     print(row("connector floor (events read, no /proc)", floor, base))
+    print(row("connector floor + exe and cmdline from /proc", floor_proc, base))
     print()
     print("| run | execs started | recorded with path and argv | recorded partial (process already gone) | lost (counted) | recorded + lost | rate (execs/s) |")
     print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
