@@ -728,8 +728,8 @@ impl<'s> Tracer<'s> {
         // report after all.
         let held = self.deferred.iter().any(|&(tid, _)| tid == pid);
         self.deferred.retain(|&(tid, _)| tid != pid);
-        if held && ids_of(pid).is_some() {
-            self.announce(pid);
+        if let Some(ids) = held.then(|| ids_of(pid)).flatten() {
+            self.announce_as(pid, ids);
         }
         if self.deferred.is_empty() {
             self.deferred_since = None;
@@ -810,7 +810,11 @@ impl<'s> Tracer<'s> {
     /// First report of a new tracee whose parent's fork event we have not seen yet: learn
     /// its thread group and parent from `/proc` (it is stopped) and emit its fork record now.
     fn announce(&mut self, tid: i32) {
-        let (tgid, ppid) = ids_of(tid).unwrap_or((tid, 0));
+        self.announce_as(tid, ids_of(tid).unwrap_or((tid, 0)));
+    }
+
+    /// [`Self::announce`] with the thread group and parent already read.
+    fn announce_as(&mut self, tid: i32, (tgid, ppid): (i32, i32)) {
         let t = self.tracee(tid);
         t.tgid = tgid;
         t.announced = true;
