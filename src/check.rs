@@ -12,8 +12,8 @@ use std::path::Path;
 use crate::config::{Allowance, Config};
 use crate::event::{join, Attempt, Bytes, EndEvent, ExecEvent, ExitStatus, Image};
 use crate::recipe::{
-    evaluate_with, identify, identity_key, matcher_evaluate, ExecView, Identity, Importance,
-    Recipe, RecipeSet, TimesKind,
+    evaluate_with, identify, identity_key, ExecView, Identity, Importance, Recipe, RecipeSet,
+    TimesKind,
 };
 
 /// At most this many executables' identities are kept (then the cache starts afresh).
@@ -374,15 +374,19 @@ impl<'a> Checker<'a> {
 
     /// Whether `--mode enforce` must refuse this exec (it matches a recipe and no allowlist
     /// entry allows it), judged with the ancestry known so far. `e` need not be recorded yet.
-    pub fn refuses(&self, e: &ExecEvent) -> bool {
+    pub fn refuses(&mut self, e: &ExecEvent) -> bool {
+        let ids = self.identities(e);
+        if ids.iter().all(Identity::is_none) {
+            return false;
+        }
         let (ancestors, _) = Self::ancestors(self.lineage_of(e));
         let refs: Vec<&Image> = ancestors.iter().map(|a| a.as_ref()).collect();
         let view = ExecView {
             exec: e,
             ancestors: &refs,
         };
-        self.recipes.iter().any(|recipe| {
-            matcher_evaluate(recipe, &view).is_some_and(|m| {
+        self.recipes.iter().zip(ids.iter()).any(|(recipe, id)| {
+            evaluate_with(recipe, &view, id).is_some_and(|m| {
                 !matches!(
                     self.config
                         .allowance(&recipe.name, &recipe.kind, e, &m.allow_path, self.today),
@@ -409,27 +413,29 @@ impl<'a> Checker<'a> {
         (ancestors, pids)
     }
 
-    fn evaluate(&mut self, e: &ExecEvent, lineage: Option<Rc<Node>>) {
-        // What the paths and content say is the same every time a program runs again: it is
-        // worked out once per executable (a build runs the same compilers thousands of times),
-        // and needs no ancestry.
+    /// What the paths and content of an exec say, for each recipe. It is the same every time a
+    /// program runs again: it is worked out once per executable (a build runs the same
+    /// compilers thousands of times), and needs no ancestry.
+    fn identities(&mut self, e: &ExecEvent) -> Rc<Vec<Identity>> {
         let key = identity_key(e);
-        let ids = match self.identities.get(&key) {
-            Some(ids) => ids.clone(),
-            None => {
-                if self.identities.len() >= IDENTITY_CACHE {
-                    self.identities.clear();
-                }
-                let view = ExecView {
-                    exec: e,
-                    ancestors: &[],
-                };
-                let ids: Rc<Vec<Identity>> =
-                    Rc::new(self.recipes.iter().map(|r| identify(r, &view)).collect());
-                self.identities.insert(key, ids.clone());
-                ids
-            }
+        if let Some(ids) = self.identities.get(&key) {
+            return ids.clone();
+        }
+        if self.identities.len() >= IDENTITY_CACHE {
+            self.identities.clear();
+        }
+        let view = ExecView {
+            exec: e,
+            ancestors: &[],
         };
+        let ids: Rc<Vec<Identity>> =
+            Rc::new(self.recipes.iter().map(|r| identify(r, &view)).collect());
+        self.identities.insert(key, ids.clone());
+        ids
+    }
+
+    fn evaluate(&mut self, e: &ExecEvent, lineage: Option<Rc<Node>>) {
+        let ids = self.identities(e);
         // An executable no recipe knows cannot match: its ancestry is not even looked at.
         if ids.iter().all(Identity::is_none) {
             return;

@@ -14,7 +14,8 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::os::unix::fs::{FileExt, MetadataExt};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -46,16 +47,24 @@ pub struct FileKey {
 
 impl FileKey {
     pub fn of(f: &File) -> std::io::Result<FileKey> {
-        Ok(FileKey::of_metadata(&f.metadata()?))
+        let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+        // SAFETY: fstat(2) of an open fd into a stat buffer.
+        if unsafe { libc::fstat(f.as_raw_fd(), st.as_mut_ptr()) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: fstat succeeded and filled it.
+        Ok(FileKey::of_stat(&unsafe { st.assume_init() }))
     }
 
-    pub fn of_metadata(m: &std::fs::Metadata) -> FileKey {
+    /// From a `stat` buffer (`fstat`, `fstatat`): every key is made here, so that the same file
+    /// has the same key whichever way it was reached.
+    pub fn of_stat(st: &libc::stat) -> FileKey {
         FileKey {
-            dev: m.dev(),
-            ino: m.ino(),
-            size: m.size(),
-            mtime: m.mtime(),
-            mtime_nsec: m.mtime_nsec(),
+            dev: st.st_dev,
+            ino: st.st_ino,
+            size: st.st_size as u64,
+            mtime: st.st_mtime,
+            mtime_nsec: st.st_mtime_nsec,
         }
     }
 }
@@ -137,24 +146,43 @@ impl Fingerprinter {
         self.rules.is_empty()
     }
 
-    /// The fingerprints of the executable of a process (`/proc/PID/exe`). `None` when there is
-    /// nothing to match or the file cannot be opened (the process is gone); the event is
+    /// The fingerprints of the executable of a process: `exe` in `proc`, its `/proc/PID`
+    /// directory (opened by the caller, who reads the rest of the exec there). `None` when there
+    /// is nothing to match or the file cannot be opened (the process is gone); the event is
     /// returned when the file was read (not found in the cache).
-    pub fn identify_pid(
+    pub fn identify_exe_in(
         &mut self,
+        proc: BorrowedFd<'_>,
         pid: u32,
         path: &Bytes,
     ) -> Option<(Arc<[String]>, Option<FingerprintEvent>)> {
         if self.rules.is_empty() {
             return None;
         }
-        let exe = format!("/proc/{pid}/exe");
         // One stat(2) for a file seen before; it is opened only to be read.
-        let key = FileKey::of_metadata(&std::fs::metadata(&exe).ok()?);
+        let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+        // SAFETY: fstatat(2) relative to a directory fd, into a stat buffer.
+        if unsafe { libc::fstatat(proc.as_raw_fd(), c"exe".as_ptr(), st.as_mut_ptr(), 0) } != 0 {
+            return None;
+        }
+        // SAFETY: fstatat succeeded and filled it.
+        let key = FileKey::of_stat(&unsafe { st.assume_init() });
         if let Some(hit) = self.cache.get(&key) {
             return Some((hit.clone(), None));
         }
-        let file = File::open(&exe).ok()?;
+        // SAFETY: openat(2) relative to a directory fd; the fd is owned below.
+        let fd = unsafe {
+            libc::openat(
+                proc.as_raw_fd(),
+                c"exe".as_ptr(),
+                libc::O_RDONLY | libc::O_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            return None;
+        }
+        // SAFETY: a valid fd we own.
+        let file = File::from(unsafe { OwnedFd::from_raw_fd(fd) });
         Some(self.identify(&file, pid, path))
     }
 

@@ -357,10 +357,11 @@ fn run(
     // One checker for the verdict and, in enforce mode, for the refusals: both see the same
     // ancestry. They never run at the same time (the tracer asks, then records).
     let checker = std::cell::RefCell::new(Checker::new(&recipes, &config, Date::today()));
-    let refuse = |e: &guard::event::ExecEvent| checker.borrow().refuses(e);
+    let refuse = |e: &guard::event::ExecEvent| checker.borrow_mut().refuses(e);
     let follow = ptrace::Follow {
         fingerprinter: Fingerprinter::new(&recipes),
         refuse: enforce.then_some(&refuse as &dyn Fn(&guard::event::ExecEvent) -> bool),
+        refuse_reads_ids: recipes.evaluated().any(|r| r.reads_ids()),
         // The step is guard's own (every exec of the command belongs to it): not read again
         // from each process's environment.
         extras: guard::watch::proc::Extras { step: false },

@@ -460,6 +460,57 @@ fn enforce_gives_the_caller_eacces_and_leaves_other_execs_alone() {
 }
 
 #[test]
+fn a_refused_attempt_is_recorded_with_its_caller() {
+    if !need(NGINX) || !need("/usr/bin/python3") {
+        return;
+    }
+    let d = Dir::new("caller");
+    copy_exec(NGINX, &d.join("srv"));
+    // The same exec from the main thread, then from another thread of the process.
+    let probe = "import os, threading\n\
+def attempt():\n    try:\n        os.execv('./srv', ['srv', '-v'])\n    except OSError as e:\n        print('refused', e.errno, flush=True)\n\
+attempt()\nt = threading.Thread(target=attempt)\nt.start()\nt.join()\nprint('pid', os.getpid())\n";
+    std::fs::write(d.join("probe.py"), probe).unwrap();
+    // As another user when guard can make it one: the record's ids are the caller's.
+    // SAFETY: geteuid(2) cannot fail.
+    let (prefix, uid) = if unsafe { libc::geteuid() } == 0 {
+        ("setpriv --reuid=65534 --regid=65534 --clear-groups ", 65534)
+    } else {
+        // SAFETY: getuid(2) cannot fail.
+        ("", unsafe { libc::getuid() } as u64)
+    };
+    let r = guard(
+        &d,
+        &["--mode", "enforce"],
+        &format!("{prefix}/usr/bin/python3 probe.py; true"),
+    );
+    assert_eq!(r.stdout.matches("refused 13").count(), 2, "{}", r.context());
+    let pid: u64 = r
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("pid "))
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("{}", r.context()));
+    let root = r.trace[0]["root"].as_u64().unwrap();
+    let attempts: Vec<&Value> = r.trace.iter().filter(|v| v["type"] == "attempt").collect();
+    assert_eq!(attempts.len(), 2, "{:#?}", r.trace);
+    let cwd = std::fs::canonicalize(&d.0).unwrap();
+    for a in &attempts {
+        assert_eq!(a["pid"], pid, "{a}");
+        assert_eq!(a["tgid"], pid, "{a}");
+        assert_eq!(a["ppid"], root, "{a}");
+        assert_eq!(a["uid"], uid, "{a}");
+        assert_eq!(a["cwd"], cwd.to_str().unwrap(), "{a}");
+        assert_eq!(a["execfn"], cwd.join("srv").to_str().unwrap(), "{a}");
+        assert_eq!(a["attempt"]["blocked"], true, "{a}");
+    }
+    // The second came from a thread that is not the leader: its own id is kept.
+    assert!(attempts[0].get("former_tid").is_none(), "{}", attempts[0]);
+    let tid = attempts[1]["former_tid"].as_u64().unwrap_or_default();
+    assert!(tid != 0 && tid != pid, "{}", attempts[1]);
+}
+
+#[test]
 fn enforce_does_not_block_allowlisted_execs() {
     if !need(NGINX) {
         return;
@@ -501,10 +552,15 @@ fn enforce_does_not_block_allowlisted_execs() {
 fn failed_attempts_are_evidence() {
     let d = Dir::new("attempts");
     std::fs::write(d.join("noexec"), "#!/bin/sh\n").unwrap();
+    // An executable FIFO: its exec fails (EACCES), and guard, which looks at the file, must
+    // not open it as a file to read (that would wait for a writer forever).
+    let made = Command::new("mkfifo").arg(d.join("pipe")).status().unwrap();
+    assert!(made.success());
+    std::fs::set_permissions(d.join("pipe"), std::fs::Permissions::from_mode(0o755)).unwrap();
     let r = guard(
         &d,
         &["--attempts"],
-        "/nonexistent/sbin/nginx -g 'daemon off;'; ./noexec; echo done",
+        "/nonexistent/sbin/nginx -g 'daemon off;'; ./noexec; ./pipe; echo done",
     );
     assert!(r.stdout.contains("done"), "{}", r.context());
     assert_eq!(r.findings().len(), 1, "{}", r.context());
@@ -513,8 +569,16 @@ fn failed_attempts_are_evidence() {
     assert_eq!(f["process"]["argv"][0], "/nonexistent/sbin/nginx");
     assert!(f.get("blocked").is_none());
     assert!(r.stderr.contains("ATTEMPTED"), "{}", r.context());
-    // Two failed attempts: nginx (ENOENT) and the script without x bit (EACCES).
-    assert_eq!(r.stat("attempts"), 2, "{}", r.context());
+    // Three failed attempts: nginx (ENOENT), the script without x bit and the FIFO (EACCES).
+    assert_eq!(r.stat("attempts"), 3, "{}", r.context());
+    let fifo = r
+        .trace
+        .iter()
+        .find(|v| v["type"] == "attempt" && v["argv"][0] == "./pipe")
+        .unwrap_or_else(|| panic!("{:#?}", r.trace));
+    let named = std::fs::canonicalize(d.join("pipe")).unwrap();
+    assert_eq!(fifo["exe"], named.to_str().unwrap(), "{fifo}");
+    assert_eq!(fifo["attempt"]["error"], "EACCES", "{fifo}");
     assert_eq!(r.status, 3);
 }
 

@@ -1127,6 +1127,15 @@ impl TryFrom<RawRecipe> for Recipe {
 }
 
 impl Recipe {
+    /// Whether an `arbitrary` filter looks at the uid or the parent pid of an exec (which
+    /// `--mode enforce` then reads before deciding on an attempt).
+    pub fn reads_ids(&self) -> bool {
+        self.arbitrary
+            .iter()
+            .flat_map(|g| &g.items)
+            .any(|i| matches!(i.what, What::Uid | What::ParentPid))
+    }
+
     /// Why this recipe cannot be evaluated on exec events, if it cannot.
     pub fn not_evaluated(&self) -> Option<String> {
         match self.mechanism {

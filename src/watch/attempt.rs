@@ -5,12 +5,11 @@
 //! a matching exec there, before the kernel loads anything: the system call is skipped and
 //! returns `EACCES`.
 
-use std::ffi::OsStr;
 use std::fs::File;
 use std::io::Read;
-use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
+use std::os::fd::AsRawFd;
 
+use super::proc::{parse_status, ProcDir, Status};
 use crate::event::{Bytes, ExecEvent, Source};
 use crate::fingerprint::{FingerprintEvent, Fingerprinter};
 
@@ -95,87 +94,136 @@ fn is_execveat(arch: u32, nr: u64) -> bool {
     }
 }
 
-/// Reads `len` bytes of the tracee's memory at `addr`, page by page, so that a read that
-/// reaches past the end of a mapping returns what precedes it.
-fn read_mem(tid: i32, addr: u64, len: usize) -> Option<Vec<u8>> {
-    use nix::sys::uio::{process_vm_readv, RemoteIoVec};
-    let mut buf = vec![0u8; len];
-    let mut done = 0;
-    while done < len {
-        let here = addr.checked_add(done as u64)?;
-        let want = ((4096 - here % 4096) as usize).min(len - done);
+/// Tracee memory is read in aligned blocks of this size: a block lies wholly inside one page
+/// (pages are 4 KiB or a multiple), so it is either readable or not.
+const BLOCK: u64 = 4096;
+/// Blocks kept by a [`Memory`]: argv's pointers and strings, and the path, usually share two or
+/// three.
+const KEPT_BLOCKS: usize = 4;
+
+/// A stopped tracee's memory, read one aligned block per `process_vm_readv(2)`, with the last
+/// few blocks kept: reading argv no longer costs a system call per argument. Only for the
+/// duration of one stop (the tracee must not run meanwhile).
+pub(crate) struct Memory {
+    tid: i32,
+    blocks: Vec<(u64, Box<[u8]>)>,
+    next: usize,
+}
+
+impl Memory {
+    pub(crate) fn new(tid: i32) -> Memory {
+        Memory {
+            tid,
+            blocks: Vec::with_capacity(KEPT_BLOCKS),
+            next: 0,
+        }
+    }
+
+    /// The block starting at `base` (aligned), `None` when it is not mapped readable.
+    fn block(&mut self, base: u64) -> Option<&[u8]> {
+        use nix::sys::uio::{process_vm_readv, RemoteIoVec};
+        if let Some(i) = self.blocks.iter().position(|(b, _)| *b == base) {
+            return Some(&self.blocks[i].1);
+        }
+        let mut data = vec![0u8; BLOCK as usize].into_boxed_slice();
         let remote = [RemoteIoVec {
-            base: here as usize,
-            len: want,
+            base: usize::try_from(base).ok()?,
+            len: BLOCK as usize,
         }];
-        let mut local = [std::io::IoSliceMut::new(&mut buf[done..done + want])];
-        match process_vm_readv(nix::unistd::Pid::from_raw(tid), &mut local, &remote) {
-            Ok(n) if n > 0 => done += n,
-            _ => break,
+        let mut local = [std::io::IoSliceMut::new(&mut data)];
+        match process_vm_readv(nix::unistd::Pid::from_raw(self.tid), &mut local, &remote) {
+            Ok(n) if n == BLOCK as usize => {}
+            _ => return None,
         }
-    }
-    buf.truncate(done);
-    (done > 0).then_some(buf)
-}
-
-/// A NUL-terminated string of at most `max` bytes at `addr`.
-pub(crate) fn read_string(tid: i32, addr: u64, max: usize) -> Option<Vec<u8>> {
-    let mut out = Vec::new();
-    let mut at = addr;
-    while out.len() < max {
-        let chunk = (4096 - (at % 4096) as usize).min(max - out.len()).max(1);
-        let data = read_mem(tid, at, chunk)?;
-        if let Some(end) = data.iter().position(|&b| b == 0) {
-            out.extend_from_slice(&data[..end]);
-            return Some(out);
-        }
-        out.extend_from_slice(&data);
-        at += data.len() as u64;
-    }
-    Some(out)
-}
-
-/// The argument vector at `addr` (an array of pointers ending with NULL).
-fn read_argv(tid: i32, addr: u64, wide: bool) -> Vec<Bytes> {
-    let mut out = Vec::new();
-    if addr == 0 {
-        return out;
-    }
-    let size = if wide { 8 } else { 4 };
-    let mut total = 0;
-    let mut at = addr;
-    'outer: while out.len() < MAX_ARGS && total < MAX_ARG_BYTES {
-        let Some(block) = read_mem(tid, at, 512 * size) else {
-            break;
+        let i = if self.blocks.len() < KEPT_BLOCKS {
+            self.blocks.push((base, data));
+            self.blocks.len() - 1
+        } else {
+            let i = self.next;
+            self.blocks[i] = (base, data);
+            self.next = (i + 1) % KEPT_BLOCKS;
+            i
         };
-        for ptr in block.chunks_exact(size) {
-            let p = if wide {
-                u64::from_ne_bytes(ptr.try_into().unwrap())
-            } else {
-                u64::from(u32::from_ne_bytes(ptr.try_into().unwrap()))
+        Some(&self.blocks[i].1)
+    }
+
+    /// `len` bytes at `addr`, or what precedes the first unreadable block (`None` when that is
+    /// nothing).
+    pub(crate) fn read(&mut self, addr: u64, len: usize) -> Option<Vec<u8>> {
+        let mut out = Vec::with_capacity(len.min(BLOCK as usize));
+        while out.len() < len {
+            let Some(at) = addr.checked_add(out.len() as u64) else {
+                break;
             };
-            if p == 0 || out.len() >= MAX_ARGS {
-                break 'outer;
+            let offset = (at % BLOCK) as usize;
+            let want = (BLOCK as usize - offset).min(len - out.len());
+            let Some(block) = self.block(at - offset as u64) else {
+                break;
+            };
+            out.extend_from_slice(&block[offset..offset + want]);
+        }
+        (!out.is_empty()).then_some(out)
+    }
+
+    /// A NUL-terminated string of at most `max` bytes at `addr` (cut at `max`); `None` when it
+    /// runs into memory that cannot be read.
+    pub(crate) fn string(&mut self, addr: u64, max: usize) -> Option<Vec<u8>> {
+        let mut out = Vec::new();
+        let mut at = addr;
+        while out.len() < max {
+            let offset = (at % BLOCK) as usize;
+            let block = self.block(at - offset as u64)?;
+            let rest = &block[offset..(offset + max - out.len()).min(BLOCK as usize)];
+            if let Some(end) = memchr::memchr(0, rest) {
+                out.extend_from_slice(&rest[..end]);
+                return Some(out);
             }
-            let s = read_string(tid, p, MAX_ARG_BYTES - total).unwrap_or_default();
+            out.extend_from_slice(rest);
+            at = at.checked_add(rest.len() as u64)?;
+        }
+        Some(out)
+    }
+
+    /// The argument vector at `addr` (an array of pointers ending with NULL), at most
+    /// [`MAX_ARGS`] arguments and [`MAX_ARG_BYTES`] bytes of them.
+    fn argv(&mut self, addr: u64, wide: bool) -> Vec<Bytes> {
+        let mut out = Vec::new();
+        if addr == 0 {
+            return out;
+        }
+        let size: u64 = if wide { 8 } else { 4 };
+        let mut total = 0;
+        let mut at = addr;
+        while out.len() < MAX_ARGS && total < MAX_ARG_BYTES {
+            let Some(raw) = self.read(at, size as usize) else {
+                break;
+            };
+            if raw.len() < size as usize {
+                break;
+            }
+            let p = if wide {
+                u64::from_ne_bytes(raw[..8].try_into().unwrap())
+            } else {
+                u64::from(u32::from_ne_bytes(raw[..4].try_into().unwrap()))
+            };
+            if p == 0 {
+                break;
+            }
+            let s = self.string(p, MAX_ARG_BYTES - total).unwrap_or_default();
             total += s.len() + 1;
             out.push(Bytes(s));
-            if total >= MAX_ARG_BYTES {
-                break 'outer;
-            }
+            let Some(next) = at.checked_add(size) else {
+                break;
+            };
+            at = next;
         }
-        at += block.len() as u64;
-        if block.len() < 512 * size {
-            break;
-        }
+        out
     }
-    out
 }
 
-fn readlink(path: String) -> Option<Bytes> {
-    std::fs::read_link(path)
-        .ok()
-        .map(|p| Bytes::from(p.as_path()))
+/// A NUL-terminated string of at most `max` bytes at `addr` in a stopped tracee's memory.
+pub(crate) fn read_string(tid: i32, addr: u64, max: usize) -> Option<Vec<u8>> {
+    Memory::new(tid).string(addr, max)
 }
 
 fn join_path(dir: &[u8], rel: &[u8]) -> Vec<u8> {
@@ -187,12 +235,47 @@ fn join_path(dir: &[u8], rel: &[u8]) -> Vec<u8> {
     v
 }
 
+/// The file a path names, opened without side effects (`O_PATH`: no device opened, no FIFO
+/// waited on), with its name as the kernel resolves it (`/proc/self/fd/N`, the same form as
+/// `/proc/PID/exe`), and the file itself opened for reading when it is a regular file we may
+/// read.
+struct Target {
+    name: Option<Bytes>,
+    file: Option<File>,
+}
+
+impl Target {
+    /// `rel` relative to the tracee's `/proc/TID` directory (`root/...`, `cwd/...`, `fd/N/...`).
+    fn open(proc: &ProcDir, rel: &[u8]) -> Option<Target> {
+        let fd = proc.open_at(rel, libc::O_PATH)?;
+        let link = format!("/proc/self/fd/{}", fd.as_raw_fd());
+        let name = std::fs::read_link(&link)
+            .ok()
+            .map(|p| Bytes::from(p.as_path()));
+        let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+        // SAFETY: fstat(2) of an fd we own into a stat buffer.
+        let regular = unsafe { libc::fstat(fd.as_raw_fd(), st.as_mut_ptr()) } == 0
+            // SAFETY: fstat succeeded and filled it.
+            && unsafe { st.assume_init() }.st_mode & libc::S_IFMT == libc::S_IFREG;
+        let file = regular.then(|| File::open(&link).ok()).flatten();
+        Some(Target { name, file })
+    }
+}
+
 /// What an exec attempt asks for, as an exec record would show it had it happened: `exe` the
 /// file that would run (the interpreter for a `#!` script, which is then `script`), `execfn`
 /// the path given (absolute), `argv` as the new program would see it, `content` its
 /// fingerprints. Returns the fingerprint events of files read meanwhile.
+///
+/// Everything is read through the caller's `/proc/TID` opened once, and files are reached
+/// through its `root`, `cwd` and `fd` links: resolved in the caller's view, not guard's.
+///
+/// With `group` (the caller's thread group, known to the tracer), the caller's ids and working
+/// directory are not read unless the path needs the latter: for a decision that does not look
+/// at them; [`complete`] reads them if the attempt is to be recorded.
 pub fn candidate(
     tid: i32,
+    group: Option<u32>,
     call: &Call,
     fingerprinter: &mut Fingerprinter,
 ) -> (ExecEvent, Vec<FingerprintEvent>) {
@@ -207,49 +290,53 @@ pub fn candidate(
     } else {
         (AT_FDCWD, call.args[0], call.args[1], 0)
     };
-    let path = read_string(tid, path_ptr, 4096).unwrap_or_default();
-    let argv = read_argv(tid, argv_ptr, wide);
-    let (tgid, ppid, uid, euid) = ids(tid);
-    let cwd = readlink(format!("/proc/{tid}/cwd"));
-    // The path as the process names it, and the way we open the same file.
+    let mut memory = Memory::new(tid);
+    let path = memory.string(path_ptr, 4096).unwrap_or_default();
+    let argv = memory.argv(argv_ptr, wide);
+    let proc = ProcDir::open(tid);
+    let relative = !path.is_empty() && path.first() != Some(&b'/') && dirfd == AT_FDCWD;
+    let (status, cwd) = match (&proc, group) {
+        (Some(p), None) => (
+            p.read(c"status", 4096).as_deref().and_then(parse_status),
+            p.readlink(c"cwd").map(Bytes),
+        ),
+        (Some(p), Some(_)) if relative => (None, p.readlink(c"cwd").map(Bytes)),
+        _ => (None, None),
+    };
+    let fd_link = format!("fd/{dirfd}").into_bytes();
+    // The path as the process names it, and the way we reach the same file.
     let (given, through): (Vec<u8>, Vec<u8>) = if path.is_empty() && flags & AT_EMPTY_PATH != 0 {
-        let name = readlink(format!("/proc/{tid}/fd/{dirfd}")).unwrap_or_default();
-        (name.0, format!("/proc/{tid}/fd/{dirfd}").into_bytes())
+        let name = proc.as_ref().and_then(|p| p.readlink_bytes(&fd_link));
+        (name.unwrap_or_default(), fd_link)
     } else if path.first() == Some(&b'/') {
-        let mut through = format!("/proc/{tid}/root").into_bytes();
+        let mut through = b"root".to_vec();
         through.extend_from_slice(&path);
         (path.clone(), through)
     } else {
-        let base = if dirfd == AT_FDCWD {
-            cwd.clone().map(|c| c.0)
+        let (base, through_dir) = if dirfd == AT_FDCWD {
+            (cwd.clone().map(|c| c.0), b"cwd".to_vec())
         } else {
-            readlink(format!("/proc/{tid}/fd/{dirfd}")).map(|b| b.0)
-        };
-        let through_dir = if dirfd == AT_FDCWD {
-            format!("/proc/{tid}/cwd")
-        } else {
-            format!("/proc/{tid}/fd/{dirfd}")
+            let base = proc.as_ref().and_then(|p| p.readlink_bytes(&fd_link));
+            (base, fd_link)
         };
         (
             base.map(|b| join_path(&b, &path)).unwrap_or(path.clone()),
-            join_path(through_dir.as_bytes(), &path),
+            join_path(&through_dir, &path),
         )
     };
-    let through = Path::new(OsStr::from_bytes(&through));
-    let resolved = std::fs::canonicalize(through)
-        .ok()
-        .map(|p| Bytes::from(p.as_path()));
-    let mut e = ExecEvent::new(tgid, Source::Ptrace);
-    e.ppid = ppid;
-    e.former_tid = (tgid != tid as u32).then_some(tid as u32);
-    e.uid = uid;
-    e.euid = (euid != uid).then_some(euid);
+    let target = proc.as_ref().and_then(|p| Target::open(p, &through));
+    let resolved = target.as_ref().and_then(|t| t.name.clone());
+    let mut e = ExecEvent::new(group.unwrap_or(tid as u32), Source::Ptrace);
+    if let Some(st) = status {
+        set_ids(&mut e, &st);
+    }
+    e.former_tid = (e.pid != tid as u32).then_some(tid as u32);
     e.exe = resolved.clone().unwrap_or_else(|| Bytes(given.clone()));
     e.execfn = Some(Bytes(given.clone()));
     e.argv = argv.clone();
     e.cwd = cwd;
     let mut events = Vec::new();
-    let Ok(mut file) = File::open(through) else {
+    let Some(mut file) = target.and_then(|t| t.file) else {
         return (e, events);
     };
     // A `#!` script: the kernel runs its interpreter with [interpreter, (argument), path,
@@ -264,13 +351,13 @@ pub fn candidate(
             None => (line, None),
         };
         if interp.first() == Some(&b'/') {
-            let mut through = format!("/proc/{tid}/root").into_bytes();
+            let mut through = b"root".to_vec();
             through.extend_from_slice(interp);
-            let through = Path::new(OsStr::from_bytes(&through));
+            let interpreter = proc.as_ref().and_then(|p| Target::open(p, &through));
             e.script = resolved;
-            e.exe = std::fs::canonicalize(through)
-                .ok()
-                .map(|p| Bytes::from(p.as_path()))
+            e.exe = interpreter
+                .as_ref()
+                .and_then(|t| t.name.clone())
                 .unwrap_or_else(|| Bytes::from(interp));
             let mut new_argv = vec![Bytes::from(interp)];
             if let Some(a) = arg.filter(|a| !a.is_empty()) {
@@ -279,34 +366,39 @@ pub fn candidate(
             new_argv.push(Bytes(given));
             new_argv.extend(argv.into_iter().skip(1));
             e.argv = new_argv;
-            match File::open(through) {
-                Ok(f) => file = f,
-                Err(_) => return (e, events),
+            match interpreter.and_then(|t| t.file) {
+                Some(f) => file = f,
+                None => return (e, events),
             }
         }
     }
-    let (content, event) = fingerprinter.identify(&file, tgid, &e.exe);
+    let (content, event) = fingerprinter.identify(&file, e.pid, &e.exe);
     e.content = content.to_vec();
     events.extend(event);
     (e, events)
 }
 
-/// (tgid, ppid, uid, euid) of a thread, from `/proc/TID/status`.
-fn ids(tid: i32) -> (u32, u32, u32, u32) {
-    let status = std::fs::read_to_string(format!("/proc/{tid}/status")).unwrap_or_default();
-    let field = |name: &str, at: usize| -> u32 {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.split_whitespace().nth(at)?.parse().ok())
-            .unwrap_or(0)
+fn set_ids(e: &mut ExecEvent, st: &Status) {
+    e.pid = st.tgid;
+    e.tgid = st.tgid;
+    e.ppid = st.ppid;
+    e.uid = st.uid;
+    e.euid = (st.euid != st.uid).then_some(st.euid);
+}
+
+/// Reads what [`candidate`] left out with a thread group given: the caller's ids and working
+/// directory (the tracee is still at its seccomp stop).
+pub fn complete(e: &mut ExecEvent, tid: i32) {
+    let Some(proc) = ProcDir::open(tid) else {
+        return;
     };
-    (
-        field("Tgid:", 0).max(tid as u32),
-        field("PPid:", 0),
-        field("Uid:", 0),
-        field("Uid:", 1),
-    )
+    if let Some(st) = proc.read(c"status", 4096).as_deref().and_then(parse_status) {
+        set_ids(e, &st);
+        e.former_tid = (e.pid != tid as u32).then_some(tid as u32);
+    }
+    if e.cwd.is_none() {
+        e.cwd = proc.readlink(c"cwd").map(Bytes);
+    }
 }
 
 /// Skips the system call the tracee is stopped in (at its seccomp stop) and makes it return
@@ -357,3 +449,109 @@ pub fn refuse(_tid: i32, _errno: i32) -> bool {
 
 /// Whether this build can refuse an exec (`--mode enforce`).
 pub const CAN_REFUSE: bool = cfg!(any(target_arch = "x86_64", target_arch = "aarch64"));
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Pages of our own memory (process_vm_readv reads the caller as well as any tracee): `n`
+    /// readable pages followed by one that is not.
+    struct Pages {
+        base: *mut u8,
+        n: usize,
+    }
+
+    impl Pages {
+        fn new(n: usize) -> Pages {
+            let len = (n + 1) * BLOCK as usize;
+            // SAFETY: an anonymous private mapping of `len` bytes; its last page is then made
+            // unreadable.
+            let base = unsafe {
+                let p = libc::mmap(
+                    std::ptr::null_mut(),
+                    len,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                    -1,
+                    0,
+                );
+                assert_ne!(p, libc::MAP_FAILED);
+                let guard = p.cast::<u8>().add(n * BLOCK as usize);
+                assert_eq!(
+                    libc::mprotect(guard.cast(), BLOCK as usize, libc::PROT_NONE),
+                    0
+                );
+                p.cast::<u8>()
+            };
+            Pages { base, n }
+        }
+        fn bytes(&mut self) -> &mut [u8] {
+            // SAFETY: the first `n` pages are mapped readable and writable, and ours.
+            unsafe { std::slice::from_raw_parts_mut(self.base, self.n * BLOCK as usize) }
+        }
+        fn addr(&self, offset: usize) -> u64 {
+            self.base as u64 + offset as u64
+        }
+    }
+
+    impl Drop for Pages {
+        fn drop(&mut self) {
+            // SAFETY: the mapping made in `new`.
+            unsafe { libc::munmap(self.base.cast(), (self.n + 1) * BLOCK as usize) };
+        }
+    }
+
+    fn me() -> Memory {
+        Memory::new(std::process::id() as i32)
+    }
+
+    #[test]
+    fn strings_across_blocks_cut_at_max_and_stopped_by_unreadable_memory() {
+        let mut p = Pages::new(2);
+        let at = BLOCK as usize - 5;
+        p.bytes()[at..at + 12].copy_from_slice(b"hello world\0");
+        assert_eq!(me().string(p.addr(at), 4096), Some(b"hello world".to_vec()));
+        assert_eq!(me().string(p.addr(at), 3), Some(b"hel".to_vec()));
+        // A string that runs into the unreadable page without its NUL.
+        let end = 2 * BLOCK as usize;
+        p.bytes()[end - 4..].copy_from_slice(b"abcd");
+        assert_eq!(me().string(p.addr(end - 4), 4096), None);
+        // A read that reaches it returns what precedes it.
+        assert_eq!(me().read(p.addr(end - 4), 100), Some(b"abcd".to_vec()));
+        assert_eq!(me().read(p.addr(end), 100), None);
+        assert_eq!(me().string(0, 10), None);
+    }
+
+    #[test]
+    fn argv_from_many_blocks_is_read_whole() {
+        // Ten arguments, each in its own page (more pages than the reader keeps), the pointer
+        // array across a block boundary.
+        let mut strings = Pages::new(10);
+        let mut want = Vec::new();
+        for i in 0..10 {
+            let s = format!("arg-{i}-{}", "x".repeat(i * 100));
+            let at = i * BLOCK as usize + 7;
+            strings.bytes()[at..at + s.len()].copy_from_slice(s.as_bytes());
+            strings.bytes()[at + s.len()] = 0;
+            want.push(Bytes::from(s.as_str()));
+        }
+        let mut array = Pages::new(2);
+        let start = BLOCK as usize - 3 * 8;
+        for i in 0..10 {
+            let ptr = strings.addr(i * BLOCK as usize + 7);
+            array.bytes()[start + i * 8..start + i * 8 + 8].copy_from_slice(&ptr.to_ne_bytes());
+        }
+        array.bytes()[start + 80..start + 88].copy_from_slice(&0u64.to_ne_bytes());
+        let mut m = me();
+        assert_eq!(m.argv(array.addr(start), true), want);
+        assert!(m.blocks.len() <= KEPT_BLOCKS);
+        // An array whose end is unreadable: the arguments before it.
+        let end = 2 * BLOCK as usize;
+        array.bytes()[end - 8..end].copy_from_slice(&strings.addr(7).to_ne_bytes());
+        assert_eq!(
+            me().argv(array.addr(end - 8), true),
+            vec![Bytes::from("arg-0-")]
+        );
+        assert_eq!(me().argv(0, true), Vec::<Bytes>::new());
+    }
+}

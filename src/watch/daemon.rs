@@ -514,6 +514,7 @@ fn daemon_main(
                 let follow = super::ptrace::Follow {
                     fingerprinter: fingerprinter2,
                     refuse: None,
+                    refuse_reads_ids: false,
                     extras: WATCHER_EXTRAS,
                     step: None,
                 };
@@ -812,12 +813,14 @@ fn read_events(
                 source: Source::Connector,
             }),
             ProcEvent::Exec { tgid, .. } => {
-                let mut e = super::proc::read_exec(tgid as i32, Source::Connector, WATCHER_EXTRAS);
-                if let Some((content, read)) = fingerprinter.identify_pid(tgid, &e.exe) {
-                    e.content = content.to_vec();
-                    if let Some(read) = read {
-                        batch.push(Record::Fingerprint(read));
-                    }
+                let (e, read) = super::proc::read_exec_identified(
+                    tgid as i32,
+                    Source::Connector,
+                    WATCHER_EXTRAS,
+                    fingerprinter,
+                );
+                if let Some(read) = read {
+                    batch.push(Record::Fingerprint(read));
                 }
                 let probe = e
                     .argv

@@ -4,12 +4,13 @@
 
 use nix::errno::Errno;
 use std::ffi::{CStr, CString};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use crate::event::{Bytes, ExecEvent, Source};
+use crate::fingerprint::{FingerprintEvent, Fingerprinter};
 
 /// `AT_EXECFN` (auxv): the address of the path that was passed to exec.
 const AT_EXECFN: u64 = 31;
@@ -26,10 +27,10 @@ pub fn split_cmdline(raw: &[u8]) -> Vec<Bytes> {
 /// `/proc/PID`, opened once: every read below is relative to it, so it refers to the same
 /// process even if the pid were reused meanwhile (it then fails instead of reading another
 /// process).
-struct ProcDir(OwnedFd);
+pub(crate) struct ProcDir(OwnedFd);
 
 impl ProcDir {
-    fn open(pid: i32) -> Option<ProcDir> {
+    pub(crate) fn open(pid: i32) -> Option<ProcDir> {
         let path = CString::new(format!("/proc/{pid}")).ok()?;
         // SAFETY: open(2) of a NUL-terminated path; the fd is owned below.
         let fd = unsafe {
@@ -42,7 +43,25 @@ impl ProcDir {
         (fd >= 0).then(|| ProcDir(unsafe { OwnedFd::from_raw_fd(fd) }))
     }
 
-    fn readlink(&self, name: &CStr) -> Option<Vec<u8>> {
+    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
+        self.0.as_fd()
+    }
+
+    /// Opens `rel` relative to the directory (a path through its `root`, `cwd` or `fd/N` links
+    /// is resolved in that process's view).
+    pub(crate) fn open_at(&self, rel: &[u8], flags: libc::c_int) -> Option<OwnedFd> {
+        let rel = CString::new(rel).ok()?;
+        // SAFETY: openat(2) relative to our directory fd; the fd is owned below.
+        let fd = unsafe { libc::openat(self.0.as_raw_fd(), rel.as_ptr(), flags | libc::O_CLOEXEC) };
+        // SAFETY: a valid fd we own.
+        (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd) })
+    }
+
+    pub(crate) fn readlink_bytes(&self, name: &[u8]) -> Option<Vec<u8>> {
+        self.readlink(&CString::new(name).ok()?)
+    }
+
+    pub(crate) fn readlink(&self, name: &CStr) -> Option<Vec<u8>> {
         let mut buf = vec![0u8; 4096];
         // SAFETY: readlinkat(2) into a buffer of the length given.
         let n = unsafe {
@@ -64,7 +83,7 @@ impl ProcDir {
     ///
     /// A read that returns less than asked is the end of these files (the kernel renders each
     /// of them whole and copies out as much as fits), which spares the read that would return 0.
-    fn read(&self, name: &CStr, limit: usize) -> Option<Vec<u8>> {
+    pub(crate) fn read(&self, name: &CStr, limit: usize) -> Option<Vec<u8>> {
         // SAFETY: openat(2) relative to our directory fd; the fd is owned below.
         let fd = unsafe {
             libc::openat(
@@ -108,16 +127,16 @@ impl ProcDir {
 
 /// What an exec record takes from `/proc/PID/status`.
 #[derive(Debug, PartialEq, Eq)]
-struct Status {
+pub(crate) struct Status {
     /// `Name:`, the command name (unescaped: the kernel writes `\n` and `\\` escaped).
-    name: Vec<u8>,
-    tgid: u32,
-    ppid: u32,
-    uid: u32,
-    euid: u32,
+    pub name: Vec<u8>,
+    pub tgid: u32,
+    pub ppid: u32,
+    pub uid: u32,
+    pub euid: u32,
 }
 
-fn parse_status(status: &[u8]) -> Option<Status> {
+pub(crate) fn parse_status(status: &[u8]) -> Option<Status> {
     let (mut name, mut tgid, mut ppid) = (None, None, None);
     for line in status.split(|&b| b == b'\n') {
         let numbers = |prefix: &[u8]| -> Option<Vec<u32>> {
@@ -203,10 +222,30 @@ fn absolute(path: Vec<u8>, cwd: Option<&Bytes>) -> Bytes {
 /// Everything we record about a process that has just exec'd. Fields that cannot be read
 /// (the process is gone) are left empty and the event is marked partial.
 pub fn read_exec(pid: i32, source: Source, extras: Extras) -> ExecEvent {
+    read_exec_in(pid, source, extras, None).0
+}
+
+/// [`read_exec`], with the fingerprints of the executable (`content`) read through the same
+/// `/proc/PID`; the fingerprint event when the file was read rather than found in the cache.
+pub fn read_exec_identified(
+    pid: i32,
+    source: Source,
+    extras: Extras,
+    fingerprinter: &mut Fingerprinter,
+) -> (ExecEvent, Option<FingerprintEvent>) {
+    read_exec_in(pid, source, extras, Some(fingerprinter))
+}
+
+fn read_exec_in(
+    pid: i32,
+    source: Source,
+    extras: Extras,
+    fingerprinter: Option<&mut Fingerprinter>,
+) -> (ExecEvent, Option<FingerprintEvent>) {
     let mut e = ExecEvent::new(pid as u32, source);
     let Some(dir) = ProcDir::open(pid) else {
         e.partial = true;
-        return e;
+        return (e, None);
     };
     let mut complete = true;
     if let Some(exe) = dir.readlink(c"exe") {
@@ -253,7 +292,14 @@ pub fn read_exec(pid: i32, source: Source, extras: Extras) -> ExecEvent {
             .and_then(|env| github_action(&env));
     }
     e.partial = !complete;
-    e
+    let mut read = None;
+    if let Some(f) = fingerprinter {
+        if let Some((content, event)) = f.identify_exe_in(dir.fd(), pid as u32, &e.exe) {
+            e.content = content.to_vec();
+            read = event;
+        }
+    }
+    (e, read)
 }
 
 /// The container id in a `/proc/PID/cgroup` file: the last 64-hex-digit path component,

@@ -187,6 +187,10 @@ pub struct Follow<'s> {
     /// `--mode enforce`: asked about every exec attempt (and again at the exec stop); `true`
     /// refuses it. Needs the command spawned with attempts traced.
     pub refuse: Option<&'s dyn Fn(&ExecEvent) -> bool>,
+    /// Whether `refuse` looks at the uid or the parent pid of an exec (a recipe filters on
+    /// them). If not, an attempt is decided on without reading them (`/proc/TID/status`), and
+    /// they are read only for an attempt that is recorded.
+    pub refuse_reads_ids: bool,
     /// What to read of each process besides the exec itself.
     pub extras: super::proc::Extras,
     /// The GitHub Actions step of every exec, when it is known once for all (`guard run`
@@ -931,23 +935,20 @@ impl<'s> Tracer<'s> {
                 self.pending.remove(&tid);
                 self.tracee(tid).tgid = tid;
                 self.execd.insert(tid);
-                let mut event: ExecEvent =
-                    super::proc::read_exec(tid, Source::Ptrace, self.follow.extras);
+                let (mut event, read) = super::proc::read_exec_identified(
+                    tid,
+                    Source::Ptrace,
+                    self.follow.extras,
+                    &mut self.follow.fingerprinter,
+                );
+                if let Some(read) = read {
+                    (self.emit)(Record::Fingerprint(read));
+                }
                 if event.step.is_none() {
                     event.step.clone_from(&self.follow.step);
                 }
                 if former != tid {
                     event.former_tid = Some(former as u32);
-                }
-                if let Some((content, read)) = self
-                    .follow
-                    .fingerprinter
-                    .identify_pid(tid as u32, &event.exe)
-                {
-                    event.content = content.to_vec();
-                    if let Some(read) = read {
-                        (self.emit)(Record::Fingerprint(read));
-                    }
                 }
                 self.flush_failed(tid, event.execfn.as_ref().map(|p| p.file_name().to_vec()));
                 // An exec that got past the refusal of its attempt (the file was swapped in
@@ -965,7 +966,7 @@ impl<'s> Tracer<'s> {
                 if let Some(call) = self.pending.remove(&tid) {
                     if let Some(errno) = attempt::exit_errno(tid) {
                         let (mut e, reads) =
-                            attempt::candidate(tid, &call, &mut self.follow.fingerprinter);
+                            attempt::candidate(tid, None, &call, &mut self.follow.fingerprinter);
                         for r in reads {
                             (self.emit)(Record::Fingerprint(r));
                         }
@@ -1018,11 +1019,20 @@ impl<'s> Tracer<'s> {
             return;
         };
         if let Some(refuse) = self.follow.refuse {
-            let (mut e, reads) = attempt::candidate(tid, &call, &mut self.follow.fingerprinter);
+            // The caller's ids are read only if the decision needs them, else only for a
+            // refusal that is recorded.
+            let group = (!self.follow.refuse_reads_ids)
+                .then(|| self.tracees.get(&tid).map(|t| t.tgid as u32))
+                .flatten();
+            let (mut e, reads) =
+                attempt::candidate(tid, group, &call, &mut self.follow.fingerprinter);
             for r in reads {
                 (self.emit)(Record::Fingerprint(r));
             }
             if refuse(&e) && attempt::refuse(tid, libc::EACCES) {
+                if group.is_some() {
+                    attempt::complete(&mut e, tid);
+                }
                 e.attempt = Some(Attempt::new(libc::EACCES, true));
                 (self.emit)(Record::Attempt(Box::new(e)));
                 self.resume(tid, 0);
