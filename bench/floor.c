@@ -3,6 +3,12 @@
 //
 //   floor ptrace CMD...   runs CMD seized with the ptrace options `guard run` uses (fork, vfork,
 //                         clone and exec events) and resumes every stop at once; reads nothing.
+//   floor ptrace-attempts CMD...
+//                         the same, with exec attempts traced as `guard run --attempts` and
+//                         `--mode enforce` trace them: a seccomp filter in CMD stops every
+//                         execve/execveat (SECCOMP_RET_TRACE), and the stop is resumed to the
+//                         system call's exit (PTRACE_SYSCALL; an exec that succeeds ends that at
+//                         its exec stop). x86_64 only.
 //   floor connector       subscribes to the netlink proc connector as the host watcher does and
 //                         reads every event until SIGTERM or SIGINT; reads no /proc. Prints the
 //                         number of exec events seen. Needs root.
@@ -14,7 +20,13 @@
 #include <fcntl.h>
 #include <linux/cn_proc.h>
 #include <linux/connector.h>
+#include <linux/filter.h>
 #include <linux/netlink.h>
+#include <linux/seccomp.h>
+#include <linux/audit.h>
+#include <stddef.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,7 +36,29 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static int ptrace_floor(char **cmd) {
+/* The exec part of guard's filter: a seccomp stop for execve and execveat, nothing else. */
+static int trace_execs(void) {
+#ifdef __x86_64__
+  struct sock_filter f[] = {
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 0, 4),
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_execve, 3, 0),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_execveat, 2, 0),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_TRACE),
+  };
+  struct sock_fprog prog = {.len = sizeof f / sizeof f[0], .filter = f};
+  if (geteuid() != 0) prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+  return syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_SPEC_ALLOW, &prog);
+#else
+  errno = ENOSYS;
+  return -1;
+#endif
+}
+
+static int ptrace_floor(char **cmd, int attempts) {
   int gate[2];
   if (pipe(gate)) return 125;
   pid_t root = fork();
@@ -33,11 +67,13 @@ static int ptrace_floor(char **cmd) {
     char c;
     close(gate[1]);
     if (read(gate[0], &c, 1) != 1) _exit(125);
+    if (attempts && trace_execs()) { perror("floor: seccomp"); _exit(125); }
     execvp(cmd[0], cmd);
     _exit(127);
   }
   long opts = PTRACE_O_TRACEFORK | PTRACE_O_TRACEVFORK | PTRACE_O_TRACECLONE |
               PTRACE_O_TRACEEXEC | PTRACE_O_EXITKILL;
+  if (attempts) opts |= PTRACE_O_TRACESECCOMP | PTRACE_O_TRACESYSGOOD;
   if (ptrace(PTRACE_SEIZE, root, 0, opts)) {
     perror("floor: PTRACE_SEIZE");
     return 125;
@@ -59,6 +95,10 @@ static int ptrace_floor(char **cmd) {
     if (event == PTRACE_EVENT_STOP &&
         (sig == SIGSTOP || sig == SIGTSTP || sig == SIGTTIN || sig == SIGTTOU))
       ptrace(PTRACE_LISTEN, pid, 0, 0);  // group-stop
+    else if (event == PTRACE_EVENT_SECCOMP)
+      ptrace(PTRACE_SYSCALL, pid, 0, 0);  // to the exit of an exec that fails
+    else if (event == 0 && sig == (SIGTRAP | 0x80))
+      ptrace(PTRACE_CONT, pid, 0, 0);  // that exit
     else
       // Signal-delivery-stops keep their signal.
       ptrace(PTRACE_CONT, pid, 0, (void *)(long)(event ? 0 : sig));
@@ -132,9 +172,12 @@ static int connector_floor(int with_proc) {
 }
 
 int main(int argc, char **argv) {
-  if (argc >= 3 && strcmp(argv[1], "ptrace") == 0) return ptrace_floor(argv + 2);
+  if (argc >= 3 && strcmp(argv[1], "ptrace") == 0) return ptrace_floor(argv + 2, 0);
+  if (argc >= 3 && strcmp(argv[1], "ptrace-attempts") == 0) return ptrace_floor(argv + 2, 1);
   if (argc == 2 && strcmp(argv[1], "connector") == 0) return connector_floor(0);
   if (argc == 2 && strcmp(argv[1], "connector-proc") == 0) return connector_floor(1);
-  fprintf(stderr, "usage: floor ptrace CMD... | floor connector | floor connector-proc\n");
+  fprintf(stderr,
+          "usage: floor ptrace CMD... | floor ptrace-attempts CMD... | floor connector | "
+          "floor connector-proc\n");
   return 2;
 }

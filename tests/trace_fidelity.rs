@@ -1215,6 +1215,59 @@ fn forks_of_killed_parents_keep_the_trace_causal() {
     );
 }
 
+#[test]
+fn many_processes_waiting_to_exec_are_recorded_whole_with_fds_bounded() {
+    // 400 subshells that wait, then exec: guard opens the /proc directory of a new process
+    // ahead of its exec, but holds at most a bounded number; every exec is recorded whole
+    // either way. While they wait, the workload counts guard's open descriptors.
+    let work = TempDir::new();
+    let trace = work.0.join("trace.jsonl");
+    let script = "i=0\n\
+        while [ $i -lt 400 ]; do\n\
+          ( sleep 2; exec /bin/echo late-$i ) &\n\
+          i=$((i+1))\n\
+        done\n\
+        sleep 1\n\
+        ls /proc/$PPID/fd | wc -l > fds\n\
+        wait";
+    fs::write(work.0.join("driver.sh"), script).unwrap();
+    let out = run(
+        "guard run of processes waiting to exec",
+        Command::new(GUARD)
+            .arg("run")
+            .arg("--trace")
+            .arg(&trace)
+            .args(["--", "sh", "driver.sh"])
+            .current_dir(&work.0),
+        &work.0,
+    );
+    expect_success("guard run", &out);
+    assert_eq!(out.stdout.lines().count(), 400, "{}", out.stdout);
+    let fds: usize = fs::read_to_string(work.0.join("fds"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(fds < 256 + 64, "guard held {fds} descriptors");
+    let guard = read_guard_trace(&trace, out.pid);
+    let mut late: Vec<u32> = guard
+        .execs
+        .iter()
+        .filter(|e| e.exec.argv.first().map(Vec::as_slice) == Some(b"/bin/echo"))
+        .map(|e| {
+            assert_eq!(e.exec.argv.len(), 2, "{}", e.line);
+            assert!(e.exec.argv[1].starts_with(b"late-"), "{}", e.line);
+            assert!(e.exec.exe.ends_with(b"/echo"), "{}", e.line);
+            assert_eq!(e.exec.comm, b"echo", "{}", e.line);
+            assert_eq!(e.cwd, work.0.as_os_str().as_bytes(), "{}", e.line);
+            e.pid
+        })
+        .collect();
+    late.sort_unstable();
+    late.dedup();
+    assert_eq!(late.len(), 400);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Tests of the test's own parsers (no tracing involved)
 

@@ -272,9 +272,11 @@ impl Target {
 ///
 /// With `group` (the caller's thread group, known to the tracer), the caller's ids and working
 /// directory are not read unless the path needs the latter: for a decision that does not look
-/// at them; [`complete`] reads them if the attempt is to be recorded.
-pub fn candidate(
+/// at them; [`complete`] reads them if the attempt is to be recorded. `proc` is the caller's
+/// `/proc/TID` when the tracer has it open already.
+pub(crate) fn candidate(
     tid: i32,
+    proc: Option<&ProcDir>,
     group: Option<u32>,
     call: &Call,
     fingerprinter: &mut Fingerprinter,
@@ -293,9 +295,16 @@ pub fn candidate(
     let mut memory = Memory::new(tid);
     let path = memory.string(path_ptr, 4096).unwrap_or_default();
     let argv = memory.argv(argv_ptr, wide);
-    let proc = ProcDir::open(tid);
+    let opened;
+    let proc = match proc {
+        Some(p) => Some(p),
+        None => {
+            opened = ProcDir::open(tid);
+            opened.as_ref()
+        }
+    };
     let relative = !path.is_empty() && path.first() != Some(&b'/') && dirfd == AT_FDCWD;
-    let (status, cwd) = match (&proc, group) {
+    let (status, cwd) = match (proc, group) {
         (Some(p), None) => (
             p.read(c"status", 4096).as_deref().and_then(parse_status),
             p.readlink(c"cwd").map(Bytes),
@@ -306,7 +315,7 @@ pub fn candidate(
     let fd_link = format!("fd/{dirfd}").into_bytes();
     // The path as the process names it, and the way we reach the same file.
     let (given, through): (Vec<u8>, Vec<u8>) = if path.is_empty() && flags & AT_EMPTY_PATH != 0 {
-        let name = proc.as_ref().and_then(|p| p.readlink_bytes(&fd_link));
+        let name = proc.and_then(|p| p.readlink_bytes(&fd_link));
         (name.unwrap_or_default(), fd_link)
     } else if path.first() == Some(&b'/') {
         let mut through = b"root".to_vec();
@@ -316,7 +325,7 @@ pub fn candidate(
         let (base, through_dir) = if dirfd == AT_FDCWD {
             (cwd.clone().map(|c| c.0), b"cwd".to_vec())
         } else {
-            let base = proc.as_ref().and_then(|p| p.readlink_bytes(&fd_link));
+            let base = proc.and_then(|p| p.readlink_bytes(&fd_link));
             (base, fd_link)
         };
         (
@@ -324,7 +333,7 @@ pub fn candidate(
             join_path(&through_dir, &path),
         )
     };
-    let target = proc.as_ref().and_then(|p| Target::open(p, &through));
+    let target = proc.and_then(|p| Target::open(p, &through));
     let resolved = target.as_ref().and_then(|t| t.name.clone());
     let mut e = ExecEvent::new(group.unwrap_or(tid as u32), Source::Ptrace);
     if let Some(st) = status {
@@ -353,7 +362,7 @@ pub fn candidate(
         if interp.first() == Some(&b'/') {
             let mut through = b"root".to_vec();
             through.extend_from_slice(interp);
-            let interpreter = proc.as_ref().and_then(|p| Target::open(p, &through));
+            let interpreter = proc.and_then(|p| Target::open(p, &through));
             e.script = resolved;
             e.exe = interpreter
                 .as_ref()

@@ -814,6 +814,7 @@ fn read_events(
             }),
             ProcEvent::Exec { tgid, .. } => {
                 let (e, read) = super::proc::read_exec_identified(
+                    None,
                     tgid as i32,
                     Source::Connector,
                     WATCHER_EXTRAS,

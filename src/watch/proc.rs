@@ -222,28 +222,31 @@ fn absolute(path: Vec<u8>, cwd: Option<&Bytes>) -> Bytes {
 /// Everything we record about a process that has just exec'd. Fields that cannot be read
 /// (the process is gone) are left empty and the event is marked partial.
 pub fn read_exec(pid: i32, source: Source, extras: Extras) -> ExecEvent {
-    read_exec_in(pid, source, extras, None).0
+    read_exec_in(None, pid, source, extras, None).0
 }
 
 /// [`read_exec`], with the fingerprints of the executable (`content`) read through the same
-/// `/proc/PID`; the fingerprint event when the file was read rather than found in the cache.
-pub fn read_exec_identified(
+/// `/proc/PID` (`dir`, when it is open already); the fingerprint event when the file was read
+/// rather than found in the cache.
+pub(crate) fn read_exec_identified(
+    dir: Option<ProcDir>,
     pid: i32,
     source: Source,
     extras: Extras,
     fingerprinter: &mut Fingerprinter,
 ) -> (ExecEvent, Option<FingerprintEvent>) {
-    read_exec_in(pid, source, extras, Some(fingerprinter))
+    read_exec_in(dir, pid, source, extras, Some(fingerprinter))
 }
 
 fn read_exec_in(
+    dir: Option<ProcDir>,
     pid: i32,
     source: Source,
     extras: Extras,
     fingerprinter: Option<&mut Fingerprinter>,
 ) -> (ExecEvent, Option<FingerprintEvent>) {
     let mut e = ExecEvent::new(pid as u32, source);
-    let Some(dir) = ProcDir::open(pid) else {
+    let Some(dir) = dir.or_else(|| ProcDir::open(pid)) else {
         e.partial = true;
         return (e, None);
     };

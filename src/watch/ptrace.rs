@@ -41,6 +41,9 @@ const ATTEMPT_OPTIONS: Options = OPTIONS
     .union(Options::PTRACE_O_TRACESECCOMP)
     .union(Options::PTRACE_O_TRACESYSGOOD);
 
+/// At most this many `/proc/PID` directories are held open ahead of execs.
+const PROC_DIRS_MAX: usize = 256;
+
 /// Failed attempts held per process (to drop those of a `PATH` search that then succeeds).
 const HELD_ATTEMPTS: usize = 64;
 
@@ -561,6 +564,9 @@ pub struct Tracer<'s> {
     /// When the oldest of them was held: none is held longer than [`DEFERRED_FOR`], however
     /// busy the queue (its parent may have been killed before reporting the fork).
     deferred_since: Option<Instant>,
+    /// `/proc/PID` of processes that have not exec'd yet, opened ahead of their exec stop
+    /// (see [`Tracer::open_proc_dir`]); closed at their exec or exit.
+    proc_dirs: HashMap<i32, super::proc::ProcDir>,
 }
 
 impl Traced {
@@ -633,6 +639,7 @@ impl<'s> Tracer<'s> {
             root_stop_mirrored: false,
             deferred: Vec::new(),
             deferred_since: None,
+            proc_dirs: HashMap::new(),
         }
     }
 
@@ -749,6 +756,7 @@ impl<'s> Tracer<'s> {
         }
         let tracee = self.tracees.remove(&pid);
         self.pending.remove(&pid);
+        self.proc_dirs.remove(&pid);
         let is_leader = tracee.as_ref().is_none_or(|t| t.tgid == pid);
         if is_leader {
             self.flush_failed(pid, None);
@@ -876,7 +884,8 @@ impl<'s> Tracer<'s> {
                 if self.in_root(tid) {
                     self.root_stop_mirrored = false;
                 }
-                self.resume(tid, 0)
+                self.resume(tid, 0);
+                self.open_proc_dir(tid);
             }
             Stop::Fork(event) => {
                 if let Ok(new) = ptrace::getevent(Pid::from_raw(tid)) {
@@ -936,6 +945,7 @@ impl<'s> Tracer<'s> {
                 self.tracee(tid).tgid = tid;
                 self.execd.insert(tid);
                 let (mut event, read) = super::proc::read_exec_identified(
+                    self.proc_dirs.remove(&tid),
                     tid,
                     Source::Ptrace,
                     self.follow.extras,
@@ -965,8 +975,13 @@ impl<'s> Tracer<'s> {
             Stop::Syscall => {
                 if let Some(call) = self.pending.remove(&tid) {
                     if let Some(errno) = attempt::exit_errno(tid) {
-                        let (mut e, reads) =
-                            attempt::candidate(tid, None, &call, &mut self.follow.fingerprinter);
+                        let (mut e, reads) = attempt::candidate(
+                            tid,
+                            self.proc_dirs.get(&tid),
+                            None,
+                            &call,
+                            &mut self.follow.fingerprinter,
+                        );
                         for r in reads {
                             (self.emit)(Record::Fingerprint(r));
                         }
@@ -982,6 +997,24 @@ impl<'s> Tracer<'s> {
                 }
                 self.resume(tid, 0);
             }
+        }
+    }
+
+    /// A new process (its first stop, typically) that may exec next: its `/proc/PID` is opened
+    /// now that it runs again, while the tracer has nothing else to do, rather than at its
+    /// exec stop, where the process waits for it. A fork-and-exec child spends far longer
+    /// getting to its exec than this takes.
+    fn open_proc_dir(&mut self, tid: i32) {
+        if self.proc_dirs.len() >= PROC_DIRS_MAX
+            || self.ending.is_some()
+            || self.execd.contains(&tid)
+            || self.proc_dirs.contains_key(&tid)
+            || self.tracees.get(&tid).is_none_or(|t| t.tgid != tid)
+        {
+            return;
+        }
+        if let Some(dir) = super::proc::ProcDir::open(tid) {
+            self.proc_dirs.insert(tid, dir);
         }
     }
 
@@ -1024,8 +1057,13 @@ impl<'s> Tracer<'s> {
             let group = (!self.follow.refuse_reads_ids)
                 .then(|| self.tracees.get(&tid).map(|t| t.tgid as u32))
                 .flatten();
-            let (mut e, reads) =
-                attempt::candidate(tid, group, &call, &mut self.follow.fingerprinter);
+            let (mut e, reads) = attempt::candidate(
+                tid,
+                self.proc_dirs.get(&tid),
+                group,
+                &call,
+                &mut self.follow.fingerprinter,
+            );
             for r in reads {
                 (self.emit)(Record::Fingerprint(r));
             }
