@@ -416,6 +416,7 @@ impl<'a> Checker<'a> {
     /// What the paths and content of an exec say, for each recipe. It is the same every time a
     /// program runs again: it is worked out once per executable (a build runs the same
     /// compilers thousands of times), and needs no ancestry.
+    #[inline]
     fn identities(&mut self, e: &ExecEvent) -> Rc<Vec<Identity>> {
         let key = identity_key(e);
         if let Some(ids) = self.identities.get(&key) {

@@ -461,16 +461,19 @@ fn enforce_gives_the_caller_eacces_and_leaves_other_execs_alone() {
 
 #[test]
 fn a_refused_attempt_is_recorded_with_its_caller() {
-    if !need(NGINX) || !need("/usr/bin/python3") {
+    if !need(NGINX) || !need("/usr/bin/python3") || !need("/usr/bin/setpriv") {
         return;
     }
     let d = Dir::new("caller");
     copy_exec(NGINX, &d.join("srv"));
-    // The same exec from the main thread, then from another thread of the process.
+    // The same exec from the main thread, then from another thread of the process, then by
+    // its absolute path (the working directory is then not needed to find the file).
     let probe = "import os, threading\n\
-def attempt():\n    try:\n        os.execv('./srv', ['srv', '-v'])\n    except OSError as e:\n        print('refused', e.errno, flush=True)\n\
-attempt()\nt = threading.Thread(target=attempt)\nt.start()\nt.join()\nprint('pid', os.getpid())\n";
+def attempt(path='./srv'):\n    try:\n        os.execv(path, ['srv', '-v'])\n    except OSError as e:\n        print('refused', e.errno, flush=True)\n\
+attempt()\nt = threading.Thread(target=attempt)\nt.start()\nt.join()\n\
+attempt(os.path.abspath('srv'))\nprint('pid', os.getpid())\n";
     std::fs::write(d.join("probe.py"), probe).unwrap();
+    std::fs::set_permissions(d.join("probe.py"), std::fs::Permissions::from_mode(0o644)).unwrap();
     // As another user when guard can make it one: the record's ids are the caller's.
     // SAFETY: geteuid(2) cannot fail.
     let (prefix, uid) = if unsafe { libc::geteuid() } == 0 {
@@ -484,7 +487,7 @@ attempt()\nt = threading.Thread(target=attempt)\nt.start()\nt.join()\nprint('pid
         &["--mode", "enforce"],
         &format!("{prefix}/usr/bin/python3 probe.py; true"),
     );
-    assert_eq!(r.stdout.matches("refused 13").count(), 2, "{}", r.context());
+    assert_eq!(r.stdout.matches("refused 13").count(), 3, "{}", r.context());
     let pid: u64 = r
         .stdout
         .lines()
@@ -493,7 +496,7 @@ attempt()\nt = threading.Thread(target=attempt)\nt.start()\nt.join()\nprint('pid
         .unwrap_or_else(|| panic!("{}", r.context()));
     let root = r.trace[0]["root"].as_u64().unwrap();
     let attempts: Vec<&Value> = r.trace.iter().filter(|v| v["type"] == "attempt").collect();
-    assert_eq!(attempts.len(), 2, "{:#?}", r.trace);
+    assert_eq!(attempts.len(), 3, "{:#?}", r.trace);
     let cwd = std::fs::canonicalize(&d.0).unwrap();
     for a in &attempts {
         assert_eq!(a["pid"], pid, "{a}");
@@ -508,6 +511,7 @@ attempt()\nt = threading.Thread(target=attempt)\nt.start()\nt.join()\nprint('pid
     assert!(attempts[0].get("former_tid").is_none(), "{}", attempts[0]);
     let tid = attempts[1]["former_tid"].as_u64().unwrap_or_default();
     assert!(tid != 0 && tid != pid, "{}", attempts[1]);
+    assert!(attempts[2].get("former_tid").is_none(), "{}", attempts[2]);
 }
 
 #[test]
@@ -557,10 +561,19 @@ fn failed_attempts_are_evidence() {
     let made = Command::new("mkfifo").arg(d.join("pipe")).status().unwrap();
     assert!(made.success());
     std::fs::set_permissions(d.join("pipe"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    // As root, /proc/kmsg too (a regular file that the kernel will not run): reading it would
+    // take the kernel's messages from their reader, and wait for more.
+    // SAFETY: geteuid(2) cannot fail.
+    let root = unsafe { libc::geteuid() } == 0;
+    let kmsg = if root { "/proc/kmsg; /proc/kmsg; " } else { "" };
+    // The kernel messages not yet read from /proc/kmsg (-1: not allowed here).
+    // SAFETY: klogctl(2) SYSLOG_ACTION_SIZE_UNREAD (9) takes no buffer.
+    let unread = || unsafe { libc::klogctl(9, std::ptr::null_mut(), 0) };
+    let unread_before = if root { unread() } else { -1 };
     let r = guard(
         &d,
         &["--attempts"],
-        "/nonexistent/sbin/nginx -g 'daemon off;'; ./noexec; ./pipe; echo done",
+        &format!("/nonexistent/sbin/nginx -g 'daemon off;'; ./noexec; ./pipe; {kmsg}echo done"),
     );
     assert!(r.stdout.contains("done"), "{}", r.context());
     assert_eq!(r.findings().len(), 1, "{}", r.context());
@@ -569,8 +582,19 @@ fn failed_attempts_are_evidence() {
     assert_eq!(f["process"]["argv"][0], "/nonexistent/sbin/nginx");
     assert!(f.get("blocked").is_none());
     assert!(r.stderr.contains("ATTEMPTED"), "{}", r.context());
-    // Three failed attempts: nginx (ENOENT), the script without x bit and the FIFO (EACCES).
-    assert_eq!(r.stat("attempts"), 3, "{}", r.context());
+    // Three failed attempts: nginx (ENOENT), the script without x bit and the FIFO (EACCES),
+    // and /proc/kmsg twice as root (EACCES).
+    let want = if root { 5 } else { 3 };
+    assert_eq!(r.stat("attempts"), want, "{}", r.context());
+    // Nothing was taken from /proc/kmsg (with none unread, a read would have waited: the run
+    // would not have ended).
+    if unread_before >= 0 {
+        let after = unread();
+        assert!(
+            after >= unread_before,
+            "/proc/kmsg was read: {unread_before} bytes unread before, {after} after"
+        );
+    }
     let fifo = r
         .trace
         .iter()

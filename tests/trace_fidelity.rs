@@ -1218,8 +1218,21 @@ fn forks_of_killed_parents_keep_the_trace_causal() {
 #[test]
 fn many_processes_waiting_to_exec_are_recorded_whole_with_fds_bounded() {
     // 400 subshells that wait, then exec: guard opens the /proc directory of a new process
-    // ahead of its exec, but holds at most a bounded number; every exec is recorded whole
-    // either way. While they wait, the workload counts guard's open descriptors.
+    // ahead of its exec, but holds at most a bounded number (256, or a quarter of its
+    // descriptor limit); every exec is recorded whole either way. While they wait, the
+    // workload counts guard's open descriptors.
+    let fds = waiting_execs(None);
+    assert!(fds < 256 + 64, "guard held {fds} descriptors");
+    let fds = waiting_execs(Some(256));
+    assert!(
+        fds < 64 + 64,
+        "guard held {fds} descriptors under a limit of 256"
+    );
+}
+
+/// Runs the 400 waiting subshells under `guard run` (with an open-files limit), checks the
+/// trace, and returns how many descriptors guard had open while they waited.
+fn waiting_execs(nofile: Option<u64>) -> usize {
     let work = TempDir::new();
     let trace = work.0.join("trace.jsonl");
     let script = "i=0\n\
@@ -1231,16 +1244,28 @@ fn many_processes_waiting_to_exec_are_recorded_whole_with_fds_bounded() {
         ls /proc/$PPID/fd | wc -l > fds\n\
         wait";
     fs::write(work.0.join("driver.sh"), script).unwrap();
-    let out = run(
-        "guard run of processes waiting to exec",
-        Command::new(GUARD)
-            .arg("run")
-            .arg("--trace")
-            .arg(&trace)
-            .args(["--", "sh", "driver.sh"])
-            .current_dir(&work.0),
-        &work.0,
-    );
+    let mut cmd = Command::new(GUARD);
+    cmd.arg("run")
+        .arg("--trace")
+        .arg(&trace)
+        .args(["--", "sh", "driver.sh"])
+        .current_dir(&work.0);
+    if let Some(n) = nofile {
+        // SAFETY: setrlimit(2) only, between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                let lim = libc::rlimit {
+                    rlim_cur: n,
+                    rlim_max: n,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+    let out = run("guard run of processes waiting to exec", &mut cmd, &work.0);
     expect_success("guard run", &out);
     assert_eq!(out.stdout.lines().count(), 400, "{}", out.stdout);
     let fds: usize = fs::read_to_string(work.0.join("fds"))
@@ -1248,7 +1273,6 @@ fn many_processes_waiting_to_exec_are_recorded_whole_with_fds_bounded() {
         .trim()
         .parse()
         .unwrap();
-    assert!(fds < 256 + 64, "guard held {fds} descriptors");
     let guard = read_guard_trace(&trace, out.pid);
     let mut late: Vec<u32> = guard
         .execs
@@ -1266,6 +1290,7 @@ fn many_processes_waiting_to_exec_are_recorded_whole_with_fds_bounded() {
     late.sort_unstable();
     late.dedup();
     assert_eq!(late.len(), 400);
+    fds
 }
 
 // ---------------------------------------------------------------------------------------------

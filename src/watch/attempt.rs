@@ -8,6 +8,7 @@
 use std::fs::File;
 use std::io::Read;
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
 
 use super::proc::{parse_status, ProcDir, Status};
 use crate::event::{Bytes, ExecEvent, Source};
@@ -237,8 +238,8 @@ fn join_path(dir: &[u8], rel: &[u8]) -> Vec<u8> {
 
 /// The file a path names, opened without side effects (`O_PATH`: no device opened, no FIFO
 /// waited on), with its name as the kernel resolves it (`/proc/self/fd/N`, the same form as
-/// `/proc/PID/exe`), and the file itself opened for reading when it is a regular file we may
-/// read.
+/// `/proc/PID/exe`), and the file itself opened for reading when it could be a program (see
+/// [`worth_reading`]).
 struct Target {
     name: Option<Bytes>,
     file: Option<File>,
@@ -252,14 +253,79 @@ impl Target {
         let name = std::fs::read_link(&link)
             .ok()
             .map(|p| Bytes::from(p.as_path()));
-        let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
-        // SAFETY: fstat(2) of an fd we own into a stat buffer.
-        let regular = unsafe { libc::fstat(fd.as_raw_fd(), st.as_mut_ptr()) } == 0
-            // SAFETY: fstat succeeded and filled it.
-            && unsafe { st.assume_init() }.st_mode & libc::S_IFMT == libc::S_IFREG;
-        let file = regular.then(|| File::open(&link).ok()).flatten();
+        let file = worth_reading(&fd)
+            .then(|| {
+                std::fs::OpenOptions::new()
+                    .read(true)
+                    .custom_flags(libc::O_NONBLOCK)
+                    .open(&link)
+                    .ok()
+            })
+            .flatten();
         Some(Target { name, file })
     }
+}
+
+/// File systems whose regular files are not files: reading one can wait for data or take it
+/// from its other readers (`/proc/kmsg`, tracefs's `trace_pipe`), or read kernel memory
+/// (`/proc/kcore`). The kernel runs nothing from them. (`linux/magic.h`)
+const PSEUDO_FILE_SYSTEMS: [u64; 10] = [
+    0x9fa0,      // proc
+    0x6265_6572, // sysfs
+    0x7472_6163, // tracefs
+    0x6462_6720, // debugfs
+    0x7363_6673, // securityfs
+    0x0027_e0eb, // cgroup
+    0x6367_7270, // cgroup2
+    0xcafe_4a11, // bpf
+    0x6165_676c, // pstore
+    0x6265_6570, // configfs
+];
+
+/// Whether a file could be a program, and so is worth reading (its `#!` line, its
+/// fingerprints): a non-empty regular file outside the pseudo file systems. Anything else —
+/// a FIFO, a device, `/proc/kmsg` — the kernel refuses to run, and opening or reading it could
+/// block guard (and every tracee waiting on it) or have side effects.
+fn worth_reading(fd: &std::os::fd::OwnedFd) -> bool {
+    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: fstat(2) of an fd we own into a stat buffer.
+    if unsafe { libc::fstat(fd.as_raw_fd(), st.as_mut_ptr()) } != 0 {
+        return false;
+    }
+    // SAFETY: fstat succeeded and filled it.
+    let st = unsafe { st.assume_init() };
+    if st.st_mode & libc::S_IFMT != libc::S_IFREG || st.st_size <= 0 {
+        return false;
+    }
+    let mut fs = std::mem::MaybeUninit::<libc::statfs>::uninit();
+    // SAFETY: fstatfs(2) of an fd we own (O_PATH is enough) into a statfs buffer.
+    if unsafe { libc::fstatfs(fd.as_raw_fd(), fs.as_mut_ptr()) } != 0 {
+        return false;
+    }
+    // SAFETY: fstatfs succeeded and filled it.
+    let kind = unsafe { fs.assume_init() }.f_type as u64;
+    !PSEUDO_FILE_SYSTEMS.contains(&kind)
+}
+
+/// The way to reach an absolute path from the caller's `/proc/TID` directory: through its
+/// `root` link, except for the paths that name the caller itself (`/proc/self/…`,
+/// `/proc/thread-self/…`, `/dev/fd/N…`: `fexecve`'s fallback, `exec /dev/fd/3`), which walked
+/// by guard would name guard's own files.
+fn through_root(path: &[u8]) -> Vec<u8> {
+    for (own, inside) in [
+        (&b"/proc/self/"[..], &b""[..]),
+        (b"/proc/thread-self/", b""),
+        (b"/dev/fd/", b"fd/"),
+    ] {
+        if let Some(rest) = path.strip_prefix(own) {
+            let mut through = inside.to_vec();
+            through.extend_from_slice(rest);
+            return through;
+        }
+    }
+    let mut through = b"root".to_vec();
+    through.extend_from_slice(path);
+    through
 }
 
 /// What an exec attempt asks for, as an exec record would show it had it happened: `exe` the
@@ -268,7 +334,10 @@ impl Target {
 /// fingerprints. Returns the fingerprint events of files read meanwhile.
 ///
 /// Everything is read through the caller's `/proc/TID` opened once, and files are reached
-/// through its `root`, `cwd` and `fd` links: resolved in the caller's view, not guard's.
+/// through its `root`, `cwd` and `fd` links, so that its root, working directory and
+/// descriptors are the starting points rather than guard's. (The walk from there is guard's:
+/// an absolute symbolic link inside a chroot, or one to `/proc/self`, resolves as guard would
+/// see it. What ran is recorded at the exec stop all the same, from `/proc/PID/exe`.)
 ///
 /// With `group` (the caller's thread group, known to the tracer), the caller's ids and working
 /// directory are not read unless the path needs the latter: for a decision that does not look
@@ -314,13 +383,16 @@ pub(crate) fn candidate(
     };
     let fd_link = format!("fd/{dirfd}").into_bytes();
     // The path as the process names it, and the way we reach the same file.
-    let (given, through): (Vec<u8>, Vec<u8>) = if path.is_empty() && flags & AT_EMPTY_PATH != 0 {
-        let name = proc.and_then(|p| p.readlink_bytes(&fd_link));
-        (name.unwrap_or_default(), fd_link)
+    // (An empty path without AT_EMPTY_PATH names nothing: the kernel answers ENOENT.)
+    let (given, through): (Vec<u8>, Option<Vec<u8>>) = if path.is_empty() {
+        if flags & AT_EMPTY_PATH != 0 {
+            let name = proc.and_then(|p| p.readlink_bytes(&fd_link));
+            (name.unwrap_or_default(), Some(fd_link))
+        } else {
+            (Vec::new(), None)
+        }
     } else if path.first() == Some(&b'/') {
-        let mut through = b"root".to_vec();
-        through.extend_from_slice(&path);
-        (path.clone(), through)
+        (path.clone(), Some(through_root(&path)))
     } else {
         let (base, through_dir) = if dirfd == AT_FDCWD {
             (cwd.clone().map(|c| c.0), b"cwd".to_vec())
@@ -330,10 +402,10 @@ pub(crate) fn candidate(
         };
         (
             base.map(|b| join_path(&b, &path)).unwrap_or(path.clone()),
-            join_path(&through_dir, &path),
+            Some(join_path(&through_dir, &path)),
         )
     };
-    let target = proc.and_then(|p| Target::open(p, &through));
+    let target = proc.zip(through).and_then(|(p, t)| Target::open(p, &t));
     let resolved = target.as_ref().and_then(|t| t.name.clone());
     let mut e = ExecEvent::new(group.unwrap_or(tid as u32), Source::Ptrace);
     if let Some(st) = status {
@@ -360,9 +432,7 @@ pub(crate) fn candidate(
             None => (line, None),
         };
         if interp.first() == Some(&b'/') {
-            let mut through = b"root".to_vec();
-            through.extend_from_slice(interp);
-            let interpreter = proc.and_then(|p| Target::open(p, &through));
+            let interpreter = proc.and_then(|p| Target::open(p, &through_root(interp)));
             e.script = resolved;
             e.exe = interpreter
                 .as_ref()
@@ -464,15 +534,19 @@ mod tests {
     use super::*;
 
     /// Pages of our own memory (process_vm_readv reads the caller as well as any tracee): `n`
-    /// readable pages followed by one that is not.
+    /// readable pages (of the machine's page size, a multiple of [`BLOCK`]) followed by one
+    /// that is not.
     struct Pages {
         base: *mut u8,
         n: usize,
+        page: usize,
     }
 
     impl Pages {
         fn new(n: usize) -> Pages {
-            let len = (n + 1) * BLOCK as usize;
+            // SAFETY: sysconf(3) has no preconditions.
+            let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize;
+            let len = (n + 1) * page;
             // SAFETY: an anonymous private mapping of `len` bytes; its last page is then made
             // unreadable.
             let base = unsafe {
@@ -485,18 +559,19 @@ mod tests {
                     0,
                 );
                 assert_ne!(p, libc::MAP_FAILED);
-                let guard = p.cast::<u8>().add(n * BLOCK as usize);
-                assert_eq!(
-                    libc::mprotect(guard.cast(), BLOCK as usize, libc::PROT_NONE),
-                    0
-                );
+                let guard = p.cast::<u8>().add(n * page);
+                assert_eq!(libc::mprotect(guard.cast(), page, libc::PROT_NONE), 0);
                 p.cast::<u8>()
             };
-            Pages { base, n }
+            Pages { base, n, page }
+        }
+        /// The readable bytes: the unreadable page starts at `len()`.
+        fn len(&self) -> usize {
+            self.n * self.page
         }
         fn bytes(&mut self) -> &mut [u8] {
             // SAFETY: the first `n` pages are mapped readable and writable, and ours.
-            unsafe { std::slice::from_raw_parts_mut(self.base, self.n * BLOCK as usize) }
+            unsafe { std::slice::from_raw_parts_mut(self.base, self.len()) }
         }
         fn addr(&self, offset: usize) -> u64 {
             self.base as u64 + offset as u64
@@ -506,7 +581,7 @@ mod tests {
     impl Drop for Pages {
         fn drop(&mut self) {
             // SAFETY: the mapping made in `new`.
-            unsafe { libc::munmap(self.base.cast(), (self.n + 1) * BLOCK as usize) };
+            unsafe { libc::munmap(self.base.cast(), (self.n + 1) * self.page) };
         }
     }
 
@@ -522,7 +597,7 @@ mod tests {
         assert_eq!(me().string(p.addr(at), 4096), Some(b"hello world".to_vec()));
         assert_eq!(me().string(p.addr(at), 3), Some(b"hel".to_vec()));
         // A string that runs into the unreadable page without its NUL.
-        let end = 2 * BLOCK as usize;
+        let end = p.len();
         p.bytes()[end - 4..].copy_from_slice(b"abcd");
         assert_eq!(me().string(p.addr(end - 4), 4096), None);
         // A read that reaches it returns what precedes it.
@@ -536,10 +611,11 @@ mod tests {
         // Ten arguments, each in its own page (more pages than the reader keeps), the pointer
         // array across a block boundary.
         let mut strings = Pages::new(10);
+        let page = strings.page;
         let mut want = Vec::new();
         for i in 0..10 {
             let s = format!("arg-{i}-{}", "x".repeat(i * 100));
-            let at = i * BLOCK as usize + 7;
+            let at = i * page + 7;
             strings.bytes()[at..at + s.len()].copy_from_slice(s.as_bytes());
             strings.bytes()[at + s.len()] = 0;
             want.push(Bytes::from(s.as_str()));
@@ -547,7 +623,7 @@ mod tests {
         let mut array = Pages::new(2);
         let start = BLOCK as usize - 3 * 8;
         for i in 0..10 {
-            let ptr = strings.addr(i * BLOCK as usize + 7);
+            let ptr = strings.addr(i * page + 7);
             array.bytes()[start + i * 8..start + i * 8 + 8].copy_from_slice(&ptr.to_ne_bytes());
         }
         array.bytes()[start + 80..start + 88].copy_from_slice(&0u64.to_ne_bytes());
@@ -555,7 +631,7 @@ mod tests {
         assert_eq!(m.argv(array.addr(start), true), want);
         assert!(m.blocks.len() <= KEPT_BLOCKS);
         // An array whose end is unreadable: the arguments before it.
-        let end = 2 * BLOCK as usize;
+        let end = array.len();
         array.bytes()[end - 8..end].copy_from_slice(&strings.addr(7).to_ne_bytes());
         assert_eq!(
             me().argv(array.addr(end - 8), true),

@@ -41,8 +41,22 @@ const ATTEMPT_OPTIONS: Options = OPTIONS
     .union(Options::PTRACE_O_TRACESECCOMP)
     .union(Options::PTRACE_O_TRACESYSGOOD);
 
-/// At most this many `/proc/PID` directories are held open ahead of execs.
+/// At most this many `/proc/PID` directories are held open ahead of execs (fewer under a low
+/// `RLIMIT_NOFILE`: see [`open_files_limit`]).
 const PROC_DIRS_MAX: usize = 256;
+
+/// How many descriptors guard may have open (the soft `RLIMIT_NOFILE`).
+fn open_files_limit() -> usize {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit(2) into a struct we own.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return 1024;
+    }
+    usize::try_from(lim.rlim_cur).unwrap_or(usize::MAX)
+}
 
 /// Failed attempts held per process (to drop those of a `PATH` search that then succeeds).
 const HELD_ATTEMPTS: usize = 64;
@@ -567,6 +581,8 @@ pub struct Tracer<'s> {
     /// `/proc/PID` of processes that have not exec'd yet, opened ahead of their exec stop
     /// (see [`Tracer::open_proc_dir`]); closed at their exec or exit.
     proc_dirs: HashMap<i32, super::proc::ProcDir>,
+    /// [`PROC_DIRS_MAX`], or a quarter of the descriptors guard may open if that is less.
+    proc_dirs_max: usize,
 }
 
 impl Traced {
@@ -640,6 +656,7 @@ impl<'s> Tracer<'s> {
             deferred: Vec::new(),
             deferred_since: None,
             proc_dirs: HashMap::new(),
+            proc_dirs_max: PROC_DIRS_MAX.min(open_files_limit() / 4),
         }
     }
 
@@ -710,6 +727,8 @@ impl<'s> Tracer<'s> {
                     // threads run is a zombie that never stops again: nothing to let go of.
                     if self.grace_over && since.elapsed().as_millis() % 50 == 0 {
                         self.tracees.retain(|tid, _| !is_zombie(*tid));
+                        let tracees = &self.tracees;
+                        self.proc_dirs.retain(|pid, _| tracees.contains_key(pid));
                     }
                 }
                 std::thread::sleep(Duration::from_millis(1));
@@ -734,6 +753,7 @@ impl<'s> Tracer<'s> {
     }
 
     fn exited(&mut self, pid: i32, status: ExitStatus) {
+        self.proc_dirs.remove(&pid);
         // Killed while held at its first stop: named from `/proc` while its zombie is there
         // (its parent may be gone too, never to report the fork), else its exit is its first
         // report after all.
@@ -756,7 +776,6 @@ impl<'s> Tracer<'s> {
         }
         let tracee = self.tracees.remove(&pid);
         self.pending.remove(&pid);
-        self.proc_dirs.remove(&pid);
         let is_leader = tracee.as_ref().is_none_or(|t| t.tgid == pid);
         if is_leader {
             self.flush_failed(pid, None);
@@ -1005,7 +1024,7 @@ impl<'s> Tracer<'s> {
     /// exec stop, where the process waits for it. A fork-and-exec child spends far longer
     /// getting to its exec than this takes.
     fn open_proc_dir(&mut self, tid: i32) {
-        if self.proc_dirs.len() >= PROC_DIRS_MAX
+        if self.proc_dirs.len() >= self.proc_dirs_max
             || self.ending.is_some()
             || self.execd.contains(&tid)
             || self.proc_dirs.contains_key(&tid)
@@ -1136,6 +1155,7 @@ impl<'s> Tracer<'s> {
         // setxid broadcast and programs that use SIGRTMIN.
         let request = if self.letting_go(tid) {
             self.tracees.remove(&tid);
+            self.proc_dirs.remove(&tid);
             libc::PTRACE_DETACH
         } else {
             libc::PTRACE_CONT
