@@ -58,13 +58,15 @@ impl FileKey {
 
     /// From a `stat` buffer (`fstat`, `fstatat`): every key is made here, so that the same file
     /// has the same key whichever way it was reached.
+    // The field types of `struct stat` vary with the target (32-bit ones are narrower).
+    #[allow(clippy::unnecessary_cast)]
     pub fn of_stat(st: &libc::stat) -> FileKey {
         FileKey {
-            dev: st.st_dev,
-            ino: st.st_ino,
+            dev: st.st_dev as u64,
+            ino: st.st_ino as u64,
             size: st.st_size as u64,
-            mtime: st.st_mtime,
-            mtime_nsec: st.st_mtime_nsec,
+            mtime: st.st_mtime as i64,
+            mtime_nsec: st.st_mtime_nsec as i64,
         }
     }
 }
