@@ -994,16 +994,7 @@ impl<'s> Tracer<'s> {
             Stop::Syscall => {
                 if let Some(call) = self.pending.remove(&tid) {
                     if let Some(errno) = attempt::exit_errno(tid) {
-                        let (mut e, reads) = attempt::candidate(
-                            tid,
-                            self.proc_dirs.get(&tid),
-                            None,
-                            &call,
-                            &mut self.follow.fingerprinter,
-                        );
-                        for r in reads {
-                            (self.emit)(Record::Fingerprint(r));
-                        }
+                        let mut e = self.candidate(tid, None, &call);
                         e.attempt = Some(Attempt::new(errno, false));
                         let tgid = e.tgid as i32;
                         let held = self.failed.entry(tgid).or_default();
@@ -1063,6 +1054,22 @@ impl<'s> Tracer<'s> {
         }
     }
 
+    /// What an exec attempt asks for (see [`attempt::candidate`]), read through the caller's
+    /// `/proc` directory when it is open already; the files read meanwhile are recorded.
+    fn candidate(&mut self, tid: i32, group: Option<u32>, call: &Call) -> ExecEvent {
+        let (e, reads) = attempt::candidate(
+            tid,
+            self.proc_dirs.get(&tid),
+            group,
+            call,
+            &mut self.follow.fingerprinter,
+        );
+        for r in reads {
+            (self.emit)(Record::Fingerprint(r));
+        }
+        e
+    }
+
     /// An exec attempt at its seccomp stop: refused when `--mode enforce` says so, else let
     /// through with its syscall exit to be seen (to record it if it fails).
     fn exec_attempt(&mut self, tid: i32) {
@@ -1076,16 +1083,7 @@ impl<'s> Tracer<'s> {
             let group = (!self.follow.refuse_reads_ids)
                 .then(|| self.tracees.get(&tid).map(|t| t.tgid as u32))
                 .flatten();
-            let (mut e, reads) = attempt::candidate(
-                tid,
-                self.proc_dirs.get(&tid),
-                group,
-                &call,
-                &mut self.follow.fingerprinter,
-            );
-            for r in reads {
-                (self.emit)(Record::Fingerprint(r));
-            }
+            let mut e = self.candidate(tid, group, &call);
             if refuse(&e) && attempt::refuse(tid, libc::EACCES) {
                 if group.is_some() {
                     attempt::complete(&mut e, tid);
