@@ -221,6 +221,8 @@ pub struct Checker<'a> {
     outcome: Outcome,
     /// [`identity_key`] → the exec's identity for each recipe.
     identities: HashMap<Vec<u8>, Rc<Vec<Identity>>>,
+    /// The buffer [`identity_key`] writes into.
+    key: Vec<u8>,
 }
 
 impl<'a> Checker<'a> {
@@ -233,6 +235,7 @@ impl<'a> Checker<'a> {
             limits: HashMap::new(),
             outlived_pids: Vec::new(),
             identities: HashMap::new(),
+            key: Vec::new(),
             outcome: Outcome {
                 stats: Stats::default(),
                 findings: Vec::new(),
@@ -418,9 +421,13 @@ impl<'a> Checker<'a> {
     /// compilers thousands of times), and needs no ancestry.
     #[inline]
     fn identities(&mut self, e: &ExecEvent) -> Rc<Vec<Identity>> {
-        let key = identity_key(e);
+        // Into a buffer kept from exec to exec: a key is allocated only for a new entry.
+        let mut key = std::mem::take(&mut self.key);
+        identity_key(e, &mut key);
         if let Some(ids) = self.identities.get(&key) {
-            return ids.clone();
+            let ids = ids.clone();
+            self.key = key;
+            return ids;
         }
         if self.identities.len() >= IDENTITY_CACHE {
             self.identities.clear();

@@ -322,9 +322,10 @@ impl Identity {
     }
 }
 
-/// The key under which an [`Identity`] can be reused: the exec's paths and content.
-pub fn identity_key(e: &ExecEvent) -> Vec<u8> {
-    let mut key = Vec::with_capacity(e.exe.0.len() + 64);
+/// The key under which an [`Identity`] can be reused: the exec's paths and content, written into
+/// `key` (cleared first).
+pub fn identity_key(e: &ExecEvent, key: &mut Vec<u8>) {
+    key.clear();
     for part in [
         Some(&e.exe),
         e.script.as_ref(),
@@ -338,7 +339,6 @@ pub fn identity_key(e: &ExecEvent) -> Vec<u8> {
         key.extend_from_slice(c.as_bytes());
         key.push(0);
     }
-    key
 }
 
 /// The identity of an exec for a recipe.

@@ -148,9 +148,11 @@ fn fields(
     mut field: impl FnMut(usize, &mut Cursor) -> Option<()>,
 ) -> Option<u64> {
     let mut seen = 0u64;
+    // Guard writes the keys in `known`'s order: the search starts after the last one found.
+    let mut after = 0;
     loop {
-        let key = cur.key()?;
-        let index = known.iter().position(|k| *k == key)?;
+        let index = cur.known_key(known, after)?;
+        after = index + 1;
         if seen & (1 << index) != 0 {
             return None;
         }
@@ -312,6 +314,38 @@ fn exit(cur: &mut Cursor, x: &mut ExitEvent) -> Option<()> {
     (seen == 0b1111).then_some(())
 }
 
+/// The length of the run of bytes at the start of `s` that a JSON string holds as they are and
+/// that are ASCII: not `"`, `\\`, a control character or a byte of 0x80 or more. Eight bytes at a
+/// time: one pass over a string instead of a search for its end, a scan for control characters
+/// and a UTF-8 check.
+fn plain_prefix(s: &[u8]) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    /// The high bit of each byte of `x` that is zero; exact for the lowest such byte (a borrow
+    /// can only mark bytes above it), which is the only one used.
+    fn zero_bytes(x: u64) -> u64 {
+        x.wrapping_sub(ONES) & !x & HIGH
+    }
+    let mut i = 0;
+    while let Some(word) = s.get(i..i + 8) {
+        let x = u64::from_le_bytes(word.try_into().expect("eight bytes"));
+        let stop = zero_bytes(x ^ (ONES * u64::from(b'"')))
+            | zero_bytes(x ^ (ONES * u64::from(b'\\')))
+            // Below 0x20: the subtraction borrows into the byte's high bit (bytes of 0x80 and
+            // more are marked by `x & HIGH` below).
+            | (x.wrapping_sub(ONES * 0x20) & !x & HIGH)
+            | (x & HIGH);
+        if stop != 0 {
+            return i + (stop.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    i + s[i..]
+        .iter()
+        .position(|&c| c == b'"' || c == b'\\' || !(0x20..0x80).contains(&c))
+        .unwrap_or(s.len() - i)
+}
+
 /// A position in a line.
 struct Cursor<'a> {
     s: &'a [u8],
@@ -336,6 +370,21 @@ impl<'a> Cursor<'a> {
         } else {
             false
         }
+    }
+
+    /// `"key":` for one of the `known` keys, written without escapes; its index. The keys are
+    /// tried from `from` on, then from the first.
+    fn known_key(&mut self, known: &[&[u8]], from: usize) -> Option<usize> {
+        let rest = &self.s[self.i..];
+        let index = (from..known.len()).chain(0..from).find(|&i| {
+            let k = known[i];
+            rest.len() >= k.len() + 3
+                && rest[0] == b'"'
+                && &rest[1..=k.len()] == k
+                && rest[k.len() + 1..k.len() + 3] == *b"\":"
+        })?;
+        self.i += known[index].len() + 3;
+        Some(index)
     }
 
     /// `"key":` for a key without escapes.
@@ -401,58 +450,71 @@ impl<'a> Cursor<'a> {
         }
     }
 
-    /// A JSON string, unescaped, into `out` (cleared first), not yet checked as UTF-8. Raw
-    /// control characters and lone surrogates end the fast path (serde_json refuses both).
-    fn text_into(&mut self, out: &mut Vec<u8>) -> Option<()> {
+    /// A JSON string, unescaped, into `out` (cleared first). Raw control characters and lone
+    /// surrogates end the fast path (serde_json refuses both). Returns whether `out` holds raw
+    /// bytes that are not ASCII, which the caller must check as UTF-8 (what escapes produce is
+    /// UTF-8 by construction, and ASCII is).
+    fn text_into(&mut self, out: &mut Vec<u8>) -> Option<bool> {
         out.clear();
         self.expect(b'"')?;
-        let mut run = self.i;
+        let mut raw_non_ascii = false;
         loop {
             let rest = &self.s[self.i..];
-            let k = memchr::memchr2(b'"', b'\\', rest)?;
-            if rest[..k].iter().any(|&c| c < 0x20) {
-                return None;
-            }
+            let k = plain_prefix(rest);
+            out.extend_from_slice(&rest[..k]);
             self.i += k;
-            if rest[k] == b'"' {
-                out.extend_from_slice(&self.s[run..self.i]);
-                self.i += 1;
-                return Some(());
-            }
-            out.extend_from_slice(&self.s[run..self.i]);
-            self.i += 1;
-            let escaped = self.next()?;
-            match escaped {
-                b'"' | b'\\' | b'/' => out.push(escaped),
-                b'b' => out.push(0x08),
-                b'f' => out.push(0x0c),
-                b'n' => out.push(b'\n'),
-                b'r' => out.push(b'\r'),
-                b't' => out.push(b'\t'),
-                b'u' => {
-                    let unit = self.hex4()?;
-                    let c = match unit {
-                        0xd800..=0xdbff => {
-                            if !self.literal(b"\\u") {
-                                return None;
-                            }
-                            let low = self.hex4()?;
-                            if !(0xdc00..=0xdfff).contains(&low) {
-                                return None;
-                            }
-                            0x10000 + ((unit - 0xd800) << 10) + (low - 0xdc00)
-                        }
-                        0xdc00..=0xdfff => return None,
-                        _ => unit,
-                    };
-                    let c = char::from_u32(c)?;
-                    let mut buf = [0u8; 4];
-                    out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+            match *rest.get(k)? {
+                b'"' => {
+                    self.i += 1;
+                    return Some(raw_non_ascii);
+                }
+                b'\\' => {
+                    self.i += 1;
+                    self.escape_into(out)?;
+                }
+                c if c >= 0x80 => {
+                    raw_non_ascii = true;
+                    out.push(c);
+                    self.i += 1;
                 }
                 _ => return None,
             }
-            run = self.i;
         }
+    }
+
+    /// The escape after a backslash, unescaped onto `out`.
+    fn escape_into(&mut self, out: &mut Vec<u8>) -> Option<()> {
+        let escaped = self.next()?;
+        match escaped {
+            b'"' | b'\\' | b'/' => out.push(escaped),
+            b'b' => out.push(0x08),
+            b'f' => out.push(0x0c),
+            b'n' => out.push(b'\n'),
+            b'r' => out.push(b'\r'),
+            b't' => out.push(b'\t'),
+            b'u' => {
+                let unit = self.hex4()?;
+                let c = match unit {
+                    0xd800..=0xdbff => {
+                        if !self.literal(b"\\u") {
+                            return None;
+                        }
+                        let low = self.hex4()?;
+                        if !(0xdc00..=0xdfff).contains(&low) {
+                            return None;
+                        }
+                        0x10000 + ((unit - 0xd800) << 10) + (low - 0xdc00)
+                    }
+                    0xdc00..=0xdfff => return None,
+                    _ => unit,
+                };
+                let c = char::from_u32(c)?;
+                let mut buf = [0u8; 4];
+                out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+            }
+            _ => return None,
+        }
+        Some(())
     }
 
     fn hex4(&mut self) -> Option<u32> {
@@ -468,16 +530,24 @@ impl<'a> Cursor<'a> {
     /// A string into `s`, reusing its buffer.
     fn string_into(&mut self, s: &mut String) -> Option<()> {
         let mut buf = std::mem::take(s).into_bytes();
-        self.text_into(&mut buf)?;
-        *s = String::from_utf8(buf).ok()?;
+        if self.text_into(&mut buf)? {
+            *s = String::from_utf8(buf).ok()?;
+        } else {
+            debug_assert!(std::str::from_utf8(&buf).is_ok());
+            // SAFETY: `text_into` put no raw byte of 0x80 or more in `buf`, and what it put
+            // there for escapes is UTF-8 (`char::encode_utf8`): the bytes are UTF-8.
+            *s = unsafe { String::from_utf8_unchecked(buf) };
+        }
         Some(())
     }
 
     /// A byte string written as a plain string (the `{"bytes": …}` form is left to serde),
     /// into `b`, reusing its buffer.
     fn bytes_into(&mut self, b: &mut Bytes) -> Option<()> {
-        self.text_into(&mut b.0)?;
-        std::str::from_utf8(&b.0).ok().map(|_| ())
+        if self.text_into(&mut b.0)? {
+            std::str::from_utf8(&b.0).ok()?;
+        }
+        Some(())
     }
 
     fn some_bytes(&mut self, field: &mut Option<Bytes>) -> Option<()> {
@@ -639,6 +709,21 @@ mod tests {
             assert_eq!(parse(case.as_bytes()), None, "{case}");
         }
         assert_eq!(parse(b"{\"type\":\"exec\",\"seq\":1,\xff}"), None);
+        // Bytes that are not UTF-8 inside strings, raw or next to an escape, in a byte string
+        // (argv) and in a text field (time).
+        let bytes = line.as_bytes();
+        for (from, to) in [
+            (&b"\"cc\""[..], &b"\"c\xffc\""[..]),
+            (b"\"cc\"", b"\"c\xc3\\u00e9\""),
+            (b"\"cc\"", b"\"\\u00e9\xa9\""),
+            (b"\"cc\"", b"\"abcdefgh\xe2\x82\""),
+            (b"\"2026", b"\"\xff2026"),
+        ] {
+            let at = bytes.windows(from.len()).position(|w| w == from).unwrap();
+            let case = [&bytes[..at], to, &bytes[at + from.len()..]].concat();
+            assert_eq!(parse(&case), None, "{}", String::from_utf8_lossy(&case));
+            assert_eq!(general(&case), None);
+        }
         // Escapes the general parser decodes, the fast path too.
         let escaped = line.replace(
             "\"cwd\":\"/w\"",
@@ -646,6 +731,33 @@ mod tests {
         );
         assert_eq!(parse(escaped.as_bytes()), general(escaped.as_bytes()));
         assert!(parse(escaped.as_bytes()).is_some());
+    }
+
+    #[test]
+    fn plain_prefix_stops_where_a_byte_needs_a_look() {
+        let reference = |s: &[u8]| {
+            s.iter()
+                .position(|&c| matches!(c, b'"' | b'\\' | 0..=0x1f | 0x80..=0xff))
+                .unwrap_or(s.len())
+        };
+        let mut s = b"abcdefghijklmnopqrstuvwxyz/._-ABCDEFGHIJ".to_vec();
+        assert_eq!(plain_prefix(&s), s.len());
+        // Every byte value at every position of a 16-byte run, after every earlier position
+        // of a second stop byte (a word's borrow must not hide or fake a stop).
+        for len in [0, 1, 7, 8, 9, 16, 17] {
+            for at in 0..len {
+                for byte in 0..=255u8 {
+                    s.clear();
+                    s.resize(len, b'a');
+                    s[at] = byte;
+                    assert_eq!(plain_prefix(&s), reference(&s), "{s:?}");
+                    if at + 1 < len {
+                        s[at + 1] = 0x00;
+                        assert_eq!(plain_prefix(&s), reference(&s), "{s:?}");
+                    }
+                }
+            }
+        }
     }
 
     fn text() -> impl Strategy<Value = String> {
@@ -743,6 +855,7 @@ mod tests {
                 }
             }
             if let Some(fast) = parse(&line) {
+                prop_assert!(std::str::from_utf8(&line).is_ok());
                 prop_assert_eq!(Some(fast), general(&line), "{}", String::from_utf8_lossy(&line));
             }
         }
