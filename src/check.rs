@@ -647,14 +647,10 @@ pub fn check_trace(
     let command = reader.header().command.clone();
     let from_watcher = reader.header().watcher == "watcher";
     let mut checker = Checker::new(recipes, config, Date::today());
-    let mut last_time = reader.header().started.clone();
     while let Some(record) = reader.next_record()? {
-        if let Some(t) = record_time(record) {
-            last_time.clear();
-            last_time.push_str(t);
-        }
         checker.observe(record);
     }
+    let last_time = reader.last_time().to_string();
     let integrity = reader
         .integrity()
         .cloned()
@@ -701,15 +697,4 @@ pub fn check_trace(
         notes,
         command,
     })
-}
-
-fn record_time(r: &Record) -> Option<&str> {
-    match r {
-        Record::Exec(e) | Record::Process(e) | Record::Attempt(e) => Some(&e.time),
-        Record::Fingerprint(f) => Some(&f.time),
-        Record::Fork(f) => Some(&f.time),
-        Record::Exit(x) => Some(&x.time),
-        Record::End(e) => Some(&e.time),
-        Record::Header(_) | Record::Seal(_) => None,
-    }
 }

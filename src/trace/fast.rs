@@ -189,6 +189,8 @@ const EXEC_KEYS: &[&[u8]] = &[
     b"content",
     b"blocked",
 ];
+const FORK_KEYS: &[&[u8]] = &[b"seq", b"time", b"pid", b"ppid", b"source"];
+const EXIT_KEYS: &[&[u8]] = &[b"seq", b"time", b"pid", b"status"];
 /// seq, time, pid, tgid, ppid, uid, exe, argv, source.
 const EXEC_REQUIRED: u64 =
     1 | 1 << 1 | 1 << 2 | 1 << 3 | 1 << 4 | 1 << 6 | 1 << 8 | 1 << 11 | 1 << 14;
@@ -274,25 +276,21 @@ fn exec(cur: &mut Cursor, e: &mut ExecEvent) -> Option<()> {
 }
 
 fn fork(cur: &mut Cursor, f: &mut ForkEvent) -> Option<()> {
-    let seen = fields(
-        cur,
-        &[b"seq", b"time", b"pid", b"ppid", b"source"],
-        |index, cur| {
-            match index {
-                0 => f.seq = cur.unsigned()?,
-                1 => cur.string_into(&mut f.time)?,
-                2 => f.pid = cur.u32()?,
-                3 => f.ppid = cur.u32()?,
-                _ => f.source = cur.source()?,
-            }
-            Some(())
-        },
-    )?;
+    let seen = fields(cur, FORK_KEYS, |index, cur| {
+        match index {
+            0 => f.seq = cur.unsigned()?,
+            1 => cur.string_into(&mut f.time)?,
+            2 => f.pid = cur.u32()?,
+            3 => f.ppid = cur.u32()?,
+            _ => f.source = cur.source()?,
+        }
+        Some(())
+    })?;
     (seen == 0b11111).then_some(())
 }
 
 fn exit(cur: &mut Cursor, x: &mut ExitEvent) -> Option<()> {
-    let seen = fields(cur, &[b"seq", b"time", b"pid", b"status"], |index, cur| {
+    let seen = fields(cur, EXIT_KEYS, |index, cur| {
         match index {
             0 => x.seq = cur.unsigned()?,
             1 => cur.string_into(&mut x.time)?,
@@ -376,12 +374,16 @@ impl<'a> Cursor<'a> {
     /// tried from `from` on, then from the first.
     fn known_key(&mut self, known: &[&[u8]], from: usize) -> Option<usize> {
         let rest = &self.s[self.i..];
+        let (&b'"', rest) = rest.split_first()? else {
+            return None;
+        };
+        // Keys are a few bytes: compared byte by byte, inline (not a call to memcmp per key).
         let index = (from..known.len()).chain(0..from).find(|&i| {
             let k = known[i];
-            rest.len() >= k.len() + 3
-                && rest[0] == b'"'
-                && &rest[1..=k.len()] == k
-                && rest[k.len() + 1..k.len() + 3] == *b"\":"
+            rest.len() >= k.len() + 2
+                && k.iter().zip(rest).all(|(a, b)| a == b)
+                && rest[k.len()] == b'"'
+                && rest[k.len() + 1] == b':'
         })?;
         self.i += known[index].len() + 3;
         Some(index)
@@ -756,6 +758,40 @@ mod tests {
                         assert_eq!(plain_prefix(&s), reference(&s), "{s:?}");
                     }
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn a_key_matches_exactly_its_own_name() {
+        for (index, name) in EXEC_KEYS.iter().enumerate() {
+            for (other_index, other) in EXEC_KEYS.iter().enumerate() {
+                for tail in [&b"1,\"pid\":2}"[..], b"", b"1"] {
+                    let line = [b"\"", *other, b"\":", tail].concat();
+                    // Whole, and cut anywhere (a line near its end).
+                    for cut in 0..=line.len() {
+                        let mut cur = Cursor {
+                            s: &line[..cut],
+                            i: 0,
+                        };
+                        let expected = (cut >= other.len() + 3).then_some(other_index);
+                        assert_eq!(cur.known_key(EXEC_KEYS, index), expected);
+                        assert_eq!(cur.i, expected.map_or(0, |_| other.len() + 3));
+                    }
+                }
+            }
+            // One byte off anywhere in the key, its quotes or its colon.
+            let line = [b"\"", *name, b"\":1"].concat();
+            for i in 0..name.len() + 3 {
+                let mut off = line.clone();
+                off[i] ^= 0x20;
+                let mut cur = Cursor { s: &off, i: 0 };
+                assert_ne!(
+                    cur.known_key(EXEC_KEYS, index),
+                    Some(index),
+                    "{:?}",
+                    String::from_utf8_lossy(&off)
+                );
             }
         }
     }

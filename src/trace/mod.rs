@@ -132,6 +132,18 @@ impl Record {
             Record::Header(_) | Record::Seal(_) => {}
         }
     }
+
+    /// When the record was made (header and seal have no such time).
+    pub fn time(&self) -> Option<&str> {
+        match self {
+            Record::Exec(e) | Record::Process(e) | Record::Attempt(e) => Some(&e.time),
+            Record::Fingerprint(f) => Some(&f.time),
+            Record::Fork(f) => Some(&f.time),
+            Record::Exit(x) => Some(&x.time),
+            Record::End(e) => Some(&e.time),
+            Record::Header(_) | Record::Seal(_) => None,
+        }
+    }
 }
 
 /// Parses one line. Lines as guard writes them start with their tag (`{"type":"exec",`): the
@@ -445,6 +457,9 @@ pub struct TraceReader {
     sealed: Option<u64>,
     integrity: Option<Integrity>,
     done: bool,
+    /// The time of the last record of the batches handed out before `current` (the header's
+    /// start before any): kept once per batch, not once per record.
+    last_time: String,
 }
 
 /// Threads that parse lines into records.
@@ -619,6 +634,7 @@ impl TraceReader {
             .map_err(io_err)?;
         Ok(TraceReader {
             path: path.to_path_buf(),
+            last_time: header.started.clone(),
             header,
             parsers,
             turn: 0,
@@ -637,6 +653,15 @@ impl TraceReader {
         &self.header
     }
 
+    /// The time of the last record handed out that has one, or the header's start.
+    pub fn last_time(&self) -> &str {
+        self.current[..self.index]
+            .iter()
+            .rev()
+            .find_map(Record::time)
+            .unwrap_or(&self.last_time)
+    }
+
     /// Available once [`TraceReader::next_record`] has returned `Ok(None)` (not after an error:
     /// a trace that cannot be read has no integrity to speak of).
     pub fn integrity(&self) -> Option<&Integrity> {
@@ -648,6 +673,10 @@ impl TraceReader {
     pub fn next_record(&mut self) -> Result<Option<&Record>, TraceError> {
         while self.index >= self.current.len() {
             let used = std::mem::take(&mut self.current);
+            if let Some(time) = used.last().and_then(Record::time) {
+                self.last_time.clear();
+                self.last_time.push_str(time);
+            }
             if !used.is_empty() {
                 let _ = self.parsers[self.from].recycle.send(used);
             }
@@ -1052,6 +1081,34 @@ mod tests {
         let d = std::env::temp_dir().join(format!("guard-trace-{name}-{}", std::process::id()));
         std::fs::create_dir_all(&d).unwrap();
         d
+    }
+
+    #[test]
+    fn last_time_is_that_of_the_last_record_handed_out() {
+        let dir = tempdir("last-time");
+        // Enough records for many batches (BATCH_BYTES each), each with its own time.
+        let records: Vec<Record> = (1..=6000u64)
+            .map(|seq| {
+                let mut r = exec(seq, &[b'x'; 100]);
+                if let Record::Exec(e) = &mut r {
+                    e.time = format!("t{seq}");
+                }
+                r
+            })
+            .collect();
+        let path = write_trace(&dir, &records, false);
+        let mut r = TraceReader::open(&path).unwrap();
+        assert_eq!(r.last_time(), r.header().started);
+        let mut n = 0u64;
+        while r.next_record().unwrap().is_some() {
+            n += 1;
+            if n % 997 == 0 || n == 1 {
+                assert_eq!(r.last_time(), format!("t{n}"));
+            }
+        }
+        assert_eq!(n, 6000);
+        assert_eq!(r.last_time(), "t6000");
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]
