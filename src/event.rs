@@ -329,17 +329,20 @@ pub struct EndEvent {
 
 /// What a process is running: the image of its latest exec (inherited across fork).
 ///
-/// Its strings are packed in one buffer: a checker keeps an image per live process and makes
-/// one per exec, a million times for a large build.
+/// Its strings are packed in one allocation: a checker keeps an image per live process and
+/// makes one per exec, a million times for a large build.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Image {
     pub pid: u32,
-    /// The executable, the command name, then each argument, back to back.
+    /// How many strings it holds: the executable, the command name, then each argument.
+    parts: usize,
+    /// Where each string ends (`parts` native-endian `usize`s, counted from the end of this
+    /// table), then the strings back to back.
     data: Box<[u8]>,
-    /// Where each of them ends in `data`.
-    ends: Box<[usize]>,
     has_comm: bool,
 }
+
+const END: usize = std::mem::size_of::<usize>();
 
 impl Image {
     pub fn new(pid: u32, exe: &[u8], argv: &[Bytes], comm: Option<&[u8]>) -> Image {
@@ -348,16 +351,21 @@ impl Image {
                 .chain(std::iter::once(comm.unwrap_or_default()))
                 .chain(argv.iter().map(Bytes::as_bytes))
         };
-        let mut data = Vec::with_capacity(parts().map(<[u8]>::len).sum());
-        let mut ends = Vec::with_capacity(argv.len() + 2);
+        let count = argv.len() + 2;
+        let table = count * END;
+        let mut data = Vec::with_capacity(table + parts().map(<[u8]>::len).sum::<usize>());
+        let mut end = 0;
+        for part in parts() {
+            end += part.len();
+            data.extend_from_slice(&end.to_ne_bytes());
+        }
         for part in parts() {
             data.extend_from_slice(part);
-            ends.push(data.len());
         }
         Image {
             pid,
+            parts: count,
             data: data.into_boxed_slice(),
-            ends: ends.into_boxed_slice(),
             has_comm: comm.is_some(),
         }
     }
@@ -371,9 +379,16 @@ impl Image {
         )
     }
 
+    /// Where string `i` ends, counted from the end of the table.
+    fn end(&self, i: usize) -> usize {
+        let at = i * END;
+        usize::from_ne_bytes(self.data[at..at + END].try_into().expect("a usize"))
+    }
+
     fn part(&self, i: usize) -> &[u8] {
-        let start = if i == 0 { 0 } else { self.ends[i - 1] };
-        &self.data[start..self.ends[i]]
+        let base = self.parts * END;
+        let start = if i == 0 { 0 } else { self.end(i - 1) };
+        &self.data[base + start..base + self.end(i)]
     }
 
     pub fn exe(&self) -> &[u8] {
@@ -386,7 +401,7 @@ impl Image {
 
     /// The arguments, `argv[0]` first.
     pub fn args(&self) -> impl Iterator<Item = &[u8]> + '_ {
-        (2..self.ends.len()).map(|i| self.part(i))
+        (2..self.parts).map(|i| self.part(i))
     }
 
     /// The arguments as owned byte strings (for a report).
