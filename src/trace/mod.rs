@@ -673,7 +673,7 @@ impl TraceReader {
     pub fn next_record(&mut self) -> Result<Option<&Record>, TraceError> {
         while self.index >= self.current.len() {
             let used = std::mem::take(&mut self.current);
-            if let Some(time) = used.last().and_then(Record::time) {
+            if let Some(time) = used.iter().rev().find_map(Record::time) {
                 self.last_time.clear();
                 self.last_time.push_str(time);
             }
