@@ -313,7 +313,7 @@ fn exit(cur: &mut Cursor, x: &mut ExitEvent) -> Option<()> {
 }
 
 /// The length of the run of bytes at the start of `s` that a JSON string holds as they are and
-/// that are ASCII: not `"`, `\\`, a control character or a byte of 0x80 or more. Eight bytes at a
+/// that are ASCII: not `"`, `\`, a control character or a byte of 0x80 or more. Eight bytes at a
 /// time: one pass over a string instead of a search for its end, a scan for control characters
 /// and a UTF-8 check.
 fn plain_prefix(s: &[u8]) -> usize {
