@@ -189,7 +189,7 @@ pub struct ExecEvent {
     /// Some fields could not be read (the process was already gone).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub partial: bool,
-    /// The fingerprints the executed file matched (see [`crate::fingerprint`]).
+    /// The fingerprints the executed file matched (see [`crate::sources::fingerprint`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub content: Vec<String>,
     /// `--mode enforce` killed the process at its exec stop, before the new program ran one
@@ -443,6 +443,56 @@ pub fn join(parts: &[Bytes]) -> Vec<u8> {
         out.extend_from_slice(&p.0);
     }
     out
+}
+
+/// A file's identity for the cache: the same (device, inode, size, mtime) is the same content.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct FileKey {
+    pub dev: u64,
+    pub ino: u64,
+    pub size: u64,
+    /// Modification time: seconds since the epoch, and nanoseconds.
+    pub mtime: i64,
+    pub mtime_nsec: i64,
+}
+
+impl FileKey {
+    /// From a `stat` buffer (`fstat`, `fstatat`): every key is made here, so that the same file
+    /// has the same key whichever way it was reached.
+    // The field types of `struct stat` vary with the target (32-bit ones are narrower).
+    #[allow(clippy::unnecessary_cast)]
+    pub fn of_stat(st: &libc::stat) -> FileKey {
+        FileKey {
+            dev: st.st_dev as u64,
+            ino: st.st_ino as u64,
+            size: st.st_size as u64,
+            mtime: st.st_mtime as i64,
+            mtime_nsec: st.st_mtime_nsec as i64,
+        }
+    }
+}
+
+/// One file read to fingerprint it (a trace record: the proof that each file is read once, and
+/// what it cost).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FingerprintEvent {
+    pub seq: u64,
+    pub time: String,
+    /// The process whose executable it is.
+    pub pid: u32,
+    /// Its path (as `/proc/PID/exe` names it).
+    pub path: Bytes,
+    pub file: FileKey,
+    /// The fingerprints it matched.
+    pub matched: Vec<String>,
+    /// Bytes read from it.
+    pub bytes: u64,
+    /// Time spent reading and matching, microseconds.
+    pub micros: u64,
+    /// Why it could not be fully read, when it could not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 #[cfg(test)]

@@ -11,15 +11,18 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 
-use guard::check::{check_trace, Checker, Outcome};
-use guard::config::{self, Config};
-use guard::event::{Bytes, ExitStatus};
-use guard::fingerprint::Fingerprinter;
-use guard::recipe::{self, RecipeSet};
-use guard::report::{self, Mode, Run};
-use guard::time::Date;
+use guard::check::{Checker, Mode};
+use guard::event::Bytes;
+use guard::pipeline::{
+    self, ConfigSource, Policy, PolicyOptions, EXIT_BAD_INPUT, EXIT_GUARD_FAILED,
+};
+use guard::policy::recipe::{self, RecipeSet};
+use guard::report::{self, Run};
+use guard::sources::fingerprint::Fingerprinter;
+use guard::sources::ptrace;
 use guard::trace::{Header, Record, TraceWriter};
-use guard::watch::{daemon, ptrace};
+use guard::watcher::message::{Message, StopKind};
+use guard::watcher::{self as daemon};
 
 /// Runs before Rust's runtime initialisation (which opens `/dev/null` on closed standard
 /// descriptors and ignores SIGPIPE), to note what the command must inherit as it was.
@@ -39,13 +42,6 @@ macro_rules! say {
         let _ = writeln!(std::io::stderr(), $($arg)*);
     }};
 }
-
-/// Exit status: guard itself failed (bad config, tracing refused) before or while running CMD.
-const EXIT_GUARD_FAILED: u8 = 125;
-/// Exit status: a failing finding, while the command itself succeeded.
-const EXIT_FINDING: u8 = 3;
-/// Exit status of `guard check` / `guard recipes validate` on bad input or usage.
-const EXIT_BAD_INPUT: u8 = 2;
 
 #[derive(Parser)]
 #[command(
@@ -74,8 +70,22 @@ struct CheckOptions {
     config: Option<PathBuf>,
     /// fail: failing findings make the exit status non-zero; warn: report only; enforce (guard
     /// run): also refuse a matching exec before it happens (EACCES), the build goes on.
-    #[arg(long, value_enum, default_value_t = Mode::Fail)]
+    #[arg(long, default_value = "fail", value_parser = parse_mode, value_name = "fail|warn|enforce")]
     mode: Mode,
+}
+
+impl CheckOptions {
+    fn policy(&self) -> PolicyOptions {
+        PolicyOptions {
+            recipes: self.recipes.clone(),
+            config: ConfigSource::from_option(self.config.clone()),
+            mode: self.mode,
+        }
+    }
+}
+
+fn parse_mode(s: &str) -> Result<Mode, String> {
+    s.parse()
 }
 
 #[derive(Subcommand)]
@@ -135,6 +145,10 @@ enum Command {
         /// events while the watcher is busy. Events beyond it are lost and counted.
         #[arg(long, value_name = "BYTES", default_value_t = daemon::RCVBUF, value_parser = clap::builder::TypedValueParser::map(clap::value_parser!(u32).range(4096..=1 << 30), |v| v as usize))]
         rcvbuf: usize,
+        /// Also print the outcome as one watcher message on stdout (JSON, versioned; for an
+        /// unprivileged caller such as the Action's pre step).
+        #[arg(long)]
+        message: bool,
     },
     /// Stop the watcher, seal its trace and check it (exit 3 on failing findings).
     Stop {
@@ -142,8 +156,8 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         report: Option<PathBuf>,
         /// Instead of checking, copy the trace to FILE, readable by all and writable by root
-        /// only, in a root-owned directory, and print {"stopped", "last_seen", "trace"} as JSON
-        /// (for an unprivileged caller such as the Action's post step).
+        /// only, in a root-owned directory, and print the outcome as one watcher message on
+        /// stdout (JSON, versioned; for an unprivileged caller such as the Action's post step).
         #[arg(long, value_name = "FILE")]
         export: Option<PathBuf>,
         #[arg(long, value_name = "DIR")]
@@ -252,8 +266,26 @@ fn main() -> ExitCode {
             state_dir,
             recipes,
             rcvbuf,
+            message,
         } => (
-            start(state_dir.as_deref(), trace, attach, &recipes, rcvbuf),
+            start(state_dir.as_deref(), trace, attach, &recipes, rcvbuf)
+                .inspect(|info| {
+                    if message {
+                        print_message(&Message::Started {
+                            pid: info.pid,
+                            trace: info.trace.clone(),
+                            attached: info.attached.clone(),
+                        })
+                    }
+                })
+                .inspect_err(|e| {
+                    if message {
+                        print_message(&Message::Error {
+                            message: format!("{e:#}"),
+                        })
+                    }
+                })
+                .map(|_| 0),
             EXIT_GUARD_FAILED,
         ),
         Command::Stop {
@@ -263,7 +295,16 @@ fn main() -> ExitCode {
             options,
         } => (
             match export {
-                Some(to) => stop_export(state_dir.as_deref(), &to),
+                Some(to) => stop_export(state_dir.as_deref(), &to)
+                    .map(|m| {
+                        print_message(&m);
+                        0
+                    })
+                    .inspect_err(|e| {
+                        print_message(&Message::Error {
+                            message: format!("{e:#}"),
+                        })
+                    }),
                 None => stop(state_dir.as_deref(), report.as_deref(), &options),
             },
             EXIT_GUARD_FAILED,
@@ -271,12 +312,12 @@ fn main() -> ExitCode {
         Command::Status { state_dir } => (status(state_dir.as_deref()), EXIT_GUARD_FAILED),
         Command::Action { phase } => {
             let get = |k: &str| std::env::var(k).ok();
-            let env = guard::action::Env::new(&get);
+            let env = guard::github::runner::Env::new(&get);
             let mut out = std::io::stdout().lock();
             let code = match phase {
-                Phase::Pre => guard::action::pre(&env, &mut out),
-                Phase::Main => guard::action::main_step(&mut out),
-                Phase::Post => guard::action::post(&env, &mut out),
+                Phase::Pre => guard::github::action::pre(&env, &mut out),
+                Phase::Main => guard::github::action::main_step(&mut out),
+                Phase::Post => guard::github::action::post(&env, &mut out),
             };
             let _ = out.flush();
             (Ok(code), EXIT_GUARD_FAILED)
@@ -295,19 +336,15 @@ fn color() -> bool {
     std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
-fn load_recipes(paths: &[PathBuf]) -> anyhow::Result<RecipeSet> {
-    let mut set = RecipeSet::builtin();
-    for p in paths {
-        set.load_path(p)?;
-    }
-    Ok(set)
+/// The workflow file of a GitHub Actions run (SARIF's fallback location), when in one.
+fn workflow_from_env() -> Option<String> {
+    let r = std::env::var("GITHUB_WORKFLOW_REF").ok()?;
+    guard::github::workflow::workflow_ref_path(&r)
 }
 
-fn load_config(options: &CheckOptions) -> anyhow::Result<Config> {
-    Ok(match &options.config {
-        Some(path) => Config::load(path, true)?,
-        None => Config::load(Path::new(config::DEFAULT_PATH), false)?,
-    })
+/// One watcher message on stdout (see [`guard::watcher::message`]).
+fn print_message(m: &Message) {
+    let _ = writeln!(std::io::stdout(), "{}", m.to_line());
 }
 
 /// Creates a file only we can read (traces and reports may name internal paths).
@@ -328,10 +365,10 @@ fn run(
     options: &CheckOptions,
     cmd: &[OsString],
 ) -> anyhow::Result<u8> {
-    let recipes = load_recipes(&options.recipes)?;
-    let config = load_config(options)?;
+    let policy = Policy::load(&options.policy())?;
+    let recipes = &policy.recipes;
     let enforce = options.mode == Mode::Enforce;
-    if enforce && !guard::watch::attempt::CAN_REFUSE {
+    if enforce && !guard::sources::attempt::CAN_REFUSE {
         anyhow::bail!(
             "--mode enforce is not supported on this architecture ({}): use --mode fail",
             std::env::consts::ARCH
@@ -356,15 +393,15 @@ fn run(
     let mut write_error: Option<std::io::Error> = None;
     // One checker for the verdict and, in enforce mode, for the refusals: both see the same
     // ancestry. They never run at the same time (the tracer asks, then records).
-    let checker = std::cell::RefCell::new(Checker::new(&recipes, &config, Date::today()));
+    let checker: std::cell::RefCell<Checker> = std::cell::RefCell::new(policy.checker());
     let refuse = |e: &guard::event::ExecEvent| checker.borrow_mut().refuses(e);
     let follow = ptrace::Follow {
-        fingerprinter: Fingerprinter::new(&recipes),
+        fingerprinter: policy.fingerprinter(),
         refuse: enforce.then_some(&refuse as &dyn Fn(&guard::event::ExecEvent) -> bool),
         refuse_reads_ids: recipes.evaluated().any(|r| r.reads_ids()),
         // The step is guard's own (every exec of the command belongs to it): not read again
         // from each process's environment.
-        extras: guard::watch::proc::Extras { step: false },
+        extras: guard::sources::proc::Extras { step: false },
         step: std::env::var_os("GITHUB_ACTION").map(|s| Bytes::from(s.as_bytes())),
     };
     let mut seq = 0u64;
@@ -392,9 +429,9 @@ fn run(
             errno.desc()
         );
     }
-    let mut notes = Run::recipe_notes(&recipes);
+    let mut notes = recipes.notes();
     if let Some(errno) = result.exec_error {
-        let name = report::escape::terminal(cmd[0].as_bytes());
+        let name = guard::escape::terminal(cmd[0].as_bytes());
         say!("guard: cannot run {name}: {}", errno.desc());
         notes.push(format!(
             "the command could not be executed: {name}: {}",
@@ -404,12 +441,13 @@ fn run(
     let outcome = checker.finish();
     let mut run = Run {
         outcome: &outcome,
-        recipes: &recipes,
+        recipes,
         mode: options.mode,
         command: Some(&command),
         integrity: None,
         notes,
         locations: Vec::new(),
+        workflow: workflow_from_env(),
     };
     if !result.stuck.is_empty() {
         run.notes.push(format!(
@@ -431,17 +469,7 @@ fn run(
             trace.map(|p| p.display().to_string()).unwrap_or_default()
         );
     }
-    Ok(run_status(&outcome, options.mode, result.status))
-}
-
-/// The exit status table of DESIGN.md.
-fn run_status(outcome: &Outcome, mode: Mode, status: ExitStatus) -> u8 {
-    let own = status.shell_status().clamp(0, 255) as u8;
-    if mode.fails() && outcome.failing() > 0 && own == 0 {
-        EXIT_FINDING
-    } else {
-        own
-    }
+    Ok(pipeline::run_status(&outcome, options.mode, result.status))
 }
 
 fn write_report(
@@ -474,26 +502,18 @@ fn write_report(
     Ok(())
 }
 
-fn verdict_status(run: &Run) -> u8 {
-    if run.verdict() == "fail" {
-        EXIT_FINDING
-    } else {
-        0
-    }
-}
-
 fn check(
     trace: &Path,
     format: Format,
     output: Option<&Path>,
     options: &CheckOptions,
 ) -> anyhow::Result<u8> {
-    let recipes = load_recipes(&options.recipes)?;
-    let config = load_config(options)?;
-    let checked = check_trace(trace, &recipes, &config, None)?;
-    let run = checked.run(&recipes, options.mode, Vec::new());
+    let policy = Policy::load(&options.policy())?;
+    let checked = policy.check_trace(trace, None)?;
+    let mut run = Run::checked(&checked, &policy.recipes, policy.mode, Vec::new());
+    run.workflow = workflow_from_env();
     write_report(&run, format, output, false)?;
-    Ok(verdict_status(&run))
+    Ok(pipeline::verdict_status(run.verdict()))
 }
 
 fn start(
@@ -502,8 +522,8 @@ fn start(
     attach: Vec<u32>,
     recipes: &[PathBuf],
     rcvbuf: usize,
-) -> anyhow::Result<u8> {
-    let recipes = load_recipes(recipes)?;
+) -> anyhow::Result<daemon::WatcherInfo> {
+    let recipes = pipeline::load_recipes(recipes)?;
     let opts = daemon::StartOptions {
         rcvbuf,
         state_dir: daemon::state_dir(state),
@@ -525,7 +545,7 @@ fn start(
         },
         info.trace.display()
     );
-    Ok(0)
+    Ok(info)
 }
 
 fn stop(
@@ -533,8 +553,7 @@ fn stop(
     report_path: Option<&Path>,
     options: &CheckOptions,
 ) -> anyhow::Result<u8> {
-    let recipes = load_recipes(&options.recipes)?;
-    let config = load_config(options)?;
+    let policy = Policy::load(&options.policy())?;
     let dir = daemon::state_dir(state);
     let (info, stopped) = daemon::stop(&dir)?;
     let last_seen = match &stopped {
@@ -554,16 +573,17 @@ fn stop(
         }
         daemon::Stopped::Sealed => None,
     };
-    let checked = check_trace(&info.trace, &recipes, &config, last_seen)?;
-    let run = checked.run(&recipes, options.mode, Vec::new());
+    let checked = policy.check_trace(&info.trace, last_seen)?;
+    let mut run = Run::checked(&checked, &policy.recipes, policy.mode, Vec::new());
+    run.workflow = workflow_from_env();
     write_report(&run, Format::Text, None, true)?;
     if let Some(p) = report_path {
         write_report(&run, Format::Json, Some(p), false)?;
     }
-    Ok(verdict_status(&run))
+    Ok(pipeline::verdict_status(run.verdict()))
 }
 
-fn stop_export(state: Option<&Path>, to: &Path) -> anyhow::Result<u8> {
+fn stop_export(state: Option<&Path>, to: &Path) -> anyhow::Result<Message> {
     let dir = daemon::state_dir(state);
     let (info, stopped) = daemon::stop(&dir)?;
     let parent = to.parent().context("--export needs a file path")?;
@@ -586,14 +606,16 @@ fn stop_export(state: Option<&Path>, to: &Path) -> anyhow::Result<u8> {
         .open(to)
         .with_context(|| format!("cannot create {}", to.display()))?;
     std::io::copy(&mut File::open(&info.trace)?, &mut copy)?;
-    let (how, last_seen) = match stopped {
-        daemon::Stopped::Sealed => ("sealed", None),
-        daemon::Stopped::AlreadySealed => ("already_sealed", None),
-        daemon::Stopped::Died { last_seen } => ("died", Some(last_seen)),
+    let (stopped, last_seen) = match stopped {
+        daemon::Stopped::Sealed => (StopKind::Sealed, None),
+        daemon::Stopped::AlreadySealed => (StopKind::AlreadySealed, None),
+        daemon::Stopped::Died { last_seen } => (StopKind::Died, Some(last_seen)),
     };
-    let said = serde_json::json!({"stopped": how, "last_seen": last_seen, "trace": to});
-    writeln!(std::io::stdout(), "{said}")?;
-    Ok(0)
+    Ok(Message::Stopped {
+        stopped,
+        last_seen,
+        trace: to.to_path_buf(),
+    })
 }
 
 fn status(state: Option<&Path>) -> anyhow::Result<u8> {
@@ -631,7 +653,7 @@ fn recipes_command(command: RecipesCommand) -> anyhow::Result<u8> {
     let mut out = std::io::stdout().lock();
     match command {
         RecipesCommand::List { recipes } => {
-            let set = load_recipes(&recipes)?;
+            let set = pipeline::load_recipes(&recipes)?;
             writeln!(
                 out,
                 "{:<28} {:<28} {:<10} {:<13} ORIGIN",
@@ -653,7 +675,7 @@ fn recipes_command(command: RecipesCommand) -> anyhow::Result<u8> {
             Ok(0)
         }
         RecipesCommand::Show { name, recipes } => {
-            let set = load_recipes(&recipes)?;
+            let set = pipeline::load_recipes(&recipes)?;
             let Some(l) = set.get(&name) else {
                 let names: Vec<&str> = set.recipes.iter().map(|r| r.recipe.name.as_str()).collect();
                 anyhow::bail!("no recipe named {name:?} (known: {})", names.join(", "));

@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use guard::watch::connector::{Connector, ProcEvent};
+use guard::sources::connector::{Connector, ProcEvent};
 
 #[test]
 fn sees_fork_exec_and_exit_of_a_real_process() {

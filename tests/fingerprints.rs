@@ -8,8 +8,8 @@ use std::fs::File;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use guard::fingerprint::Fingerprinter;
-use guard::recipe::RecipeSet;
+use guard::policy::recipe::RecipeSet;
+use guard::sources::fingerprint::Fingerprinter;
 
 /// Files that the content fingerprints with `match: true` may name: the servers themselves.
 const SERVERS: [&str; 5] = ["nginx", "apache2", "httpd", "lighttpd", "caddy"];

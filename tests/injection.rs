@@ -42,11 +42,12 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use base64::Engine as _;
+use guard::check::Mode;
 use guard::check::{Ancestor, Finding, Outcome, ProcessInfo, Stats};
+use guard::escape::{terminal, terminal_argv};
 use guard::event::Bytes;
-use guard::recipe::{Importance, RecipeSet};
-use guard::report::escape::{terminal, terminal_argv};
-use guard::report::{Location, Mode, Run};
+use guard::policy::recipe::{Importance, RecipeSet};
+use guard::report::{Location, Run};
 use serde_json::Value;
 
 const GUARD: &str = env!("CARGO_BIN_EXE_guard");
@@ -1662,6 +1663,7 @@ fn every_reporter_on_each_hostile_string_alone() {
             integrity: None,
             notes: vec![],
             locations: vec![Some(location.clone())],
+            workflow: None,
         };
 
         // Workflow commands: one annotation, its file, title and message given back.
@@ -1728,7 +1730,7 @@ fn every_reporter_on_each_hostile_string_alone() {
             Some(start) => assert!(long && terminal(h).starts_with(start), "{what}"),
             None => assert_eq!(step, terminal(h), "{what}"),
         }
-        let comment = guard::report::pr::comment_body(&md);
+        let comment = guard::github::pr::comment_body(&md);
         assert_eq!(comment.matches(MARKER).count(), 1, "{what}");
         assert_markdown_inert(comment.strip_prefix(MARKER).unwrap(), &what);
 

@@ -1,4 +1,4 @@
-//! Pull request feedback (src/ghclient.rs, src/report/pr.rs) against a local stand-in for the
+//! Pull request feedback (src/github/api.rs, src/github/pr.rs) against a local stand-in for the
 //! GitHub API, tests/js/mock_github.js, which validates every request body against GitHub's
 //! official OpenAPI description (npm `@octokit/openapi`, installed by `npm ci --prefix tests/js`).
 //! Also: reading the pull request from the Actions environment, and the request bodies' limits.
@@ -12,8 +12,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use guard::ghclient::{publish, PrContext};
-use guard::report::pr::{
+use guard::github::api::{publish, PrContext};
+use guard::github::pr::{
     batches, check_run_create_body, check_run_update_body, comment_body, AnnotationLevel,
     CheckAnnotation, CheckRunOutput, Conclusion, COMMENT_MAX_CHARS, MARKER, SUMMARY_MAX_CHARS,
 };

@@ -7,9 +7,9 @@
 
 use std::io::Write;
 
+use guard::escape::terminal;
+use guard::escape::{workflow_data as escape_data, workflow_property as escape_property};
 use guard::event::Bytes;
-use guard::report::escape::terminal;
-use guard::report::github::{escape_data, escape_property};
 use guard::report::markdown::escape as markdown;
 use proptest::prelude::*;
 
@@ -162,13 +162,13 @@ proptest! {
     /// The proc connector's datagram parser on arbitrary bytes: a value or an error.
     #[test]
     fn connector_parser_never_panics(buf in proptest::collection::vec(any::<u8>(), 0..512)) {
-        let _ = guard::watch::connector::parse_datagram(&buf);
+        let _ = guard::sources::connector::parse_datagram(&buf);
     }
 
     /// The recipe loader on arbitrary text: a recipe list or an error with a file name.
     #[test]
     fn recipe_loader_never_panics(text in "[ -~\n]{0,300}") {
-        if let Err(e) = guard::recipe::parse("fuzz.yaml", text.as_bytes()) {
+        if let Err(e) = guard::policy::recipe::parse("fuzz.yaml", text.as_bytes()) {
             prop_assert!(e.to_string().starts_with("fuzz.yaml"), "{e}");
         }
     }

@@ -7,25 +7,14 @@
 use std::collections::BTreeMap;
 use std::io::{self, Write};
 
-use crate::check::Finding;
+use crate::check::{Finding, Mode};
+use crate::escape::{workflow_data, workflow_property};
 
-use super::escape::{terminal, terminal_argv};
-use super::{Location, Mode, Run};
+use super::{Location, Run};
+use crate::escape::{terminal, terminal_argv};
 
 /// The runner attaches at most this many annotations of each type to a step.
 pub const PER_TYPE_LIMIT: usize = 10;
-
-/// The data part of a workflow command: `%`, CR and LF are escaped (`%` first).
-pub fn escape_data(s: &str) -> String {
-    s.replace('%', "%25")
-        .replace('\r', "%0D")
-        .replace('\n', "%0A")
-}
-
-/// A property value (`file=`, `title=`): also `:` and `,`.
-pub fn escape_property(s: &str) -> String {
-    escape_data(s).replace(':', "%3A").replace(',', "%2C")
-}
 
 /// The level of a workflow-command annotation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -61,10 +50,10 @@ impl Annotation {
     pub fn command(&self) -> String {
         let mut props = Vec::new();
         if let Some(l) = &self.location {
-            props.push(format!("file={}", escape_property(&l.path)));
+            props.push(format!("file={}", workflow_property(&l.path)));
             props.push(format!("line={}", l.line));
         }
-        props.push(format!("title={}", escape_property(&self.title)));
+        props.push(format!("title={}", workflow_property(&self.title)));
         // The runner cuts messages at 4,096 characters; cut first, on a character boundary.
         let mut message = self.message.clone();
         if message.chars().count() > 4000 {
@@ -74,7 +63,7 @@ impl Annotation {
             "::{} {}::{}",
             self.level.command(),
             props.join(","),
-            escape_data(&message)
+            workflow_data(&message)
         )
     }
 }
@@ -220,7 +209,7 @@ mod tests {
     use super::*;
     use crate::check::{Finding, Outcome, ProcessInfo, Stats};
     use crate::event::Bytes;
-    use crate::recipe::{Importance, RecipeSet};
+    use crate::policy::recipe::{Importance, RecipeSet};
 
     fn finding(exe: &str, allowed: bool) -> Finding {
         Finding {
@@ -272,6 +261,7 @@ mod tests {
             integrity: None,
             notes: vec![],
             locations: vec![],
+            workflow: None,
         };
         let a = annotations(&run);
         let errors: Vec<_> = a.iter().filter(|a| a.level == Level::Error).collect();
@@ -292,10 +282,10 @@ mod tests {
     #[test]
     fn escaping_follows_the_runner() {
         assert_eq!(
-            escape_data("a%0A::error::b\r\n::add-mask::x"),
+            workflow_data("a%0A::error::b\r\n::add-mask::x"),
             "a%250A::error::b%0D%0A::add-mask::x"
         );
-        assert_eq!(escape_property("a,b:c%\n"), "a%2Cb%3Ac%25%0A");
+        assert_eq!(workflow_property("a,b:c%\n"), "a%2Cb%3Ac%25%0A");
         let a = Annotation {
             level: Level::Error,
             title: "t,::x".into(),

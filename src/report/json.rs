@@ -27,12 +27,12 @@ use std::io::{self, Write};
 
 use serde::Serialize;
 
-use crate::check::{Finding, Outlived, Stats};
+use crate::check::{Finding, Mode, Outlived, Stats, Verdict};
 use crate::event::{Bytes, ExitStatus};
-use crate::recipe::{Actions, Importance, Reference};
+use crate::policy::recipe::{Actions, Importance, Reference};
 use crate::trace::Integrity;
 
-use super::{Mode, Run};
+use super::Run;
 
 #[derive(Serialize)]
 struct Tool {
@@ -83,7 +83,7 @@ struct ReportV1<'a> {
     version: u32,
     tool: Tool,
     mode: Mode,
-    verdict: &'static str,
+    verdict: Verdict,
     stats: &'a Stats,
     command: Command<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -8,12 +8,12 @@
 use std::fmt::Write as _;
 use std::io::{self, Write};
 
-use crate::check::Finding;
+use crate::check::{Finding, Verdict};
 use crate::event::Bytes;
-use crate::recipe::Recipe;
+use crate::policy::recipe::Recipe;
 
-use super::escape::{terminal, terminal_argv};
 use super::Run;
+use crate::escape::{terminal, terminal_argv};
 
 /// GitHub drops a step summary larger than 1 MiB; stay well below.
 pub const LIMIT: usize = 1_000_000;
@@ -169,11 +169,11 @@ pub fn render(run: &Run) -> String {
     let total = run.outcome.findings.len();
     let mut s = String::new();
     let verdict = match run.verdict() {
-        "fail" => format!(
+        Verdict::Fail => format!(
             "❌ **webserver-exec-guard: {failing} failing finding{}** — the job fails",
             if failing == 1 { "" } else { "s" }
         ),
-        "warn" => format!(
+        Verdict::Warn => format!(
             "⚠️ **webserver-exec-guard: {failing} finding{}** (warn mode: the job is not failed)",
             if failing == 1 { "" } else { "s" }
         ),
@@ -294,9 +294,9 @@ pub fn write(run: &Run, out: &mut dyn Write) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::check::Mode;
     use crate::check::{Outcome, ProcessInfo, Stats};
-    use crate::recipe::{Importance, RecipeSet};
-    use crate::report::Mode;
+    use crate::policy::recipe::{Importance, RecipeSet};
 
     #[test]
     fn the_summary_stays_within_githubs_limit() {
@@ -342,6 +342,7 @@ mod tests {
             integrity: None,
             notes: vec![],
             locations: vec![],
+            workflow: None,
         };
         let text = render(&run);
         assert!(text.len() <= LIMIT, "{} bytes", text.len());

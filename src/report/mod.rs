@@ -1,39 +1,17 @@
 //! Reporters: they render a checked run to a writer, one module per format.
 
-pub mod escape;
 pub mod github;
 pub mod json;
 pub mod markdown;
-pub mod pr;
 pub mod sarif;
 pub mod text;
 
 use serde::Serialize;
 
-use crate::check::Outcome;
+use crate::check::{Checked, Mode, Outcome, Verdict};
 use crate::event::Bytes;
-use crate::recipe::RecipeSet;
+use crate::policy::recipe::RecipeSet;
 use crate::trace::Integrity;
-
-/// What makes findings fail.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
-#[serde(rename_all = "snake_case")]
-pub enum Mode {
-    /// Findings that are not allowlisted make the exit status non-zero.
-    Fail,
-    /// Report only.
-    Warn,
-    /// `guard run`: refuse a matching exec before it happens (the caller sees `EACCES`) and
-    /// let the build go on; findings fail as in `fail`. Elsewhere the same as `fail`.
-    Enforce,
-}
-
-impl Mode {
-    /// Whether failing findings make the exit status non-zero.
-    pub fn fails(self) -> bool {
-        matches!(self, Mode::Fail | Mode::Enforce)
-    }
-}
 
 /// Everything a reporter needs.
 pub struct Run<'a> {
@@ -49,6 +27,9 @@ pub struct Run<'a> {
     /// Where each finding points in the repository (index-aligned with `outcome.findings`;
     /// shorter or empty when unknown).
     pub locations: Vec<Option<Location>>,
+    /// The workflow file of the run (relative to the repository), the fallback location of
+    /// SARIF results.
+    pub workflow: Option<String>,
 }
 
 /// A place in the repository a finding points at: the workflow step that ran it, or a script
@@ -61,35 +42,33 @@ pub struct Location {
     pub line: u32,
 }
 
-impl Run<'_> {
+impl<'a> Run<'a> {
     /// The location of the finding at `index`, if known.
     pub fn location(&self, index: usize) -> Option<&Location> {
         self.locations.get(index).and_then(|l| l.as_ref())
     }
 
-    /// The verdict: `fail` when a failing finding exists in fail mode.
-    pub fn verdict(&self) -> &'static str {
-        let failing = self.outcome.failing() > 0;
-        match (failing, self.mode) {
-            (false, _) => "pass",
-            (true, Mode::Fail | Mode::Enforce) => "fail",
-            (true, Mode::Warn) => "warn",
-        }
+    /// The verdict in this run's mode.
+    pub fn verdict(&self) -> Verdict {
+        self.outcome.verdict(self.mode)
     }
 
-    /// Notes about recipes that are loaded but cannot be evaluated on exec events.
-    pub fn recipe_notes(recipes: &RecipeSet) -> Vec<String> {
-        recipes
-            .recipes
-            .iter()
-            .filter_map(|r| {
-                if !r.recipe.enabled {
-                    return Some(format!("recipe {} ({}): disabled", r.recipe.name, r.origin));
-                }
-                r.recipe
-                    .not_evaluated()
-                    .map(|why| format!("recipe {} ({}): {why}", r.recipe.name, r.origin))
-            })
-            .collect()
+    /// What the reporters need, for a checked trace.
+    pub fn checked(
+        checked: &'a Checked,
+        recipes: &'a RecipeSet,
+        mode: Mode,
+        locations: Vec<Option<Location>>,
+    ) -> Run<'a> {
+        Run {
+            outcome: &checked.outcome,
+            recipes,
+            mode,
+            command: checked.command.as_deref(),
+            integrity: Some(&checked.integrity),
+            notes: checked.notes.clone(),
+            locations,
+            workflow: None,
+        }
     }
 }

@@ -43,10 +43,10 @@ use sha2::{Digest, Sha256};
 
 use crate::check::{Finding, ProcessInfo};
 use crate::event::Bytes;
-use crate::recipe::{Importance, Recipe, Reference};
+use crate::policy::recipe::{Importance, Recipe, Reference};
 
-use super::escape::{terminal, terminal_argv};
 use super::Run;
+use crate::escape::{terminal, terminal_argv};
 
 pub const SCHEMA_URI: &str = "https://json.schemastore.org/sarif-2.1.0.json";
 const INFORMATION_URI: &str = "https://github.com/garnet-org/jibril-kitab";
@@ -209,42 +209,13 @@ struct ResultProperties {
 /// Writes the SARIF log of `run`. Findings without a known location point at the running
 /// workflow file (`GITHUB_WORKFLOW_REF`) when there is one.
 pub fn write(run: &Run, out: &mut dyn Write) -> io::Result<()> {
-    let workflow = std::env::var("GITHUB_WORKFLOW_REF")
-        .ok()
-        .and_then(|r| workflow_path(&r));
-    write_with(run, workflow.as_deref(), out)
+    write_with(run, run.workflow.as_deref(), out)
 }
 
 /// [`write`], with the fallback location given (tests).
 pub fn write_with(run: &Run, workflow: Option<&str>, out: &mut dyn Write) -> io::Result<()> {
     serde_json::to_writer_pretty(&mut *out, &log(run, workflow)).map_err(io::Error::other)?;
     out.write_all(b"\n")
-}
-
-/// The repository path of the running workflow from `GITHUB_WORKFLOW_REF`
-/// (`owner/repo/.github/workflows/ci.yml@refs/heads/main` → `.github/workflows/ci.yml`).
-pub fn workflow_path(workflow_ref: &str) -> Option<String> {
-    const DIR: &str = ".github/workflows/";
-    let start = if workflow_ref.starts_with(DIR) {
-        0
-    } else {
-        workflow_ref.find("/.github/workflows/")? + 1
-    };
-    let rest = &workflow_ref[start..];
-    // A ref may contain '@'; a workflow file name ends in .yml or .yaml.
-    let end = [".yml@", ".yaml@"]
-        .iter()
-        .filter_map(|s| rest.find(s).map(|i| i + s.len() - 1))
-        .min()
-        .or_else(|| rest.find('@'))
-        .unwrap_or(rest.len());
-    let path = &rest[..end];
-    let sound = path.len() > DIR.len()
-        && !path
-            .split('/')
-            .any(|c| c.is_empty() || c == "." || c == "..")
-        && !path.chars().any(char::is_control);
-    sound.then(|| path.to_string())
 }
 
 fn log(run: &Run, workflow: Option<&str>) -> Log {
@@ -832,9 +803,10 @@ fn uri_path(path: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::check::Mode;
     use crate::check::{Ancestor, Outcome, Stats};
-    use crate::recipe::RecipeSet;
-    use crate::report::{Location, Mode};
+    use crate::policy::recipe::RecipeSet;
+    use crate::report::Location;
 
     fn process(pid: u32, argv: &[&[u8]], time: &str) -> ProcessInfo {
         ProcessInfo {
@@ -894,6 +866,7 @@ mod tests {
             integrity: None,
             notes: vec!["a [note]".into()],
             locations,
+            workflow: None,
         };
         let mut out = Vec::new();
         write_with(&run, workflow, &mut out).unwrap();
@@ -1049,31 +1022,6 @@ mod tests {
         assert_eq!(r["level"], "error");
         assert_eq!(r["message"]["text"], "watcher stopped at T");
         assert!(r["properties"].get("pid").is_none());
-    }
-
-    #[test]
-    fn workflow_ref_to_path() {
-        let cases: &[(&str, Option<&str>)] = &[
-            (
-                "octo/app/.github/workflows/ci.yml@refs/heads/main",
-                Some(".github/workflows/ci.yml"),
-            ),
-            (
-                "octo/app/.github/workflows/build.yaml@refs/heads/a@b",
-                Some(".github/workflows/build.yaml"),
-            ),
-            (
-                "octo/app/.github/workflows/ci.yml@refs/pull/1/merge",
-                Some(".github/workflows/ci.yml"),
-            ),
-            (".github/workflows/x.yml", Some(".github/workflows/x.yml")),
-            ("octo/app/.github/workflows/../../etc.yml@x", None),
-            ("octo/app/ci.yml@refs/heads/main", None),
-            ("", None),
-        ];
-        for (input, want) in cases {
-            assert_eq!(workflow_path(input).as_deref(), *want, "{input}");
-        }
     }
 
     #[test]

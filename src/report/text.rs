@@ -3,11 +3,11 @@
 
 use std::io::{self, Write};
 
-use crate::check::Finding;
-use crate::recipe::Recipe;
+use crate::check::{Finding, Verdict};
+use crate::policy::recipe::Recipe;
 
-use super::escape::{terminal, terminal_argv};
 use super::Run;
+use crate::escape::{terminal, terminal_argv};
 
 struct Style {
     color: bool,
@@ -74,9 +74,9 @@ pub fn write(run: &Run, out: &mut dyn Write, color: bool) -> io::Result<()> {
         ));
     }
     let verdict = match run.verdict() {
-        "fail" => style.paint("1;31", "FAIL"),
-        "warn" => style.paint("1;33", "WARN"),
-        _ => style.paint("1;32", "PASS"),
+        Verdict::Fail => style.paint("1;31", "FAIL"),
+        Verdict::Warn => style.paint("1;33", "WARN"),
+        Verdict::Pass => style.paint("1;32", "PASS"),
     };
     writeln!(out, "guard: {verdict}: {line}")
 }

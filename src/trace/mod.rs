@@ -48,8 +48,8 @@ use std::sync::mpsc;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::event::FingerprintEvent;
 use crate::event::{Bytes, EndEvent, ExecEvent, ExitEvent, ForkEvent};
-use crate::fingerprint::FingerprintEvent;
 
 mod fast;
 
@@ -336,7 +336,7 @@ pub enum TraceError {
     #[error(
         "{}:{line}:{column}: not a trace record: {}",
         shown(path),
-        crate::recipe::inert(message)
+        crate::escape::inert(message)
     )]
     Parse {
         path: PathBuf,
@@ -358,7 +358,7 @@ pub enum TraceError {
 
 /// A path for a terminal (a trace's name may be anything).
 fn shown(path: &Path) -> String {
-    crate::report::escape::terminal(path.as_os_str().as_encoded_bytes())
+    crate::escape::terminal(path.as_os_str().as_encoded_bytes())
 }
 
 /// A serde_json error on one line: the column, and the message with the text where it stopped
@@ -379,7 +379,7 @@ fn parse_error(path: &Path, line_no: u64, line: &[u8], failure: &ParseFailure) -
         message.push_str(&format!(
             ", near {}\"{}\"{}",
             if from > 0 { "…" } else { "" },
-            crate::report::escape::terminal(&line[from..to]),
+            crate::escape::terminal(&line[from..to]),
             if to < line.len() { "…" } else { "" }
         ));
     }
@@ -595,7 +595,7 @@ impl TraceReader {
                     }
                     _ => TraceError::NoHeader {
                         path: path.to_path_buf(),
-                        starts: crate::report::escape::terminal(&line[..line.len().min(40)]),
+                        starts: crate::escape::terminal(&line[..line.len().min(40)]),
                     },
                 });
             }

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// A local stand-in for the GitHub REST API, for tests of the pull request feedback (src/ghclient.rs).
+// A local stand-in for the GitHub REST API, for tests of the pull request feedback (src/github/api.rs).
 //
 // It serves the few endpoints the guard uses, statefully and in memory, and checks every request
 // the way GitHub would: the path is matched against GitHub's official OpenAPI description

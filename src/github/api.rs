@@ -1,5 +1,5 @@
 //! GitHub REST client for pull request feedback: finds the pull request in the Actions
-//! environment, then sends the sticky comment and the check run that [`crate::report::pr`] builds,
+//! environment, then sends the sticky comment and the check run that [`crate::github::pr`] builds,
 //! through octocrab. It never fails its caller: every problem comes back as one warning per
 //! feature, so a read-only token (forked pull requests, Dependabot) or an API outage never hides
 //! the verdict, which is in the job summary and the annotations anyway.
@@ -25,7 +25,7 @@ use std::time::Duration;
 use octocrab::{Octocrab, Page};
 use serde::Deserialize;
 
-use crate::report::pr::{self, CheckRunOutput, Conclusion};
+use crate::github::pr::{self, CheckRunOutput, Conclusion};
 
 /// The public GitHub API, used when `GITHUB_API_URL` is not set.
 pub const DEFAULT_API_URL: &str = "https://api.github.com";

@@ -3,7 +3,7 @@
 //!
 //! Inside, three threads feed one writer: the proc connector reader (host-wide fork/exec/exit,
 //! each exec enriched from `/proc` at once), the ptrace follower (`--attach PID`: race-free exec
-//! records for the attached trees) and the writer, which merges twins ([`super::merge`]) and is
+//! records for the attached trees) and the writer, which merges twins ([`crate::sources::merge`]) and is
 //! the only one to touch the disk — so a slow disk never stalls the reader.
 //!
 //! State lives in a root-owned 0700 directory: `watcher.json` (who and since when),
@@ -26,8 +26,10 @@ use serde::{Deserialize, Serialize};
 use crate::event::{ExitEvent, ExitStatus, ForkEvent, Source};
 use crate::trace::{Header, Record, TraceWriter};
 
-use super::connector::{Connector, LossCounter, ProcEvent};
-use super::merge::Merger;
+use crate::sources::connector::{Connector, LossCounter, ProcEvent};
+use crate::sources::merge::Merger;
+
+pub mod message;
 
 /// A line in the watcher's log (its stderr). A log that cannot be written (a full disk) must not
 /// bring the watcher down.
@@ -187,7 +189,7 @@ pub struct StartOptions {
     pub trace: Option<PathBuf>,
     pub attach: Vec<u32>,
     /// Fingerprints the executed files (each source keeps a cache of its own).
-    pub fingerprinter: crate::fingerprint::Fingerprinter,
+    pub fingerprinter: crate::sources::fingerprint::Fingerprinter,
 }
 
 /// Makes one event on every CPU we may run on (a fork and an exit): at the start, and before the
@@ -440,7 +442,7 @@ fn daemon_main(
         let Some(pid) = pid.file_name().to_str().and_then(|p| p.parse::<i32>().ok()) else {
             continue;
         };
-        let mut p = super::proc::read_exec(pid, Source::Connector, WATCHER_EXTRAS);
+        let mut p = crate::sources::proc::read_exec(pid, Source::Connector, WATCHER_EXTRAS);
         p.time = crate::time::now();
         if !p.exe.is_empty() || !p.argv.is_empty() {
             let _ = tx.send(Msg::Record(
@@ -503,7 +505,7 @@ fn daemon_main(
             .spawn(move || {
                 shared2
                     .tracer_tid
-                    .store(super::ptrace::current_tid(), Ordering::SeqCst);
+                    .store(crate::sources::ptrace::current_tid(), Ordering::SeqCst);
                 let mut first = Some(att_tx);
                 let mut emit = |r: Record| {
                     if let Some(t) = first.take() {
@@ -511,14 +513,14 @@ fn daemon_main(
                     }
                     let _ = tx2.send(Msg::Record(Box::new(r), Source::Ptrace));
                 };
-                let follow = super::ptrace::Follow {
+                let follow = crate::sources::ptrace::Follow {
                     fingerprinter: fingerprinter2,
                     refuse: None,
                     refuse_reads_ids: false,
                     extras: WATCHER_EXTRAS,
                     step: None,
                 };
-                let result = super::ptrace::attach_and_follow(
+                let result = crate::sources::ptrace::attach_and_follow(
                     &pids,
                     shared2.stop.clone(),
                     follow,
@@ -609,7 +611,7 @@ fn daemon_main(
         if stopping {
             if let Some(h) = tracer.as_ref() {
                 if !h.is_finished() {
-                    super::ptrace::wake_tracer(shared.tracer_tid.load(Ordering::SeqCst));
+                    crate::sources::ptrace::wake_tracer(shared.tracer_tid.load(Ordering::SeqCst));
                 }
             }
         }
@@ -733,13 +735,13 @@ fn daemon_main(
 /// The connector reader: turns messages into records (enriching execs from `/proc` at once)
 /// and never waits on anything but the socket.
 /// The watcher sees every step of a job: each exec says which (`GITHUB_ACTION`).
-const WATCHER_EXTRAS: super::proc::Extras = super::proc::Extras { step: true };
+const WATCHER_EXTRAS: crate::sources::proc::Extras = crate::sources::proc::Extras { step: true };
 
 fn read_connector(
     mut c: Connector,
     shared: &Shared,
     tx: &mpsc::Sender<Msg>,
-    mut fingerprinter: crate::fingerprint::Fingerprinter,
+    mut fingerprinter: crate::sources::fingerprint::Fingerprinter,
 ) {
     let mut losses = LossCounter::default();
     loop {
@@ -790,10 +792,10 @@ const DRAIN_TIME: Duration = Duration::from_millis(5);
 
 /// Turns connector messages into records (an exec enriched from `/proc` at once).
 fn read_events(
-    msgs: Vec<super::connector::Message>,
+    msgs: Vec<crate::sources::connector::Message>,
     shared: &Shared,
     losses: &mut LossCounter,
-    fingerprinter: &mut crate::fingerprint::Fingerprinter,
+    fingerprinter: &mut crate::sources::fingerprint::Fingerprinter,
     batch: &mut Vec<Record>,
 ) {
     for m in msgs {
@@ -813,7 +815,7 @@ fn read_events(
                 source: Source::Connector,
             }),
             ProcEvent::Exec { tgid, .. } => {
-                let (e, read) = super::proc::read_exec_identified(
+                let (e, read) = crate::sources::proc::read_exec_identified(
                     None,
                     tgid as i32,
                     Source::Connector,

@@ -20,10 +20,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use memchr::memmem;
-use serde::{Deserialize, Serialize};
 
 use crate::event::Bytes;
-use crate::recipe::{Fingerprint, RecipeSet};
+pub use crate::event::{FileKey, FingerprintEvent};
+use crate::policy::recipe::{Fingerprint, RecipeSet};
 
 /// At most this many bytes of one ELF section are read.
 pub const SECTION_LIMIT: u64 = 16 << 20;
@@ -34,64 +34,15 @@ pub const FILE_LIMIT: u64 = 32 << 20;
 const SECTIONS: [&[u8]; 3] = [b".rodata", b".dynstr", b".go.buildinfo"];
 const GO_BUILDINFO_MAGIC: &[u8] = b"\xff Go buildinf:";
 
-/// A file's identity for the cache: the same (device, inode, size, mtime) is the same content.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct FileKey {
-    pub dev: u64,
-    pub ino: u64,
-    pub size: u64,
-    /// Modification time: seconds since the epoch, and nanoseconds.
-    pub mtime: i64,
-    pub mtime_nsec: i64,
-}
-
-impl FileKey {
-    pub fn of(f: &File) -> std::io::Result<FileKey> {
-        let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
-        // SAFETY: fstat(2) of an open fd into a stat buffer.
-        if unsafe { libc::fstat(f.as_raw_fd(), st.as_mut_ptr()) } != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        // SAFETY: fstat succeeded and filled it.
-        Ok(FileKey::of_stat(&unsafe { st.assume_init() }))
+/// The key of an open file.
+pub fn file_key(f: &File) -> std::io::Result<FileKey> {
+    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: fstat(2) of an open fd into a stat buffer.
+    if unsafe { libc::fstat(f.as_raw_fd(), st.as_mut_ptr()) } != 0 {
+        return Err(std::io::Error::last_os_error());
     }
-
-    /// From a `stat` buffer (`fstat`, `fstatat`): every key is made here, so that the same file
-    /// has the same key whichever way it was reached.
-    // The field types of `struct stat` vary with the target (32-bit ones are narrower).
-    #[allow(clippy::unnecessary_cast)]
-    pub fn of_stat(st: &libc::stat) -> FileKey {
-        FileKey {
-            dev: st.st_dev as u64,
-            ino: st.st_ino as u64,
-            size: st.st_size as u64,
-            mtime: st.st_mtime as i64,
-            mtime_nsec: st.st_mtime_nsec as i64,
-        }
-    }
-}
-
-/// One file read to fingerprint it (a trace record: the proof that each file is read once, and
-/// what it cost).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FingerprintEvent {
-    pub seq: u64,
-    pub time: String,
-    /// The process whose executable it is.
-    pub pid: u32,
-    /// Its path (as `/proc/PID/exe` names it).
-    pub path: Bytes,
-    pub file: FileKey,
-    /// The fingerprints it matched.
-    pub matched: Vec<String>,
-    /// Bytes read from it.
-    pub bytes: u64,
-    /// Time spent reading and matching, microseconds.
-    pub micros: u64,
-    /// Why it could not be fully read, when it could not.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub note: Option<String>,
+    // SAFETY: fstat succeeded and filled it.
+    Ok(FileKey::of_stat(&unsafe { st.assume_init() }))
 }
 
 #[derive(Clone)]
@@ -195,7 +146,7 @@ impl Fingerprinter {
         pid: u32,
         path: &Bytes,
     ) -> (Arc<[String]>, Option<FingerprintEvent>) {
-        let key = match FileKey::of(file) {
+        let key = match file_key(file) {
             Ok(k) => k,
             Err(_) => return (Arc::from([]), None),
         };

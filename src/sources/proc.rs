@@ -10,7 +10,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use crate::event::{Bytes, ExecEvent, Source};
-use crate::fingerprint::{FingerprintEvent, Fingerprinter};
+use crate::sources::fingerprint::{FingerprintEvent, Fingerprinter};
 
 /// `AT_EXECFN` (auxv): the address of the path that was passed to exec.
 const AT_EXECFN: u64 = 31;
@@ -272,7 +272,7 @@ fn read_exec_in(
         None => complete = false,
     }
     if let Some(addr) = dir.read(c"auxv", 4096).as_deref().and_then(auxv_execfn) {
-        if let Some(path) = super::attempt::read_string(pid, addr, 4096) {
+        if let Some(path) = super::memory::read_string(pid, addr, 4096) {
             e.script = script_of(pid, &e.argv, &path);
             e.execfn = Some(absolute(path, e.cwd.as_ref()));
         }

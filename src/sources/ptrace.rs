@@ -23,7 +23,7 @@ use nix::sys::signal::{self, SigSet, Signal};
 use nix::unistd::Pid;
 
 use crate::event::{Attempt, EndEvent, ExecEvent, ExitEvent, ExitStatus, ForkEvent, Source};
-use crate::fingerprint::Fingerprinter;
+use crate::sources::fingerprint::Fingerprinter;
 use crate::trace::Record;
 
 use super::attempt::{self, Call};

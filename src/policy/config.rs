@@ -19,9 +19,8 @@ use serde::de::Deserializer;
 use serde::Deserialize;
 
 use crate::event::{join, ExecEvent};
-use crate::recipe::{
-    check_yaml, deserialize_str_with, read_yaml_file, with_regex_budget, LoadError, Pattern,
-};
+use crate::policy::recipe::{deserialize_str_with, with_regex_budget, Pattern};
+use crate::policy::yaml::{check_yaml, read_yaml_file, LoadError};
 use crate::time::Date;
 
 pub const DEFAULT_PATH: &str = ".github/webserver-exec-guard.yml";

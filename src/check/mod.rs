@@ -9,9 +9,9 @@ use serde::Serialize;
 
 use std::path::Path;
 
-use crate::config::{Allowance, Config};
 use crate::event::{join, Attempt, Bytes, EndEvent, ExecEvent, ExitStatus, Image};
-use crate::recipe::{
+use crate::policy::config::{Allowance, Config};
+use crate::policy::recipe::{
     evaluate_with, identify, identity_key, ExecView, Identity, Importance, Recipe, RecipeSet,
     TimesKind,
 };
@@ -134,6 +134,23 @@ pub struct Finding {
 }
 
 impl Finding {
+    /// A critical finding about the guard itself (its evidence tampered with or lost): no
+    /// process, never allowlisted.
+    pub fn guard(kind: &str, message: String) -> Finding {
+        Finding {
+            recipe: kind.to_string(),
+            name: kind.to_string(),
+            importance: Importance::Critical,
+            allowed: None,
+            allow_expired: None,
+            evidence: vec![message],
+            count: 1,
+            blocked: false,
+            attempt: None,
+            process: None,
+        }
+    }
+
     pub fn failing(&self) -> bool {
         self.allowed.is_none()
     }
@@ -200,9 +217,89 @@ pub struct Outcome {
     pub outlived: Vec<Outlived>,
 }
 
+/// What makes findings fail.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Findings that are not allowlisted make the exit status non-zero.
+    Fail,
+    /// Report only.
+    Warn,
+    /// `guard run`: refuse a matching exec before it happens (the caller sees `EACCES`) and
+    /// let the build go on; findings fail as in `fail`. Elsewhere the same as `fail`.
+    Enforce,
+}
+
+impl Mode {
+    /// Every mode, by the name the command line and the Action's input use.
+    pub const NAMES: [(&'static str, Mode); 3] = [
+        ("fail", Mode::Fail),
+        ("warn", Mode::Warn),
+        ("enforce", Mode::Enforce),
+    ];
+
+    /// Whether failing findings make the exit status non-zero.
+    pub fn fails(self) -> bool {
+        matches!(self, Mode::Fail | Mode::Enforce)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Fail => "fail",
+            Mode::Warn => "warn",
+            Mode::Enforce => "enforce",
+        }
+    }
+}
+
+impl std::str::FromStr for Mode {
+    type Err = String;
+
+    /// A mode by name, in any case.
+    fn from_str(s: &str) -> Result<Mode, String> {
+        let lower = s.trim().to_ascii_lowercase();
+        Mode::NAMES
+            .iter()
+            .find(|(name, _)| *name == lower)
+            .map(|(_, m)| *m)
+            .ok_or_else(|| format!("{s:?} is not a mode (fail, warn or enforce)"))
+    }
+}
+
+/// The result of a check in a mode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// No failing finding.
+    Pass,
+    /// Failing findings, in warn mode: reported, not failed.
+    Warn,
+    /// Failing findings in fail (or enforce) mode.
+    Fail,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Pass => "pass",
+            Verdict::Warn => "warn",
+            Verdict::Fail => "fail",
+        }
+    }
+}
+
 impl Outcome {
     pub fn failing(&self) -> usize {
         self.findings.iter().filter(|f| f.failing()).count()
+    }
+
+    /// The verdict in `mode`: `fail` when a failing finding exists in a failing mode.
+    pub fn verdict(&self, mode: Mode) -> Verdict {
+        match (self.failing() > 0, mode.fails()) {
+            (false, _) => Verdict::Pass,
+            (true, true) => Verdict::Fail,
+            (true, false) => Verdict::Warn,
+        }
     }
 }
 
@@ -314,18 +411,7 @@ impl<'a> Checker<'a> {
     /// incomplete (`trace_altered`, `watcher_stopped`, `trace_incomplete`, `events_lost`). It always
     /// fails.
     pub fn critical(&mut self, kind: &str, message: String) {
-        self.outcome.findings.push(Finding {
-            recipe: kind.to_string(),
-            name: kind.to_string(),
-            importance: Importance::Critical,
-            allowed: None,
-            allow_expired: None,
-            evidence: vec![message],
-            count: 1,
-            blocked: false,
-            attempt: None,
-            process: None,
-        });
+        self.outcome.findings.push(Finding::guard(kind, message));
     }
 
     pub fn add_lost(&mut self, lost: u64) {
@@ -615,26 +701,6 @@ pub struct Checked {
     pub command: Option<Vec<Bytes>>,
 }
 
-impl Checked {
-    /// What the reporters need, for this check.
-    pub fn run<'a>(
-        &'a self,
-        recipes: &'a RecipeSet,
-        mode: crate::report::Mode,
-        locations: Vec<Option<crate::report::Location>>,
-    ) -> crate::report::Run<'a> {
-        crate::report::Run {
-            outcome: &self.outcome,
-            recipes,
-            mode,
-            command: self.command.as_deref(),
-            integrity: Some(&self.integrity),
-            notes: self.notes.clone(),
-            locations,
-        }
-    }
-}
-
 /// Reads a trace through the checker. Evidence that was altered, or a watcher that stopped
 /// without sealing its trace, becomes a critical finding: never a clean verdict.
 pub fn check_trace(
@@ -655,7 +721,7 @@ pub fn check_trace(
         .integrity()
         .cloned()
         .unwrap_or(Integrity::Unsealed { torn: false });
-    let notes = crate::report::Run::recipe_notes(recipes);
+    let notes = recipes.notes();
     let shown = trace.display();
     match &integrity {
         Integrity::Sealed { lost } => {

@@ -77,6 +77,40 @@ pub fn terminal_argv(argv: &[crate::event::Bytes]) -> String {
         .join(" ")
 }
 
+/// Text for a terminal: control characters and bidirectional overrides become `\u{..}` (as
+/// Rust's `{:?}` writes them), so that a hostile key or value quoted in an error cannot drive the
+/// terminal. Backslashes are kept: messages quote values with `{:?}`, which escapes them already.
+pub fn inert(s: &str) -> String {
+    let dangerous = |c: char| {
+        c.is_control()
+            || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{061c}')
+    };
+    if !s.chars().any(dangerous) {
+        return s.to_string();
+    }
+    s.chars()
+        .map(|c| {
+            if dangerous(c) {
+                format!("\\u{{{:x}}}", c as u32)
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
+/// The data part of a workflow command: `%`, CR and LF are escaped (`%` first).
+pub fn workflow_data(s: &str) -> String {
+    s.replace('%', "%25")
+        .replace('\r', "%0D")
+        .replace('\n', "%0A")
+}
+
+/// A property value (`file=`, `title=`): also `:` and `,`.
+pub fn workflow_property(s: &str) -> String {
+    workflow_data(s).replace(':', "%3A").replace(',', "%2C")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -774,7 +774,7 @@ impl TryFrom<RawArgvMatcher> for ArgvMatcher {
     }
 }
 
-/// A fingerprint of an executable's content (see [`crate::fingerprint`]). Every test given must
+/// A fingerprint of an executable's content (see [`crate::sources::fingerprint`]). Every test given must
 /// hold: each of `strings` appears in the file; each regex of `patterns` matches it (write
 /// `\x00` around a C string, so that a file that merely quotes it does not match); each of
 /// `symbols` is a dynamic symbol the executable imports or exports (a name, or a prefix ending

@@ -637,7 +637,7 @@ mod tests {
     /// the look-alikes that are not one.
     #[test]
     fn builtin_interpreter_forms() {
-        let set = crate::recipe::RecipeSet::builtin();
+        let set = crate::policy::recipe::RecipeSet::builtin();
         let r = &set.get("webserver_exec").unwrap().recipe;
         let py = "/usr/bin/python3.11";
         let table: &[(&str, &[&str], &[&str], bool)] = &[

@@ -1,5 +1,5 @@
 //! Pull request feedback as GitHub API request bodies: the sticky comment and the check run with
-//! its annotations. Pure: no I/O; [`crate::ghclient`] sends what this module builds.
+//! its annotations. Pure: no I/O; [`crate::github::api`] sends what this module builds.
 //!
 //! Limits that shape the bodies (GitHub REST API):
 //! - an issue comment holds at most 65,536 characters;
