@@ -2,7 +2,10 @@
 //! (`GITHUB_WORKFLOW_REF`), the step in it that ran the process, or a script of the repository
 //! in its ancestry.
 
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
+
+use saphyr_parser::{Event, Parser, ScalarStyle};
 
 use crate::check::Finding;
 use crate::event::Bytes;
@@ -40,127 +43,303 @@ pub fn workflow_ref_path(workflow_ref: &str) -> Option<String> {
     sound.then(|| path.to_string())
 }
 
+/// Workflow files larger than this are not read for step positions. Real workflow files are
+/// tens of KiB; the parser holds a whole flow collection (`jobs: {…}`) in memory as tokens,
+/// about 200 bytes a byte of input, so this bounds what a hostile file can make it allocate.
+const MAX_WORKFLOW_BYTES: usize = 512 << 10;
+
+/// The nodes (scalars, collections, aliases) kept from one workflow file, at most.
+const MAX_NODES: usize = 1 << 18;
+
+/// The mapping entries and sequence items looked at by one [`step_line`], at most: merge keys
+/// and aliases let a small file make the look-ups of many steps visit the same large mapping.
+const MAX_WORK: usize = 1 << 22;
+
 /// The line of the step whose id (as `GITHUB_ACTION` shows it) is `step` in a workflow file,
 /// in the job `job` when given. Steps without an `id` get the runner's generated ones:
 /// `__run`, `__run_2`… for scripts, `__owner_repo` (then `_2`…) for actions.
+///
+/// The line is the one of the step's first key; a step reached through aliases
+/// (`- *checkout`, `steps: *common`, `<<: *job`, `jobs: *all`) is at the outermost of them, so
+/// a reused step is shown in the job that ran it. Only the first YAML document of the file is
+/// read. `None` when the file is over [`MAX_WORKFLOW_BYTES`], is not YAML, has too many nodes,
+/// takes more than [`MAX_WORK`] look-ups, or has no such step.
 pub fn step_line(workflow: &str, job: Option<&str>, step: &str) -> Option<u32> {
-    let lines: Vec<&str> = workflow.lines().collect();
-    let indent = |l: &str| l.len() - l.trim_start().len();
-    let mut in_jobs = false;
-    let mut jobs_indent = None;
-    let mut current_job: Option<String> = None;
-    let mut steps_indent: Option<usize> = None;
-    let mut item: Item = None;
-    let mut found = None;
-    type Item = Option<(usize, u32, Vec<(String, String)>)>;
-    type Counts = std::collections::HashMap<String, u32>;
-    fn finish(
-        item: &mut Item,
-        job_ok: bool,
-        found: &mut Option<u32>,
-        counts: &mut Counts,
-        step: &str,
-    ) {
-        let Some((_, line, keys)) = item.take() else {
-            return;
-        };
-        let get = |k: &str| {
-            keys.iter()
-                .find(|(kk, _)| kk == k)
-                .map(|(_, v)| v.trim_matches(|c| c == '"' || c == '\'').to_string())
-        };
-        let id = match get("id") {
-            Some(id) => id,
-            None => {
-                let base = if get("run").is_some() {
-                    "__run".to_string()
-                } else if let Some(uses) = get("uses") {
-                    let name = uses.split('@').next().unwrap_or("");
-                    let parts: Vec<&str> = name.split('/').take(2).collect();
-                    format!("__{}", parts.join("_").replace(['-', '.'], "_"))
-                } else {
-                    return;
-                };
-                let n = counts.entry(base.clone()).or_insert(0);
-                *n += 1;
-                if *n == 1 {
-                    base
-                } else {
-                    format!("{base}_{n}")
+    let document = Document::parse(workflow)?;
+    Walk {
+        document: &document,
+        work: 0,
+    }
+    .step_line(job, step)
+    .ok()
+    .flatten()
+}
+
+/// The first document of a workflow file as a tree of [`Node`]s, in the order of the text.
+/// An alias stays a node that names its anchored node: nothing is expanded, so an alias bomb
+/// costs what its text costs.
+struct Document {
+    nodes: Vec<Node>,
+    root: usize,
+}
+
+struct Node {
+    /// The 1-based line where the node starts.
+    line: u32,
+    kind: Kind,
+}
+
+enum Kind {
+    /// `plain` when unquoted: only a plain `<<` key is a merge key.
+    Scalar {
+        value: String,
+        plain: bool,
+    },
+    Sequence(Vec<usize>),
+    /// Key and value nodes, in the order of the text.
+    Mapping(Vec<(usize, usize)>),
+    /// The node the alias's anchor names (possibly one that contains the alias).
+    Alias(usize),
+}
+
+impl Document {
+    /// `None` when the text is too large, not YAML, empty, or has too many nodes.
+    fn parse(text: &str) -> Option<Document> {
+        if text.len() > MAX_WORKFLOW_BYTES {
+            return None;
+        }
+        let mut parser = Parser::new_from_str(text);
+        let mut nodes: Vec<Node> = Vec::new();
+        let mut anchors = HashMap::new();
+        // The collections being read, each with (for a mapping) the key waiting for its value.
+        let mut open: Vec<(usize, Option<usize>)> = Vec::new();
+        let mut root = None;
+        while let Some(event) = parser.next_event() {
+            let (event, span) = event.ok()?;
+            let (kind, anchor, opens) = match event {
+                Event::Scalar(value, style, anchor, _) => {
+                    let plain = style == ScalarStyle::Plain;
+                    let value = value.into_owned();
+                    (Kind::Scalar { value, plain }, anchor, false)
                 }
+                Event::SequenceStart(anchor, _) => (Kind::Sequence(Vec::new()), anchor, true),
+                Event::MappingStart(anchor, _) => (Kind::Mapping(Vec::new()), anchor, true),
+                Event::Alias(anchor) => (Kind::Alias(*anchors.get(&anchor)?), 0, false),
+                Event::SequenceEnd | Event::MappingEnd => {
+                    open.pop();
+                    continue;
+                }
+                // A workflow is one document; what follows the first is not read.
+                Event::DocumentEnd | Event::StreamEnd => break,
+                Event::StreamStart | Event::DocumentStart(_) | Event::Nothing => continue,
+            };
+            if nodes.len() >= MAX_NODES {
+                return None;
             }
+            let index = nodes.len();
+            nodes.push(Node {
+                line: u32::try_from(span.start.line()).ok()?,
+                kind,
+            });
+            if anchor != 0 {
+                anchors.insert(anchor, index);
+            }
+            match open.last_mut() {
+                None => root = root.or(Some(index)),
+                Some((parent, pending)) => match &mut nodes[*parent].kind {
+                    Kind::Sequence(items) => items.push(index),
+                    Kind::Mapping(pairs) => match pending.take() {
+                        None => *pending = Some(index),
+                        Some(key) => pairs.push((key, index)),
+                    },
+                    Kind::Scalar { .. } | Kind::Alias(_) => {}
+                },
+            }
+            if opens {
+                open.push((index, None));
+            }
+        }
+        Some(Document { nodes, root: root? })
+    }
+
+    /// The text of a scalar node, or of the scalar an alias names.
+    fn scalar(&self, node: usize) -> Option<&str> {
+        let node = match self.nodes[node].kind {
+            Kind::Alias(target) => target,
+            _ => node,
         };
-        if job_ok && found.is_none() && id == step {
-            *found = Some(line);
+        match &self.nodes[node].kind {
+            Kind::Scalar { value, .. } => Some(value),
+            _ => None,
         }
     }
-    let mut counts = Counts::default();
-    // Ends the step item being read, in the job being read.
-    macro_rules! flush {
-        () => {
-            finish(
-                &mut item,
-                job.is_none_or(|j| current_job.as_deref() == Some(j)),
-                &mut found,
-                &mut counts,
-                step,
-            )
-        };
+
+    fn is_merge_key(&self, node: usize) -> bool {
+        matches!(&self.nodes[node].kind, Kind::Scalar { value, plain: true } if value == "<<")
     }
-    for (i, raw) in lines.iter().enumerate() {
-        let l = raw.trim_end();
-        if l.trim().is_empty() || l.trim_start().starts_with('#') {
-            continue;
+}
+
+/// A node reached from the document's root, with the line of the outermost alias on the way.
+#[derive(Clone, Copy)]
+struct Reached {
+    node: usize,
+    alias_line: Option<u32>,
+}
+
+/// [`MAX_WORK`] was reached: the file is treated as unreadable.
+struct Exhausted;
+
+/// The look-ups of one [`step_line`] in a [`Document`], counting their work.
+struct Walk<'d> {
+    document: &'d Document,
+    work: usize,
+}
+
+impl<'d> Walk<'d> {
+    fn charge(&mut self, work: usize) -> Result<(), Exhausted> {
+        self.work = self.work.saturating_add(work);
+        if self.work > MAX_WORK {
+            Err(Exhausted)
+        } else {
+            Ok(())
         }
-        let ind = indent(l);
-        let text = l.trim_start();
-        if ind == 0 {
-            flush!();
-            in_jobs = text.starts_with("jobs:");
-            continue;
+    }
+
+    /// `node`, or the node it names when it is an alias (then remembering the alias's line).
+    fn reach(&self, node: usize, alias_line: Option<u32>) -> Reached {
+        let n = &self.document.nodes[node];
+        match n.kind {
+            Kind::Alias(target) => Reached {
+                node: target,
+                alias_line: alias_line.or(Some(n.line)),
+            },
+            _ => Reached { node, alias_line },
         }
-        if !in_jobs {
-            continue;
-        }
-        if jobs_indent.is_none() || Some(ind) == jobs_indent {
-            if let Some(name) = text.strip_suffix(':') {
-                flush!();
-                jobs_indent = Some(ind);
-                current_job = Some(name.trim_matches(|c| c == '"' || c == '\'').to_string());
-                steps_indent = None;
-                counts.clear();
+    }
+
+    /// The entries of a mapping (none for another node) as (key node, value), its own first,
+    /// then those of its merge keys (`<<: *a` or `<<: [*a, *b]`) in order, depth first: the
+    /// first entry of a key is the one that counts. A mapping merged twice, or into itself,
+    /// is read once.
+    fn entries(&mut self, mapping: Reached) -> Result<Vec<(usize, Reached)>, Exhausted> {
+        let document = self.document;
+        let mut entries = Vec::new();
+        let mut read = HashSet::new();
+        let mut pending = vec![mapping];
+        while let Some(m) = pending.pop() {
+            if !read.insert(m.node) {
                 continue;
             }
-        }
-        if text == "steps:" {
-            steps_indent = Some(ind);
-            continue;
-        }
-        let Some(si) = steps_indent else { continue };
-        if ind <= si && !text.starts_with("- ") || ind < si {
-            flush!();
-            steps_indent = None;
-            continue;
-        }
-        let (key_text, starts_item) = match text.strip_prefix("- ") {
-            Some(rest) if item.as_ref().is_none_or(|(ii, _, _)| ind <= *ii) => (rest, true),
-            _ => (text, false),
-        };
-        if starts_item {
-            flush!();
-            item = Some((ind, i as u32 + 1, Vec::new()));
-        }
-        if let Some((ii, _, keys)) = item.as_mut() {
-            if let Some((k, v)) = key_text.split_once(':') {
-                let key_indent = if starts_item { ind + 2 } else { ind };
-                if key_indent == *ii + 2 && !k.contains(' ') {
-                    keys.push((k.to_string(), v.trim().to_string()));
+            let Kind::Mapping(pairs) = &document.nodes[m.node].kind else {
+                continue;
+            };
+            self.charge(pairs.len() + 1)?;
+            let mut merged = Vec::new();
+            for &(key, value) in pairs {
+                if document.is_merge_key(key) {
+                    merged.push(self.reach(value, m.alias_line));
+                } else {
+                    entries.push((key, self.reach(value, m.alias_line)));
+                }
+            }
+            // Pushed in reverse, so that the first merged mapping is read first.
+            for source in merged.into_iter().rev() {
+                match &document.nodes[source.node].kind {
+                    Kind::Sequence(items) => {
+                        self.charge(items.len())?;
+                        for &item in items.iter().rev() {
+                            pending.push(self.reach(item, source.alias_line));
+                        }
+                    }
+                    _ => pending.push(source),
                 }
             }
         }
+        Ok(entries)
     }
-    flush!();
-    found
+
+    /// The value of `key` in `mapping` (see [`Walk::entries`]).
+    fn get(&mut self, mapping: Reached, key: &str) -> Result<Option<Reached>, Exhausted> {
+        let entries = self.entries(mapping)?;
+        Ok(find(self.document, &entries, key))
+    }
+
+    fn step_line(&mut self, job: Option<&str>, step: &str) -> Result<Option<u32>, Exhausted> {
+        let document = self.document;
+        let root = self.reach(document.root, None);
+        let Some(jobs) = self.get(root, "jobs")? else {
+            return Ok(None);
+        };
+        let mut seen = HashSet::new();
+        for (name, value) in self.entries(jobs)? {
+            let Some(name) = document.scalar(name) else {
+                continue;
+            };
+            if !seen.insert(name) || job.is_some_and(|j| j != name) {
+                continue;
+            }
+            if let Some(line) = self.step_in_job(value, step)? {
+                return Ok(Some(line));
+            }
+        }
+        Ok(None)
+    }
+
+    fn step_in_job(&mut self, job: Reached, step: &str) -> Result<Option<u32>, Exhausted> {
+        let document = self.document;
+        let Some(steps) = self.get(job, "steps")? else {
+            return Ok(None);
+        };
+        let Kind::Sequence(items) = &document.nodes[steps.node].kind else {
+            return Ok(None);
+        };
+        self.charge(items.len())?;
+        let mut counts: HashMap<String, u32> = HashMap::new();
+        for &item in items {
+            let item = self.reach(item, steps.alias_line);
+            let Kind::Mapping(pairs) = &document.nodes[item.node].kind else {
+                continue;
+            };
+            let entries = self.entries(item)?;
+            let value = |key| find(document, &entries, key).map(|v| document.scalar(v.node));
+            // The runner's rule, as the scanner before this had it.
+            let id = match value("id") {
+                Some(id) => id.unwrap_or("").to_string(),
+                None => {
+                    let base = if value("run").is_some() {
+                        "__run".to_string()
+                    } else if let Some(uses) = value("uses") {
+                        let name = uses.unwrap_or("").split('@').next().unwrap_or("");
+                        let parts: Vec<&str> = name.split('/').take(2).collect();
+                        format!("__{}", parts.join("_").replace(['-', '.'], "_"))
+                    } else {
+                        continue;
+                    };
+                    let n = counts.entry(base.clone()).or_insert(0);
+                    *n += 1;
+                    if *n == 1 {
+                        base
+                    } else {
+                        format!("{base}_{n}")
+                    }
+                }
+            };
+            if id == step {
+                let first_key = pairs.first().map(|&(key, _)| document.nodes[key].line);
+                let own = first_key.unwrap_or(document.nodes[item.node].line);
+                return Ok(Some(item.alias_line.unwrap_or(own)));
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// The value of the first of `entries` whose key is the scalar `key`.
+fn find(document: &Document, entries: &[(usize, Reached)], key: &str) -> Option<Reached> {
+    entries
+        .iter()
+        .find(|&&(k, _)| document.scalar(k) == Some(key))
+        .map(|&(_, value)| value)
 }
 
 /// Where a finding points: the workflow step that ran it, else a script of the repository in
