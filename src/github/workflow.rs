@@ -428,6 +428,330 @@ jobs:
         assert_eq!(step_line(WORKFLOW, Some("build"), "nope"), None);
     }
 
+    /// Each `(job, step, line)` of `cases` in `workflow`.
+    fn assert_lines(workflow: &str, cases: &[(Option<&str>, &str, Option<u32>)]) {
+        for &(job, step, line) in cases {
+            assert_eq!(step_line(workflow, job, step), line, "{job:?} {step}");
+        }
+    }
+
+    #[test]
+    fn flow_style_jobs_and_steps() {
+        let one_line = "on: push\njobs: {build: {runs-on: x, steps: [{run: make}, \
+                        {uses: actions/checkout@v4}, {id: t, run: test}]}}\n";
+        assert_lines(
+            one_line,
+            &[
+                (Some("build"), "__run", Some(2)),
+                (Some("build"), "__actions_checkout", Some(2)),
+                (Some("build"), "t", Some(2)),
+                (Some("build"), "__run_2", None),
+            ],
+        );
+        let spread = "\
+on: push
+jobs: {
+  build: {
+    runs-on: x,
+    steps: [
+      {run: make},
+      {uses: actions/checkout@v4},
+      { id: t,
+        run: test },
+      {
+        run: more },
+    ]
+  }
+}
+";
+        assert_lines(
+            spread,
+            &[
+                (Some("build"), "__run", Some(6)),
+                (Some("build"), "__actions_checkout", Some(7)),
+                (Some("build"), "t", Some(8)),
+                // The first key's line, not the brace's.
+                (Some("build"), "__run_2", Some(11)),
+            ],
+        );
+    }
+
+    #[test]
+    fn jobs_key_not_at_column_0() {
+        // JSON is YAML: `jobs` is a quoted key inside the document's flow mapping.
+        let json = r#"{"name": "ci", "on": "push",
+ "jobs": {"build": {"runs-on": "x", "steps": [
+   {"uses": "actions/checkout@v4"},
+   {"id": "tests", "run": "make test"}]}}}
+"#;
+        assert_lines(
+            json,
+            &[
+                (Some("build"), "__actions_checkout", Some(3)),
+                (Some("build"), "tests", Some(4)),
+                (None, "tests", Some(4)),
+            ],
+        );
+        // A `jobs` key deeper in the document is not the workflow's jobs.
+        let nested = "\
+env:
+  jobs:
+    build:
+      steps:
+        - id: fake
+          run: x
+jobs:
+  build:
+    steps:
+      - id: real
+        run: y
+";
+        assert_lines(
+            nested,
+            &[
+                (Some("build"), "fake", None),
+                (Some("build"), "real", Some(10)),
+            ],
+        );
+    }
+
+    #[test]
+    fn anchors_aliases_and_merge_keys() {
+        // A step reached through an alias is at the first alias on the way from the job: the
+        // annotation lands in the job that ran the step, not in the job that defined it.
+        let workflow = "\
+on: push
+jobs:
+  build: &build
+    runs-on: ubuntu-latest
+    steps: &common
+      - &checkout
+        uses: actions/checkout@v4
+      - &make
+        name: Build
+        run: make
+      - <<: *make
+        name: Build again
+      - id: tests
+        <<: *make
+      - &named
+        id: first
+        run: x
+      - <<: *named
+        id: second
+  lint:
+    runs-on: ubuntu-latest
+    steps:
+      - *checkout
+      - run: lint
+      - *make
+  reuse:
+    runs-on: ubuntu-latest
+    steps: *common
+  copy:
+    <<: *build
+    name: Copy
+";
+        assert_lines(
+            workflow,
+            &[
+                // Written in the job: the first key (after the anchor, on its own line).
+                (Some("build"), "__actions_checkout", Some(7)),
+                (Some("build"), "__run", Some(9)),
+                // A step whose `run` comes from a merge key is a `run` step, at its `<<`.
+                (Some("build"), "__run_2", Some(11)),
+                (Some("build"), "tests", Some(13)),
+                (Some("build"), "first", Some(16)),
+                // The step's own `id` overrides the merged one.
+                (Some("build"), "second", Some(18)),
+                (Some("build"), "__run_3", None),
+                // `- *alias` items.
+                (Some("lint"), "__actions_checkout", Some(23)),
+                (Some("lint"), "__run", Some(24)),
+                (Some("lint"), "__run_2", Some(25)),
+                // `steps: *alias`: every step at the alias.
+                (Some("reuse"), "__actions_checkout", Some(28)),
+                (Some("reuse"), "tests", Some(28)),
+                (Some("reuse"), "second", Some(28)),
+                // A job merged from another: at the merge key.
+                (Some("copy"), "__run_2", Some(30)),
+                (None, "tests", Some(13)),
+            ],
+        );
+        // Anchors that contain their own alias: read once, no endless loop.
+        let cyclic = "jobs: &j\n  <<: *j\n  build:\n    steps: &s\n      - &st\n        <<: *st\n        run: x\n      - *s\n";
+        assert_lines(
+            cyclic,
+            &[
+                (Some("build"), "__run", Some(6)),
+                (Some("build"), "__run_2", None),
+            ],
+        );
+    }
+
+    #[test]
+    fn comments_are_not_steps() {
+        let workflow = "\
+# - run: commented
+jobs: # the jobs
+  build:
+    steps:
+      # - id: tests
+      #   run: fake
+      - run: echo \"# not a comment\" # a comment
+      - id: tests # the tests
+        run: make
+      #- uses: x/y@v1
+";
+        assert_lines(
+            workflow,
+            &[
+                (Some("build"), "__run", Some(7)),
+                (Some("build"), "tests", Some(8)),
+                (Some("build"), "__x_y", None),
+            ],
+        );
+    }
+
+    #[test]
+    fn quoted_keys_and_values() {
+        let workflow = "\
+jobs:
+  \"build\":
+    'steps':
+      - \"id\": tests
+        run: make
+      - 'run': make
+      - \"uses\": \"actions/checkout@v4\"
+      - id: 'quoted id'
+        run: x
+";
+        assert_lines(
+            workflow,
+            &[
+                (Some("build"), "tests", Some(4)),
+                (Some("build"), "__run", Some(6)),
+                (Some("build"), "__actions_checkout", Some(7)),
+                (Some("build"), "quoted id", Some(8)),
+            ],
+        );
+    }
+
+    #[test]
+    fn block_scalars_are_text() {
+        let workflow = "\
+jobs:
+  build:
+    steps:
+      - run: |
+          cat <<EOF
+          - id: fake
+            run: make
+          jobs:
+          EOF
+      - id: real
+        run: >-
+          make
+          test
+      - run: |+
+          tail
+
+      - uses: actions/checkout@v4
+";
+        assert_lines(
+            workflow,
+            &[
+                (Some("build"), "fake", None),
+                (Some("build"), "__run", Some(4)),
+                (Some("build"), "real", Some(10)),
+                (Some("build"), "__run_2", Some(14)),
+                (Some("build"), "__actions_checkout", Some(17)),
+            ],
+        );
+    }
+
+    #[test]
+    fn document_headers_and_only_the_first_document() {
+        let workflow = "\
+%YAML 1.2
+--- # the workflow
+name: ci
+jobs:
+  build:
+    steps:
+      - run: make
+...
+---
+jobs:
+  build:
+    steps:
+      - id: second
+        run: x
+";
+        assert_lines(
+            workflow,
+            &[
+                (Some("build"), "__run", Some(7)),
+                (Some("build"), "second", None),
+            ],
+        );
+        let inline = "--- {jobs: {b: {steps: [{run: x}]}}}\n";
+        assert_eq!(step_line(inline, Some("b"), "__run"), Some(1));
+    }
+
+    #[test]
+    fn crlf_line_endings() {
+        let crlf = WORKFLOW.replace('\n', "\r\n");
+        for step in ["__actions_checkout", "__run", "tests", "__run_2"] {
+            assert_eq!(
+                step_line(&crlf, Some("build"), step),
+                step_line(WORKFLOW, Some("build"), step),
+                "{step}"
+            );
+        }
+        assert_eq!(step_line(&crlf, Some("other"), "__run"), Some(20));
+    }
+
+    #[test]
+    fn tabs_in_strings() {
+        let workflow = "\
+jobs:
+  build:
+    steps:
+      - run: \"printf 'a\tb'\"
+      - id: t\t# a tab before the comment
+        run: echo\ta\tb
+      - run: |
+          printf '\t'
+      - uses: actions/checkout@v4
+";
+        assert_lines(
+            workflow,
+            &[
+                (Some("build"), "__run", Some(4)),
+                (Some("build"), "t", Some(5)),
+                (Some("build"), "__run_2", Some(7)),
+                (Some("build"), "__actions_checkout", Some(9)),
+            ],
+        );
+    }
+
+    #[test]
+    fn not_yaml_is_none() {
+        for text in [
+            "",
+            "just a scalar",
+            "- a\n- list",
+            "jobs: [",
+            "jobs: *undefined",
+            "jobs:\n\tbuild:\n\t\tsteps:\n\t\t\t- run: x\n",
+            "jobs:\n  build:\n    steps:\n      - run: x\n     bad: indent\n",
+            "jobs: {build: {steps: [{run: x}]}\n",
+        ] {
+            assert_eq!(step_line(text, Some("build"), "__run"), None, "{text:?}");
+        }
+    }
+
     #[test]
     fn workflow_ref_to_path() {
         let cases: &[(&str, Option<&str>)] = &[
