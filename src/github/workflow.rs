@@ -53,7 +53,7 @@ const MAX_NODES: usize = 1 << 18;
 
 /// The mapping entries and sequence items looked at by one [`step_line`], at most: merge keys
 /// and aliases let a small file make the look-ups of many steps visit the same large mapping.
-const MAX_WORK: usize = 1 << 22;
+const MAX_WORK: usize = 1 << 20;
 
 /// The line of the step whose id (as `GITHUB_ACTION` shows it) is `step` in a workflow file,
 /// in the job `job` when given. Steps without an `id` get the runner's generated ones:
