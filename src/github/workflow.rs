@@ -752,6 +752,98 @@ jobs:
         }
     }
 
+    /// `step_line` on `text`, which must take less than a few seconds (on a loaded machine,
+    /// in a debug build: the bound is on the order of magnitude, not the speed).
+    fn quickly(text: &str, job: &str, step: &str) -> Option<u32> {
+        let start = std::time::Instant::now();
+        let line = step_line(text, Some(job), step);
+        let took = start.elapsed();
+        assert!(took.as_secs() < 10, "{} bytes took {took:?}", text.len());
+        line
+    }
+
+    #[test]
+    fn hostile_workflows_are_bounded() {
+        // Over the size bound, even with the step in it.
+        let huge = format!(
+            "jobs:\n  b:\n    steps:\n      - run: x\n{}",
+            "# padding\n".repeat(MAX_WORKFLOW_BYTES / 10 + 1)
+        );
+        assert!(huge.len() > MAX_WORKFLOW_BYTES);
+        assert_eq!(quickly(&huge, "b", "__run"), None);
+
+        // Flow nesting: the parser's own limit.
+        assert_eq!(quickly(&"[".repeat(100_000), "b", "__run"), None);
+        assert_eq!(quickly(&"{a: ".repeat(100_000), "b", "__run"), None);
+        // Block nesting, as deep as fits in the size bound.
+        let deep: String = (0..800).map(|i| format!("{}a:\n", " ".repeat(i))).collect();
+        assert!(deep.len() < MAX_WORKFLOW_BYTES);
+        assert_eq!(quickly(&deep, "b", "__run"), None);
+
+        // Billion laughs: 10^9 steps if aliases were expanded; they are not, and a list of
+        // lists is no list of steps.
+        let mut bomb = String::from("x:\n  l0: &l0 [{run: x}, {run: x}, {run: x}, {run: x}, {run: x}, {run: x}, {run: x}, {run: x}, {run: x}, {run: x}]\n");
+        for i in 1..10 {
+            let refs = vec![format!("*l{}", i - 1); 10].join(", ");
+            bomb.push_str(&format!("  l{i}: &l{i} [{refs}]\n"));
+        }
+        let laughs = format!("{bomb}jobs:\n  b:\n    steps: *l9\n");
+        assert_eq!(quickly(&laughs, "b", "__run"), None);
+        let ten = format!("{bomb}jobs:\n  b:\n    steps: *l0\n");
+        assert_eq!(quickly(&ten, "b", "__run_10"), Some(14));
+
+        // Merge keys 2^40 deep if expanded: each mapping is read once per look-up.
+        let mut merges = String::from("x:\n  m0: &m0 {run: x}\n");
+        for i in 1..=40 {
+            let p = i - 1;
+            merges.push_str(&format!("  m{i}: &m{i} {{<<: [*m{p}, *m{p}]}}\n"));
+        }
+        let merges = format!("{merges}jobs:\n  b:\n    steps:\n      - <<: *m40\n");
+        assert_eq!(quickly(&merges, "b", "__run"), Some(46));
+
+        // Many steps merging one large mapping: the work bound gives up, within the size
+        // bound, rather than reading the mapping for each step.
+        let wide = |keys: usize, steps: usize| {
+            let mut text = String::from("x: &big\n");
+            for i in 0..keys {
+                text.push_str(&format!("  k{i}: v\n"));
+            }
+            text.push_str("jobs:\n  b:\n    steps:\n");
+            text.push_str(&"      - <<: *big\n".repeat(steps));
+            text + "      - run: x\n"
+        };
+        let small = wide(100, 100);
+        assert_eq!(quickly(&small, "b", "__run"), Some(205));
+        let large = wide(15_000, 15_000);
+        assert!(large.len() < MAX_WORKFLOW_BYTES);
+        assert_eq!(quickly(&large, "b", "__run"), None);
+
+        // The parser's worst case for memory: one flow collection filling the size bound.
+        let item = "{run: x}, ";
+        let n = (MAX_WORKFLOW_BYTES - 100) / item.len();
+        let flow = format!("{{jobs: {{b: {{steps: [{}]}}}}}}", item.repeat(n));
+        assert!(flow.len() <= MAX_WORKFLOW_BYTES);
+        assert_eq!(quickly(&flow, "b", &format!("__run_{n}")), Some(1));
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(1000))]
+
+        /// Whatever the build writes in its workflow file, `step_line` returns.
+        #[test]
+        fn never_panics(tokens in proptest::collection::vec(proptest::sample::select(vec![
+            "jobs", "steps", "build", "run", "id", "uses", "<<", ":", " ", "  ", "\n", "\r\n",
+            "\t", "- ", "[", "]", "{", "}", ",", "&a ", "*a", "&b ", "*b", "\"", "'", "|", ">-",
+            "#", "---", "...", "? ", "!tag ", "%YAML 1.2\n", "\\", "x",
+        ]), 0..80)) {
+            let text: String = tokens.concat();
+            for step in ["__run", "__run_2", "x"] {
+                let _ = step_line(&text, Some("build"), step);
+                let _ = step_line(&text, None, step);
+            }
+        }
+    }
+
     #[test]
     fn workflow_ref_to_path() {
         let cases: &[(&str, Option<&str>)] = &[
