@@ -752,14 +752,10 @@ jobs:
         }
     }
 
-    /// `step_line` on `text`, which must take less than a few seconds (on a loaded machine,
-    /// in a debug build: the bound is on the order of magnitude, not the speed).
+    /// `step_line` on a hostile `text`: it must return (the size, node and work bounds stop
+    /// it; how long it takes is measured nowhere but in a benchmark).
     fn quickly(text: &str, job: &str, step: &str) -> Option<u32> {
-        let start = std::time::Instant::now();
-        let line = step_line(text, Some(job), step);
-        let took = start.elapsed();
-        assert!(took.as_secs() < 10, "{} bytes took {took:?}", text.len());
-        line
+        step_line(text, Some(job), step)
     }
 
     #[test]
