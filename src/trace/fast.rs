@@ -7,6 +7,9 @@
 //! key, an `attempt`) makes it decline, and the line goes through the general parser, whose
 //! errors are the ones reported. The differential tests below hold it to that.
 //!
+//! Each record type's keys, required fields and resets come from one table
+//! ([`record_fields!`]), which a test holds to the type's serde fields.
+//!
 //! Records are filled in place, into records handed back once read ([`Pool`]): a trace is
 //! millions of records, and allocating and freeing their strings one by one cost more than
 //! reading them.
@@ -93,9 +96,9 @@ pub(super) fn parse_into(line: &[u8], out: &mut Vec<Record>, pool: &mut Pool) ->
     let mut cur = Cursor { s: body, i: 0 };
     // The object ends the line: serde_json would allow trailing whitespace, the fast path not.
     macro_rules! take {
-        ($spare:expr, $blank:expr, $fill:ident, $variant:path) => {{
+        ($spare:expr, $blank:expr, $variant:path) => {{
             let mut r = $spare.pop().unwrap_or_else(|| $blank);
-            if $fill(&mut cur, &mut r).is_some() && cur.i == cur.s.len() {
+            if r.fill(&mut cur).is_some() && cur.i == cur.s.len() {
                 out.push($variant(r));
                 true
             } else {
@@ -105,13 +108,8 @@ pub(super) fn parse_into(line: &[u8], out: &mut Vec<Record>, pool: &mut Pool) ->
         }};
     }
     match tag {
-        b"exec" => take!(pool.execs, Box::new(ExecEvent::blank()), exec, Record::Exec),
-        b"process" => take!(
-            pool.execs,
-            Box::new(ExecEvent::blank()),
-            exec,
-            Record::Process
-        ),
+        b"exec" => take!(pool.execs, Box::new(ExecEvent::blank()), Record::Exec),
+        b"process" => take!(pool.execs, Box::new(ExecEvent::blank()), Record::Process),
         b"fork" => take!(
             pool.forks,
             ForkEvent {
@@ -121,7 +119,6 @@ pub(super) fn parse_into(line: &[u8], out: &mut Vec<Record>, pool: &mut Pool) ->
                 ppid: 0,
                 source: Source::Ptrace,
             },
-            fork,
             Record::Fork
         ),
         b"exit" => take!(
@@ -132,7 +129,6 @@ pub(super) fn parse_into(line: &[u8], out: &mut Vec<Record>, pool: &mut Pool) ->
                 pid: 0,
                 status: ExitStatus::Code(0),
             },
-            exit,
             Record::Exit
         ),
         _ => false,
@@ -166,150 +162,163 @@ fn fields(
     }
 }
 
-const EXEC_KEYS: &[&[u8]] = &[
-    b"seq",
-    b"time",
-    b"pid",
-    b"tgid",
-    b"ppid",
-    b"former_tid",
-    b"uid",
-    b"euid",
-    b"exe",
-    b"execfn",
-    b"script",
-    b"argv",
-    b"cwd",
-    b"comm",
-    b"source",
-    b"sources",
-    b"container",
-    b"step",
-    b"partial",
-    b"content",
-    b"blocked",
-];
-const FORK_KEYS: &[&[u8]] = &[b"seq", b"time", b"pid", b"ppid", b"source"];
-const EXIT_KEYS: &[&[u8]] = &[b"seq", b"time", b"pid", b"status"];
-/// seq, time, pid, tgid, ppid, uid, exe, argv, source.
-const EXEC_REQUIRED: u64 =
-    1 | 1 << 1 | 1 << 2 | 1 << 3 | 1 << 4 | 1 << 6 | 1 << 8 | 1 << 11 | 1 << 14;
+/// A record type the fast path fills in place. Implemented only by [`record_fields!`], from
+/// one table per type, so that its keys, its required fields and the resets of its optional
+/// ones cannot drift apart.
+trait Fields {
+    /// The keys read, in the order guard writes them; a key's index is its bit in `seen`.
+    const KEYS: &'static [&'static [u8]];
+    /// The bits of the keys a line must have.
+    const REQUIRED: u64;
+    /// Fields the fast path never reads: a line that has one is left to the general parser.
+    #[cfg(test)]
+    const DECLINED: &'static [&'static str];
 
-/// Fills `e` from the line; every field the line does not have is reset to its default.
-fn exec(cur: &mut Cursor, e: &mut ExecEvent) -> Option<()> {
-    let seen = fields(cur, EXEC_KEYS, |index, cur| {
-        match index {
-            0 => e.seq = cur.unsigned()?,
-            1 => cur.string_into(&mut e.time)?,
-            2 => e.pid = cur.u32()?,
-            3 => e.tgid = cur.u32()?,
-            4 => e.ppid = cur.u32()?,
-            5 => e.former_tid = Some(cur.u32()?),
-            6 => e.uid = cur.u32()?,
-            7 => e.euid = Some(cur.u32()?),
-            8 => cur.bytes_into(&mut e.exe)?,
-            9 => cur.some_bytes(&mut e.execfn)?,
-            10 => cur.some_bytes(&mut e.script)?,
-            11 => cur.array_into(&mut e.argv, Bytes::default, |cur, b| cur.bytes_into(b))?,
-            12 => cur.some_bytes(&mut e.cwd)?,
-            13 => cur.some_bytes(&mut e.comm)?,
-            14 => e.source = cur.source()?,
-            15 => cur.array_into(
-                &mut e.sources,
-                || Source::Ptrace,
-                |cur, s| {
-                    *s = cur.source()?;
-                    Some(())
-                },
-            )?,
-            16 => {
-                let mut text = e.container.take().unwrap_or_default();
-                cur.string_into(&mut text)?;
-                e.container = Some(text);
+    /// Reads the value of key `index` into its field.
+    fn read(&mut self, index: usize, cur: &mut Cursor) -> Option<()>;
+
+    /// Resets every optional field whose key is not in `seen`, and every declined field.
+    fn reset_absent(&mut self, seen: u64);
+
+    /// Fills the record from the object at the cursor (after its tag); every field the line
+    /// does not have is reset to its default.
+    fn fill(&mut self, cur: &mut Cursor) -> Option<()> {
+        let seen = fields(cur, Self::KEYS, |index, cur| self.read(index, cur))?;
+        if seen & Self::REQUIRED != Self::REQUIRED {
+            return None;
+        }
+        self.reset_absent(seen);
+        Some(())
+    }
+}
+
+/// What an optional field is on a line without it: serde's default (`None`, empty, `false`),
+/// keeping a vector's buffer for the next record.
+trait Absent {
+    fn reset(&mut self);
+}
+
+impl<T> Absent for Option<T> {
+    fn reset(&mut self) {
+        *self = None;
+    }
+}
+
+impl<T> Absent for Vec<T> {
+    fn reset(&mut self) {
+        self.clear();
+    }
+}
+
+impl Absent for bool {
+    fn reset(&mut self) {
+        *self = false;
+    }
+}
+
+/// Implements [`Fields`] for a record type from its table: one row per field the fast path
+/// reads, in the order guard writes them — the field (its name is its key), `required` or
+/// `optional` (reset with [`Absent`] when a line lacks it), and how its value is read (`$v`
+/// is the field, `$cur` the cursor). `declined` lists the fields left to the general parser.
+/// `$keys` names the table's keys, `$index` a module of each key's index.
+macro_rules! record_fields {
+    (
+        $ty:ty, keys $keys:ident, index $index:ident, declined [$($declined:ident),*],
+        |$cur:ident, $v:ident| { $($field:ident: $presence:ident => $read:expr,)+ }
+    ) => {
+        const $keys: &[&[u8]] = &[$(stringify!($field).as_bytes()),+];
+        const _: () = assert!($keys.len() <= 64, "`seen` has a bit per key");
+
+        #[allow(non_camel_case_types, non_upper_case_globals, dead_code)]
+        mod $index {
+            enum Index {
+                $($field),+
             }
-            17 => cur.some_bytes(&mut e.step)?,
-            18 => e.partial = cur.boolean()?,
-            19 => cur.array_into(&mut e.content, String::new, |cur, s| cur.string_into(s))?,
-            20 => e.blocked = cur.boolean()?,
-            _ => return None,
+            $(pub(super) const $field: usize = Index::$field as usize;)+
         }
-        Some(())
-    })?;
-    if seen & EXEC_REQUIRED != EXEC_REQUIRED {
-        return None;
-    }
-    let absent = |index: u32| seen & (1 << index) == 0;
-    if absent(5) {
-        e.former_tid = None;
-    }
-    if absent(7) {
-        e.euid = None;
-    }
-    for (index, field) in [
-        (9, &mut e.execfn),
-        (10, &mut e.script),
-        (12, &mut e.cwd),
-        (13, &mut e.comm),
-        (17, &mut e.step),
-    ] {
-        if absent(index) {
-            *field = None;
-        }
-    }
-    if absent(15) {
-        e.sources.clear();
-    }
-    if absent(16) {
-        e.container = None;
-    }
-    if absent(18) {
-        e.partial = false;
-    }
-    if absent(19) {
-        e.content.clear();
-    }
-    if absent(20) {
-        e.blocked = false;
-    }
-    e.attempt = None;
-    Some(())
-}
 
-fn fork(cur: &mut Cursor, f: &mut ForkEvent) -> Option<()> {
-    let seen = fields(cur, FORK_KEYS, |index, cur| {
-        match index {
-            0 => f.seq = cur.unsigned()?,
-            1 => cur.string_into(&mut f.time)?,
-            2 => f.pid = cur.u32()?,
-            3 => f.ppid = cur.u32()?,
-            _ => f.source = cur.source()?,
-        }
-        Some(())
-    })?;
-    (seen == 0b11111).then_some(())
-}
+        impl Fields for $ty {
+            const KEYS: &'static [&'static [u8]] = $keys;
+            const REQUIRED: u64 = 0 $(| record_fields!(@bit $presence) << $index::$field)+;
+            #[cfg(test)]
+            const DECLINED: &'static [&'static str] = &[$(stringify!($declined)),*];
 
-fn exit(cur: &mut Cursor, x: &mut ExitEvent) -> Option<()> {
-    let seen = fields(cur, EXIT_KEYS, |index, cur| {
-        match index {
-            0 => x.seq = cur.unsigned()?,
-            1 => cur.string_into(&mut x.time)?,
-            2 => x.pid = cur.u32()?,
-            _ => {
-                cur.expect(b'{')?;
-                let kind = cur.key()?;
-                let n = i32::try_from(cur.signed()?).ok()?;
-                cur.expect(b'}')?;
-                x.status = match kind {
-                    b"code" => ExitStatus::Code(n),
-                    b"signal" => ExitStatus::Signal(n),
+            #[inline]
+            fn read(&mut self, index: usize, $cur: &mut Cursor) -> Option<()> {
+                match index {
+                    $($index::$field => {
+                        let $v = &mut self.$field;
+                        $read;
+                    })+
                     _ => return None,
-                };
+                }
+                Some(())
+            }
+
+            // (`seen` is unused in a table with no optional field.)
+            #[inline]
+            fn reset_absent(&mut self, #[allow(unused_variables)] seen: u64) {
+                $(record_fields!(@reset $presence, self.$field, seen & 1 << $index::$field);)+
+                $(Absent::reset(&mut self.$declined);)*
             }
         }
-        Some(())
-    })?;
-    (seen == 0b1111).then_some(())
+    };
+    (@bit required) => { 1u64 };
+    (@bit optional) => { 0u64 };
+    (@reset required, $place:expr, $bit:expr) => {};
+    (@reset optional, $place:expr, $bit:expr) => {
+        if $bit == 0 {
+            Absent::reset(&mut $place);
+        }
+    };
+}
+
+record_fields! {
+    ExecEvent, keys EXEC_KEYS, index exec_key, declined [attempt], |cur, v| {
+        seq: required => *v = cur.unsigned()?,
+        time: required => cur.string_into(v)?,
+        pid: required => *v = cur.u32()?,
+        tgid: required => *v = cur.u32()?,
+        ppid: required => *v = cur.u32()?,
+        former_tid: optional => *v = Some(cur.u32()?),
+        uid: required => *v = cur.u32()?,
+        euid: optional => *v = Some(cur.u32()?),
+        exe: required => cur.bytes_into(v)?,
+        execfn: optional => cur.some_bytes(v)?,
+        script: optional => cur.some_bytes(v)?,
+        argv: required => cur.array_into(v, Bytes::default, |cur, b| cur.bytes_into(b))?,
+        cwd: optional => cur.some_bytes(v)?,
+        comm: optional => cur.some_bytes(v)?,
+        source: required => *v = cur.source()?,
+        sources: optional => cur.array_into(v, || Source::Ptrace, |cur, s| {
+            *s = cur.source()?;
+            Some(())
+        })?,
+        container: optional => cur.some_string(v)?,
+        step: optional => cur.some_bytes(v)?,
+        partial: optional => *v = cur.boolean()?,
+        content: optional => cur.array_into(v, String::new, |cur, s| cur.string_into(s))?,
+        blocked: optional => *v = cur.boolean()?,
+    }
+}
+
+record_fields! {
+    ForkEvent, keys FORK_KEYS, index fork_key, declined [], |cur, v| {
+        seq: required => *v = cur.unsigned()?,
+        time: required => cur.string_into(v)?,
+        pid: required => *v = cur.u32()?,
+        ppid: required => *v = cur.u32()?,
+        source: required => *v = cur.source()?,
+    }
+}
+
+record_fields! {
+    ExitEvent, keys EXIT_KEYS, index exit_key, declined [], |cur, v| {
+        seq: required => *v = cur.unsigned()?,
+        time: required => cur.string_into(v)?,
+        pid: required => *v = cur.u32()?,
+        status: required => *v = cur.exit_status()?,
+    }
 }
 
 /// The length of the run of bytes at the start of `s` that a JSON string holds as they are and
@@ -559,6 +568,26 @@ impl<'a> Cursor<'a> {
         Some(())
     }
 
+    fn some_string(&mut self, field: &mut Option<String>) -> Option<()> {
+        let mut text = field.take().unwrap_or_default();
+        self.string_into(&mut text)?;
+        *field = Some(text);
+        Some(())
+    }
+
+    /// `{"code":N}` or `{"signal":N}`.
+    fn exit_status(&mut self) -> Option<ExitStatus> {
+        self.expect(b'{')?;
+        let kind = self.key()?;
+        let n = i32::try_from(self.signed()?).ok()?;
+        self.expect(b'}')?;
+        match kind {
+            b"code" => Some(ExitStatus::Code(n)),
+            b"signal" => Some(ExitStatus::Signal(n)),
+            _ => None,
+        }
+    }
+
     /// `"ptrace"` or `"connector"`, as written (an escaped form is left to serde).
     fn source(&mut self) -> Option<Source> {
         if self.literal(b"\"ptrace\"") {
@@ -627,6 +656,166 @@ mod tests {
         e.cwd = Some("/w".into());
         e.comm = Some("cc".into());
         e
+    }
+
+    /// The field names serde gives `T` (what its derived `Deserialize` asks a deserializer
+    /// for), in declaration order.
+    fn serde_fields<T: serde::de::DeserializeOwned>() -> &'static [&'static str] {
+        use serde::de::{value::Error, Error as _, Visitor};
+        struct Names(Option<&'static [&'static str]>);
+        impl<'de> serde::Deserializer<'de> for &mut Names {
+            type Error = Error;
+            fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Error> {
+                Err(Error::custom("not a struct"))
+            }
+            fn deserialize_struct<V: Visitor<'de>>(
+                self,
+                _: &'static str,
+                fields: &'static [&'static str],
+                _: V,
+            ) -> Result<V::Value, Error> {
+                self.0 = Some(fields);
+                Err(Error::custom("names taken"))
+            }
+            serde::forward_to_deserialize_any! {
+                bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes
+                byte_buf option unit unit_struct newtype_struct seq tuple tuple_struct map enum
+                identifier ignored_any
+            }
+        }
+        let mut names = Names(None);
+        let _ = T::deserialize(&mut names);
+        names.0.expect("a struct with named fields")
+    }
+
+    /// `{"type":…` then the entries of `object` in the order of `keys`, as guard writes them.
+    fn line_of(object: &serde_json::Map<String, serde_json::Value>, keys: &[&str]) -> Vec<u8> {
+        let mut line = format!("{{\"type\":{}", object["type"]).into_bytes();
+        for key in keys {
+            if let Some(value) = object.get(*key) {
+                line.extend_from_slice(format!(",\"{key}\":{value}").as_bytes());
+            }
+        }
+        line.push(b'}');
+        line
+    }
+
+    /// Holds a record type's table to serde's view of the type, given a record with every
+    /// field set (no `None`, no empty vector, no `false`) and how it becomes a `Record`:
+    /// - the table has every field serde knows, in order (but the declined ones);
+    /// - a line read into a record that had the declined fields set has none of them;
+    /// - a line without one of the table's required fields is declined, as serde refuses it;
+    /// - a line without one of its optional fields, read into the record that held the full
+    ///   line before, reads as serde reads it: nothing of the earlier line is left.
+    fn check_table<T>(full: T, record: impl Fn(T) -> Record)
+    where
+        T: Fields + Clone + serde::Serialize + serde::de::DeserializeOwned,
+    {
+        let names = serde_fields::<T>();
+        let keys: Vec<&str> = T::KEYS
+            .iter()
+            .map(|k| std::str::from_utf8(k).unwrap())
+            .collect();
+        let read: Vec<&str> = names
+            .iter()
+            .copied()
+            .filter(|n| !T::DECLINED.contains(n))
+            .collect();
+        assert_eq!(keys, read, "the fast path's table and the type's fields");
+        assert!(T::DECLINED.iter().all(|d| names.contains(d)));
+        let serde_json::Value::Object(mut object) =
+            serde_json::to_value(record(full.clone())).unwrap()
+        else {
+            panic!("a record is an object");
+        };
+        let written: Vec<&str> = names
+            .iter()
+            .copied()
+            .filter(|n| object.contains_key(*n))
+            .collect();
+        assert_eq!(written, names, "the full record has every field set");
+        for declined in T::DECLINED {
+            object.remove(*declined);
+        }
+        let full_line = line_of(&object, names);
+        let full_read = general(&full_line).unwrap();
+        assert_eq!(parse(&full_line).as_ref(), Some(&full_read));
+        // A record the general parser read, declined fields and all, is reused as well.
+        let mut pool = Pool::default();
+        let mut out = vec![record(full)];
+        pool.recycle(&mut out);
+        assert!(parse_into(&full_line, &mut out, &mut pool));
+        assert_eq!(out.pop().as_ref(), Some(&full_read));
+        let full = full_read;
+        for (index, key) in keys.iter().enumerate() {
+            let mut lacking = object.clone();
+            lacking.remove(*key);
+            let line = line_of(&lacking, names);
+            let text = String::from_utf8_lossy(&line);
+            if T::REQUIRED & 1 << index != 0 {
+                assert_eq!(general(&line), None, "serde requires {key}: {text}");
+                assert_eq!(parse(&line), None, "{text}");
+                continue;
+            }
+            let expected = general(&line).unwrap_or_else(|| panic!("serde reads {text}"));
+            assert_ne!(expected, full, "{key} is set in the full record");
+            let mut pool = Pool::default();
+            let mut out = Vec::new();
+            assert!(parse_into(&full_line, &mut out, &mut pool));
+            pool.recycle(&mut out);
+            assert!(parse_into(&line, &mut out, &mut pool), "{text}");
+            assert_eq!(out.pop(), Some(expected), "{key} left out: {text}");
+        }
+    }
+
+    #[test]
+    fn each_table_has_every_field_of_its_type() {
+        check_table(
+            ExecEvent {
+                seq: 1,
+                time: "t".into(),
+                pid: 2,
+                tgid: 3,
+                ppid: 4,
+                former_tid: Some(5),
+                uid: 6,
+                euid: Some(7),
+                exe: "/bin/e".into(),
+                execfn: Some("/bin/f".into()),
+                script: Some("/s".into()),
+                argv: vec!["a".into()],
+                cwd: Some("/w".into()),
+                comm: Some("c".into()),
+                source: Source::Connector,
+                sources: vec![Source::Ptrace, Source::Connector],
+                container: Some("k".into()),
+                step: Some("build".into()),
+                partial: true,
+                content: vec!["nginx".into()],
+                blocked: true,
+                attempt: Some(crate::event::Attempt::new(2, true)),
+            },
+            |e| Record::Exec(Box::new(e)),
+        );
+        check_table(
+            ForkEvent {
+                seq: 1,
+                time: "t".into(),
+                pid: 2,
+                ppid: 3,
+                source: Source::Connector,
+            },
+            Record::Fork,
+        );
+        check_table(
+            ExitEvent {
+                seq: 1,
+                time: "t".into(),
+                pid: 2,
+                status: ExitStatus::Signal(9),
+            },
+            Record::Exit,
+        );
     }
 
     #[test]
