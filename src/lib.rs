@@ -5,13 +5,15 @@
 //! no cycle):
 //!
 //! ```text
-//! sources ──records──▶ trace ──records──▶ check ──findings, verdict──▶ report ──▶ writer
-//!  ptrace, connector,   format, writer,    with the policy:              text, json, sarif,
-//!  /proc, attempts,     reader, chain      recipes + allowlist           markdown, annotations
-//!  fingerprints
+//! sources ──records──▶ recorder ──▶ trace ──records──▶ check ──findings, verdict──▶ report ──▶ writer
+//!  ptrace, connector,   numbering,   format, writer,    with the policy:              text, json, sarif,
+//!  /proc, attempts,     error latch, reader, chain      recipes + allowlist           markdown, annotations
+//!  fingerprints         seal
 //! ```
 //!
 //! - [`sources`] observe processes and produce [`trace::Record`]s; they never judge.
+//! - [`recorder`] numbers the records of `guard run` and of the watcher, writes them to the
+//!   trace, keeps the first write error and seals it.
 //! - [`watcher`] is the root process that runs the host-wide sources and writes their trace;
 //!   [`watcher::message`] is what it tells an unprivileged caller.
 //! - [`trace`] writes, seals and re-reads records.
@@ -32,6 +34,7 @@ pub mod event;
 pub mod github;
 pub mod pipeline;
 pub mod policy;
+pub mod recorder;
 pub mod report;
 pub mod sources;
 pub mod time;

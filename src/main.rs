@@ -17,10 +17,11 @@ use guard::pipeline::{
     self, ConfigSource, Policy, PolicyOptions, EXIT_BAD_INPUT, EXIT_GUARD_FAILED,
 };
 use guard::policy::recipe::{self, RecipeSet};
+use guard::recorder::{AfterError, Recorder};
 use guard::report::{self, Run};
 use guard::sources::fingerprint::Fingerprinter;
 use guard::sources::ptrace;
-use guard::trace::{Header, Record, TraceWriter};
+use guard::trace::{Header, Record};
 use guard::watcher::message::{Message, StopKind};
 use guard::watcher::{self as daemon};
 
@@ -383,14 +384,10 @@ fn run(
     header.command = Some(command.clone());
     header.root = Some(traced.root());
 
-    let mut writer = match trace_file {
-        Some(f) => Some(TraceWriter::new(
-            BufWriter::with_capacity(1 << 16, f),
-            &header,
-        )?),
-        None => None,
+    let mut recorder = match trace_file {
+        Some(f) => Recorder::to_file(f, &header, AfterError::Abandon)?,
+        None => Recorder::numbering_only(),
     };
-    let mut write_error: Option<std::io::Error> = None;
     // One checker for the verdict and, in enforce mode, for the refusals: both see the same
     // ancestry. They never run at the same time (the tracer asks, then records).
     let checker: std::cell::RefCell<Checker> = std::cell::RefCell::new(policy.checker());
@@ -404,24 +401,12 @@ fn run(
         extras: guard::sources::proc::Extras { step: false },
         step: std::env::var_os("GITHUB_ACTION").map(|s| Bytes::from(s.as_bytes())),
     };
-    let mut seq = 0u64;
     let result = traced.follow(follow, &mut |mut record: Record| {
-        seq += 1;
-        record.set_seq(seq);
-        if let Some(w) = writer.as_mut() {
-            if let Err(e) = w.write(&record) {
-                write_error.get_or_insert(e);
-                writer = None;
-            }
-        }
+        recorder.record(&mut record);
         checker.borrow_mut().observe(&record);
     });
     let checker = checker.into_inner();
-    if let Some(w) = writer.take() {
-        if let Err(e) = w.seal(0) {
-            write_error.get_or_insert(e);
-        }
-    }
+    let write_error = recorder.seal(0).err();
 
     if let Some(errno) = result.filter_error {
         anyhow::bail!(

@@ -12,7 +12,7 @@
 //! default `trace.jsonl` (0600).
 
 use std::fs::File;
-use std::io::{BufWriter, Read, Write};
+use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -24,7 +24,8 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::event::{ExitEvent, ExitStatus, ForkEvent, Source};
-use crate::trace::{Header, Record, TraceWriter};
+use crate::recorder::{AfterError, RecordError, Recorder};
+use crate::trace::{Header, Record};
 
 use crate::sources::connector::{Connector, LossCounter, ProcEvent};
 use crate::sources::merge::Merger;
@@ -546,9 +547,8 @@ fn daemon_main(
         h.root = None;
         h
     };
-    let mut writer = match TraceWriter::new(BufWriter::with_capacity(1 << 16, trace_file), &header)
-    {
-        Ok(w) => w,
+    let mut recorder = match Recorder::to_file(trace_file, &header, AfterError::KeepSealing) {
+        Ok(r) => r,
         Err(e) => return fail(&mut ready, format!("{}: {e}", trace.display())),
     };
     // SAFETY: getpid(2) cannot fail.
@@ -593,18 +593,12 @@ fn daemon_main(
     let mut last_status = Instant::now() - Duration::from_secs(2);
     let mut last_flush = Instant::now();
     let mut tracer = tracer;
-    let mut write_error: Option<String> = None;
-    let mut write = |writer: &mut TraceWriter<_>, status: &mut WatcherStatus, mut r: Record| {
+    let write = |recorder: &mut Recorder<_>, status: &mut WatcherStatus, mut r: Record| {
         if matches!(r, Record::Exec(_)) {
             status.execs += 1;
         }
-        status.records += 1;
-        r.set_seq(status.records);
-        if write_error.is_none() {
-            if let Err(e) = writer.write(&r) {
-                write_error = Some(e.to_string());
-            }
-        }
+        recorder.record(&mut r);
+        status.records = recorder.records();
     };
     loop {
         let stopping = shared.stop.load(Ordering::SeqCst);
@@ -661,10 +655,10 @@ fn daemon_main(
             break;
         }
         for r in merger.ready(Instant::now()) {
-            write(&mut writer, &mut status, r);
+            write(&mut recorder, &mut status, r);
         }
         if last_flush.elapsed() >= Duration::from_millis(200) {
-            let _ = writer.flush();
+            let _ = recorder.flush();
             last_flush = Instant::now();
         }
         if last_status.elapsed() >= Duration::from_secs(1) {
@@ -694,17 +688,17 @@ fn daemon_main(
     }
     let _ = reader.join();
     for r in merger.drain() {
-        write(&mut writer, &mut status, r);
+        write(&mut recorder, &mut status, r);
     }
     let lost = shared.lost.load(Ordering::SeqCst);
-    let sealed = writer.seal(lost);
+    let sealed = recorder.seal(lost);
     status.time = crate::time::now();
     status.lost = lost;
     status.merged = merger.merged;
-    status.sealed = sealed.is_ok() && write_error.is_none();
+    status.sealed = sealed.is_ok();
     let _ = write_json_atomic(&status_path, &status);
-    match (sealed, write_error) {
-        (Ok(_), None) => {
+    match sealed {
+        Ok(()) => {
             log!(
                 "{} watcher: sealed {} records ({} execs, {} lost, {} seen by both sources)",
                 crate::time::now(),
@@ -715,14 +709,14 @@ fn daemon_main(
             );
             0
         }
-        (Err(e), _) => {
+        Err(RecordError::Seal(e)) => {
             log!(
                 "{} watcher: sealing the trace failed: {e}",
                 crate::time::now()
             );
             1
         }
-        (_, Some(e)) => {
+        Err(RecordError::Write(e)) => {
             log!(
                 "{} watcher: writing the trace failed: {e}",
                 crate::time::now()
