@@ -1,0 +1,70 @@
+//! The ptrace follower (`--attach PID`): race-free exec records for the attached process trees,
+//! on a thread of its own.
+
+use std::sync::atomic::Ordering;
+use std::sync::{mpsc, Arc};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crate::event::Source;
+use crate::sources::fingerprint::Fingerprinter;
+use crate::trace::Record;
+
+use super::reader::WATCHER_EXTRAS;
+use super::shared::{Msg, Shared};
+
+/// How long attaching may take before the watcher gives up starting.
+const ATTACH_BOUND: Duration = Duration::from_secs(20);
+
+/// Starts following `pids` and returns once attaching worked (the follower's first record) or
+/// why it did not.
+pub(super) fn start(
+    pids: &[u32],
+    shared: &Arc<Shared>,
+    tx: &mpsc::Sender<Msg>,
+    fingerprinter: Fingerprinter,
+) -> Result<JoinHandle<()>, String> {
+    let (shared, tx, pids) = (shared.clone(), tx.clone(), pids.to_vec());
+    let (att_tx, att_rx) = mpsc::channel::<Result<(), String>>();
+    let handle = std::thread::Builder::new()
+        .name("ptrace".into())
+        .spawn(move || {
+            shared
+                .tracer_tid
+                .store(crate::sources::ptrace::current_tid(), Ordering::SeqCst);
+            let mut first = Some(att_tx);
+            let mut emit = |r: Record| {
+                if let Some(t) = first.take() {
+                    let _ = t.send(Ok(()));
+                }
+                let _ = tx.send(Msg::Record(Box::new(r), Source::Ptrace));
+            };
+            let follow = crate::sources::ptrace::Follow {
+                fingerprinter,
+                refuse: None,
+                refuse_reads_ids: false,
+                extras: WATCHER_EXTRAS,
+                step: None,
+            };
+            let result = crate::sources::ptrace::attach_and_follow(
+                &pids,
+                shared.stop.clone(),
+                follow,
+                &mut emit,
+            );
+            let err = result.err().map(|e| e.to_string());
+            if let Some(t) = first.take() {
+                let _ = t.send(err.clone().map_or(Ok(()), Err));
+            }
+            let _ = tx.send(Msg::TracerDone(err));
+        })
+        .expect("spawning the ptrace thread");
+    match att_rx.recv_timeout(ATTACH_BOUND) {
+        Ok(Ok(())) => Ok(handle),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(format!(
+            "attaching did not finish within {} s",
+            ATTACH_BOUND.as_secs()
+        )),
+    }
+}
