@@ -1,11 +1,16 @@
 //! Escaping attacker-controlled text (argv, paths) for each output medium.
+//!
+//! One policy decides which characters are dangerous ([`is_dangerous`]); every medium starts from
+//! it: [`terminal`] and [`inert`] show them as escapes, [`is_plain`] refuses text that has one,
+//! [`markdown`] (the job summary, the PR comment, SARIF's Markdown) and [`sarif_text`] escape text
+//! that is already visible.
 
-/// Characters that change how a terminal shows text: C0/C1 controls, DEL, the Unicode
-/// bidirectional marks, overrides and isolates that can make text read differently from what it
-/// is, and the invisible ones (zero-width spaces and joiners, word joiner, soft hyphen, BOM,
-/// line/paragraph separators, fillers, tag characters) that can hide text or make two different
-/// strings look the same.
-fn is_dangerous(c: char) -> bool {
+/// The one policy of dangerous characters: those that change how text is shown. C0/C1 controls,
+/// DEL, the Unicode bidirectional marks, overrides and isolates that can make text read
+/// differently from what it is, and the invisible ones (zero-width spaces and joiners, word
+/// joiner, soft hyphen, BOM, line/paragraph separators, fillers, tag characters) that can hide
+/// text or make two different strings look the same.
+pub fn is_dangerous(c: char) -> bool {
     c.is_control()
         || matches!(
             c,
@@ -77,26 +82,71 @@ pub fn terminal_argv(argv: &[crate::event::Bytes]) -> String {
         .join(" ")
 }
 
-/// Text for a terminal: control characters and bidirectional overrides become `\u{..}` (as
-/// Rust's `{:?}` writes them), so that a hostile key or value quoted in an error cannot drive the
-/// terminal. Backslashes are kept: messages quote values with `{:?}`, which escapes them already.
+/// Text for a terminal: [dangerous](is_dangerous) characters become `\u{..}` (as Rust's `{:?}`
+/// writes them), so that a hostile key or value quoted in an error cannot drive the terminal or
+/// hide text. Backslashes are kept: messages quote values with `{:?}`, which escapes them already.
 pub fn inert(s: &str) -> String {
-    let dangerous = |c: char| {
-        c.is_control()
-            || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{061c}')
-    };
-    if !s.chars().any(dangerous) {
+    if is_plain(s) {
         return s.to_string();
     }
     s.chars()
         .map(|c| {
-            if dangerous(c) {
+            if is_dangerous(c) {
                 format!("\\u{{{:x}}}", c as u32)
             } else {
                 c.to_string()
             }
         })
         .collect()
+}
+
+/// Literal text for GitHub-flavoured Markdown (and HTML): dangerous characters are made visible
+/// as on the [`terminal`], then escaped as [`markdown_visible`] does.
+pub fn markdown(text: &str) -> String {
+    markdown_visible(&terminal(text.as_bytes()))
+}
+
+/// [`markdown`] of text whose dangerous characters are already visible: every ASCII punctuation
+/// character is backslash-escaped (CommonMark allows it for all of them), `<`, `>`, `&` become
+/// entities, so nothing can form a link, autolink (`://`, `www.`), emphasis, HTML or a table
+/// cell boundary (`|`). GitHub finds mentions (`@team`) and issue references (`#123`) in the
+/// rendered text, after backslash escapes are gone, so `@` and `#` are also followed by a
+/// zero-width space, which breaks them (an attacker's own zero-width spaces are shown as
+/// `\u{200b}`, so the inserted ones are told apart).
+pub fn markdown_visible(visible: &str) -> String {
+    let mut out = String::with_capacity(visible.len() + 8);
+    for c in visible.chars() {
+        match c {
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
+            '@' | '#' => {
+                out.push('\\');
+                out.push(c);
+                out.push('\u{200b}');
+            }
+            c if c.is_ascii_punctuation() => {
+                out.push('\\');
+                out.push(c);
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Text for a SARIF plain-text message, its dangerous characters already visible: `\`, `[`, `]`
+/// are backslash-escaped, as SARIF requires outside embedded links, so that text cannot forge
+/// one.
+pub fn sarif_text(visible: &str) -> String {
+    let mut out = String::with_capacity(visible.len());
+    for c in visible.chars() {
+        if matches!(c, '\\' | '[' | ']') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// The data part of a workflow command: `%`, CR and LF are escaped (`%` first).
@@ -139,6 +189,36 @@ mod tests {
         }
         assert!(is_plain("scripts/run tests, #1 @org.sh"));
         assert!(!is_plain("scripts/x\u{202e}hs.sh") && !is_plain("a\nb"));
+    }
+
+    #[test]
+    fn one_policy_for_every_medium() {
+        for c in [
+            '\u{1b}',
+            '\u{9b}',
+            '\u{202e}',
+            '\u{2067}',
+            '\u{200b}',
+            '\u{ad}',
+            '\u{e0041}',
+        ] {
+            assert!(is_dangerous(c), "{c:?}");
+            let text = format!("a{c}b");
+            assert!(!is_plain(&text));
+            assert!(is_plain(&inert(&text)), "{:?}", inert(&text));
+            assert!(is_plain(&terminal(text.as_bytes())));
+            assert!(!markdown(&text).contains(c));
+        }
+        assert_eq!(inert("key\u{200b}"), "key\\u{200b}");
+    }
+
+    #[test]
+    fn markdown_breaks_mentions_and_references() {
+        assert_eq!(
+            markdown("@org #1 [x](y) <b> a\nb"),
+            "\\@\u{200b}org \\#\u{200b}1 \\[x\\]\\(y\\) &lt;b&gt; a\\\\nb"
+        );
+        assert_eq!(sarif_text("a\\[b]"), "a\\\\\\[b\\]");
     }
 
     #[test]

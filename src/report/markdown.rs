@@ -13,54 +13,23 @@ use crate::event::Bytes;
 use crate::policy::recipe::Recipe;
 
 use super::Run;
-use crate::escape::{terminal, terminal_argv};
+use crate::escape::{markdown_visible, terminal, terminal_argv};
 
 /// GitHub drops a step summary larger than 1 MiB; stay well below.
 pub const LIMIT: usize = 1_000_000;
 /// Longest attacker-controlled cell, in characters.
 const CELL: usize = 300;
 
-/// Literal text for Markdown/HTML: every ASCII punctuation character is backslash-escaped
-/// (CommonMark allows it for all of them), `<`, `>`, `&` become entities, line breaks and other
-/// controls are shown as escapes, so nothing can form a link, autolink (`://`, `www.`),
-/// emphasis, HTML or a table cell boundary (`|`). GitHub finds mentions (`@team`) and issue
-/// references (`#123`) in the rendered text, after backslash escapes are gone, so `@` and `#` are
-/// also followed by a zero-width space, which breaks them (an attacker's own zero-width spaces
-/// are shown as `\u{200b}`, so the inserted ones are told apart).
-pub fn escape(text: &str) -> String {
-    literal(&terminal(text.as_bytes()))
-}
-
-/// [`escape`] of text whose controls are already visible.
-fn literal(visible: &str) -> String {
-    let mut out = String::with_capacity(visible.len() + 8);
-    for c in visible.chars() {
-        match c {
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '&' => out.push_str("&amp;"),
-            '@' | '#' => {
-                out.push('\\');
-                out.push(c);
-                out.push('\u{200b}');
-            }
-            c if c.is_ascii_punctuation() => {
-                out.push('\\');
-                out.push(c);
-            }
-            c => out.push(c),
-        }
-    }
-    out
-}
+/// Literal text for Markdown: the one Markdown escaper, under the name tests and callers know.
+pub use crate::escape::markdown as escape;
 
 /// A table cell: visible text (invalid UTF-8 as `\xff`, as on the terminal), cut to a readable
 /// length, escaped.
 fn cell_of(visible: String) -> String {
     if visible.chars().count() > CELL {
-        literal(&visible.chars().take(CELL).collect::<String>()) + " …"
+        markdown_visible(&visible.chars().take(CELL).collect::<String>()) + " …"
     } else {
-        literal(&visible)
+        markdown_visible(&visible)
     }
 }
 

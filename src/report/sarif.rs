@@ -46,7 +46,7 @@ use crate::event::Bytes;
 use crate::policy::recipe::{Importance, Recipe, Reference};
 
 use super::Run;
-use crate::escape::{terminal, terminal_argv};
+use crate::escape::{is_dangerous, markdown, sarif_text, terminal, terminal_argv};
 
 pub const SCHEMA_URI: &str = "https://json.schemastore.org/sarif-2.1.0.json";
 const INFORMATION_URI: &str = "https://github.com/garnet-org/jibril-kitab";
@@ -346,58 +346,14 @@ fn safe_url(url: &str) -> Option<&str> {
     let ok = (url.starts_with("https://") || url.starts_with("http://"))
         && !url
             .chars()
-            .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | '"' | '`'));
+            .any(|c| c.is_whitespace() || is_dangerous(c) || matches!(c, '<' | '>' | '"' | '`'));
     ok.then_some(url)
 }
 
-/// Escapes text for GitHub-flavoured Markdown: every ASCII punctuation character that can
-/// start markup (emphasis, links, images, HTML, code, mentions, entities, tables) is
-/// backslash-escaped, which CommonMark renders as the character itself.
-fn markdown(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        if matches!(
-            c,
-            '\\' | '`'
-                | '*'
-                | '_'
-                | '['
-                | ']'
-                | '('
-                | ')'
-                | '<'
-                | '>'
-                | '#'
-                | '|'
-                | '~'
-                | '!'
-                | '&'
-                | '@'
-                | '{'
-                | '}'
-        ) {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
-}
-
-/// Text for a SARIF plain-text message: control characters made visible (as on the terminal),
-/// then `\`, `[`, `]` escaped as SARIF requires outside embedded links.
+/// Text for a SARIF plain-text message: dangerous characters made visible (as on the terminal),
+/// then escaped for SARIF.
 fn plain(bytes: &[u8]) -> String {
     sarif_text(&terminal(bytes))
-}
-
-fn sarif_text(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        if matches!(c, '\\' | '[' | ']') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
 }
 
 fn argv_shown(argv: &[Bytes]) -> String {
@@ -457,6 +413,17 @@ fn is_attack_id(id: &str) -> bool {
     parts.next().is_some_and(digits) && parts.next().is_none_or(digits)
 }
 
+/// A reference's id and name for Markdown: an ATT&CK id is only letters, digits and a dot, and
+/// is shown as it is; anything else is escaped.
+fn reference_markdown(r: &Reference) -> String {
+    let id = if is_attack_id(&r.id) {
+        r.id.clone()
+    } else {
+        markdown(&r.id)
+    };
+    format!("{id} {}", markdown(&r.name))
+}
+
 fn recipe_rule(recipe: &Recipe) -> Rule {
     let explanation = recipe
         .ext
@@ -478,7 +445,7 @@ fn recipe_rule(recipe: &Recipe) -> Rule {
         match reference {
             Some(r) => {
                 let _ = writeln!(text, "- {label}: {} {} ({})", r.id, r.name, r.url);
-                let shown = markdown(&format!("{} {}", r.id, r.name));
+                let shown = reference_markdown(r);
                 let _ = match safe_url(&r.url) {
                     Some(url) => writeln!(md, "- {label}: [{shown}](<{url}>)"),
                     None => writeln!(md, "- {label}: {shown}"),
@@ -494,7 +461,7 @@ fn recipe_rule(recipe: &Recipe) -> Rule {
     }
     for r in &m.other {
         let _ = writeln!(text, "- Reference: {} {} ({})", r.id, r.name, r.url);
-        let shown = markdown(&format!("{} {}", r.id, r.name));
+        let shown = reference_markdown(r);
         let _ = match safe_url(&r.url) {
             Some(url) => writeln!(md, "- Reference: [{shown}](<{url}>)"),
             None => writeln!(md, "- Reference: {shown}"),
@@ -1033,7 +1000,7 @@ mod tests {
         );
         assert_eq!(
             markdown("[x](http://e) <img> @a *b* `c`"),
-            "\\[x\\]\\(http://e\\) \\<img\\> \\@a \\*b\\* \\`c\\`"
+            "\\[x\\]\\(http\\:\\/\\/e\\) &lt;img&gt; \\@\u{200b}a \\*b\\* \\`c\\`"
         );
         assert_eq!(clip("abcdef", 4), "abc…");
         assert_eq!(clip("abc", 4), "abc");
