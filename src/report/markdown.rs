@@ -12,7 +12,7 @@ use crate::check::{Finding, Verdict};
 use crate::event::Bytes;
 use crate::policy::recipe::Recipe;
 
-use super::Run;
+use super::{attack, Run};
 use crate::escape::{markdown_visible, terminal, terminal_argv};
 
 /// GitHub drops a step summary larger than 1 MiB; stay well below.
@@ -42,22 +42,19 @@ fn cell_argv(argv: &[Bytes]) -> String {
     cell_of(terminal_argv(argv))
 }
 
+/// The recipe's tactic › technique › sub-technique, each linked to its ATT&CK page when the
+/// recipe references its id.
 fn mitre(recipe: &Recipe) -> String {
-    let link = |field: &str| -> String {
-        let title = Recipe::title(field);
-        match recipe
-            .ext
-            .references
-            .iter()
-            .find(|r| Recipe::title(&r.name.to_lowercase().replace(' ', "_")) == title)
-        {
-            Some(r) => format!("[{} ({})]({})", title, r.id, r.url),
-            None => title,
+    let m = attack::Mapping::of(recipe);
+    let mut parts = Vec::new();
+    for (level, entry, field) in m.levels(recipe) {
+        match entry {
+            // The id is letters, digits and a dot; the URL is attack.mitre.org's.
+            Some(e) => parts.push(format!("[{} ({})]({})", escape(&e.name), e.id, e.url())),
+            None if field.is_empty()
+                || (level == attack::Level::Subtechnique && field == "none") => {}
+            None => parts.push(escape(&Recipe::title(field))),
         }
-    };
-    let mut parts = vec![link(&recipe.tactic), link(&recipe.technique)];
-    if !recipe.subtechnique.is_empty() && recipe.subtechnique != "none" {
-        parts.push(link(&recipe.subtechnique));
     }
     parts.join(" › ")
 }

@@ -1,5 +1,6 @@
 //! Reporters: they render a checked run to a writer, one module per format.
 
+pub mod attack;
 pub mod github;
 pub mod json;
 pub mod markdown;

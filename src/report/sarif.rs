@@ -45,7 +45,7 @@ use crate::check::{Finding, ProcessInfo};
 use crate::event::Bytes;
 use crate::policy::recipe::{Importance, Recipe, Reference};
 
-use super::Run;
+use super::{attack, Run};
 use crate::escape::{is_dangerous, markdown, sarif_text, terminal, terminal_argv};
 
 pub const SCHEMA_URI: &str = "https://json.schemastore.org/sarif-2.1.0.json";
@@ -360,68 +360,9 @@ fn argv_shown(argv: &[Bytes]) -> String {
     sarif_text(&clip(&terminal_argv(argv), ARGV_SHOWN_MAX))
 }
 
-/// The MITRE ATT&CK references of a recipe, by level (tactic `TA…`, technique `T…`,
-/// sub-technique `T….…`).
-struct Mitre<'a> {
-    tactic: Option<&'a Reference>,
-    technique: Option<&'a Reference>,
-    subtechnique: Option<&'a Reference>,
-    other: Vec<&'a Reference>,
-}
-
-fn mitre(recipe: &Recipe) -> Mitre<'_> {
-    let mut m = Mitre {
-        tactic: None,
-        technique: None,
-        subtechnique: None,
-        other: Vec::new(),
-    };
-    for r in &recipe.ext.references {
-        let id = r.id.as_str();
-        let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-        let slot = if id.strip_prefix("TA").is_some_and(digits) {
-            &mut m.tactic
-        } else if let Some(t) = id.strip_prefix('T') {
-            match t.split_once('.') {
-                Some((a, b)) if digits(a) && digits(b) => &mut m.subtechnique,
-                None if digits(t) => &mut m.technique,
-                _ => {
-                    m.other.push(r);
-                    continue;
-                }
-            }
-        } else {
-            m.other.push(r);
-            continue;
-        };
-        if slot.is_none() {
-            *slot = Some(r);
-        } else {
-            m.other.push(r);
-        }
-    }
-    m
-}
-
-/// `TA0011`, `T1071`, `T1071.001`: a MITRE ATT&CK tactic, technique or sub-technique id.
-fn is_attack_id(id: &str) -> bool {
-    let Some(rest) = id.strip_prefix("TA").or_else(|| id.strip_prefix('T')) else {
-        return false;
-    };
-    let mut parts = rest.splitn(2, '.');
-    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-    parts.next().is_some_and(digits) && parts.next().is_none_or(digits)
-}
-
-/// A reference's id and name for Markdown: an ATT&CK id is only letters, digits and a dot, and
-/// is shown as it is; anything else is escaped.
+/// A reference that is not ATT&CK's, for Markdown.
 fn reference_markdown(r: &Reference) -> String {
-    let id = if is_attack_id(&r.id) {
-        r.id.clone()
-    } else {
-        markdown(&r.id)
-    };
-    format!("{id} {}", markdown(&r.name))
+    markdown(&format!("{} {}", r.id, r.name))
 }
 
 fn recipe_rule(recipe: &Recipe) -> Rule {
@@ -432,24 +373,18 @@ fn recipe_rule(recipe: &Recipe) -> Rule {
         .map(one_line)
         .filter(|e| !e.is_empty())
         .unwrap_or_else(|| one_line(&recipe.description));
-    let m = mitre(recipe);
-    let levels = [
-        ("Tactic", m.tactic, &recipe.tactic),
-        ("Technique", m.technique, &recipe.technique),
-        ("Sub-technique", m.subtechnique, &recipe.subtechnique),
-    ];
+    let m = attack::Mapping::of(recipe);
 
     let mut text = format!("{explanation}\n\nMITRE ATT&CK:\n");
     let mut md = format!("{}\n\n**MITRE ATT&CK**\n\n", markdown(&explanation));
-    for (label, reference, field) in levels {
-        match reference {
-            Some(r) => {
-                let _ = writeln!(text, "- {label}: {} {} ({})", r.id, r.name, r.url);
-                let shown = reference_markdown(r);
-                let _ = match safe_url(&r.url) {
-                    Some(url) => writeln!(md, "- {label}: [{shown}](<{url}>)"),
-                    None => writeln!(md, "- {label}: {shown}"),
-                };
+    for (level, entry, field) in m.levels(recipe) {
+        let label = level.label();
+        match entry {
+            Some(e) => {
+                let url = e.url();
+                let _ = writeln!(text, "- {label}: {} {} ({url})", e.id, e.name);
+                // The id is letters, digits and a dot; the URL is attack.mitre.org's.
+                let _ = writeln!(md, "- {label}: [{} {}](<{url}>)", e.id, markdown(&e.name));
             }
             None if !field.is_empty() => {
                 let name = Recipe::title(field);
@@ -488,10 +423,8 @@ fn recipe_rule(recipe: &Recipe) -> Rule {
     }
 
     let mut tags = vec!["security".to_string()];
-    for r in &recipe.ext.references {
-        if is_attack_id(&r.id) {
-            tags.push(format!("external/mitre-attack/{}", r.id));
-        }
+    for id in attack::Mapping::ids(recipe) {
+        tags.push(format!("external/mitre-attack/{id}"));
     }
     Rule {
         id: recipe.name.clone(),
@@ -774,6 +707,10 @@ mod tests {
     use crate::check::{Ancestor, Outcome, Stats};
     use crate::policy::recipe::RecipeSet;
     use crate::report::Location;
+
+    fn is_attack_id(id: &str) -> bool {
+        attack::Level::of(id).is_some()
+    }
 
     fn process(pid: u32, argv: &[&[u8]], time: &str) -> ProcessInfo {
         ProcessInfo {
