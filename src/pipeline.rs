@@ -134,8 +134,10 @@ mod tests {
             outlived: Vec::new(),
         };
         if failing {
-            o.findings
-                .push(Finding::guard("trace_altered", "altered".into()));
+            o.findings.push(Finding::guard(
+                crate::check::GuardKind::TraceAltered,
+                "altered".into(),
+            ));
         }
         o
     }

@@ -104,11 +104,103 @@ pub struct Ancestor {
     pub argv: Vec<Bytes>,
 }
 
+/// A finding about the guard itself: the evidence it relies on was altered or is incomplete.
+/// Never allowlisted, always critical.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum GuardKind {
+    /// The trace was truncated or edited after it was written.
+    TraceAltered,
+    /// The host watcher stopped without sealing its trace.
+    WatcherStopped,
+    /// A trace of `guard run` ends without its seal.
+    TraceIncomplete,
+    /// The watcher's trace is sealed, but the kernel dropped events.
+    EventsLost,
+}
+
+impl GuardKind {
+    pub const ALL: [GuardKind; 4] = [
+        GuardKind::TraceAltered,
+        GuardKind::WatcherStopped,
+        GuardKind::TraceIncomplete,
+        GuardKind::EventsLost,
+    ];
+
+    /// Its id in every report (`trace_altered`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GuardKind::TraceAltered => "trace_altered",
+            GuardKind::WatcherStopped => "watcher_stopped",
+            GuardKind::TraceIncomplete => "trace_incomplete",
+            GuardKind::EventsLost => "events_lost",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<GuardKind> {
+        GuardKind::ALL.into_iter().find(|k| k.as_str() == name)
+    }
+}
+
+/// What a finding is about: a recipe's detection, or the guard's own evidence. Written as its
+/// id (`webserver_exec`, `trace_altered`) in every report.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// A recipe matched an exec: the recipe's kind.
+    Recipe(String),
+    Guard(GuardKind),
+}
+
+impl Kind {
+    pub fn as_str(&self) -> &str {
+        match self {
+            Kind::Recipe(kind) => kind,
+            Kind::Guard(g) => g.as_str(),
+        }
+    }
+}
+
+/// A kind by its id: a guard kind's id is that kind, any other a recipe's.
+impl From<&str> for Kind {
+    fn from(id: &str) -> Kind {
+        match GuardKind::from_name(id) {
+            Some(g) => Kind::Guard(g),
+            None => Kind::Recipe(id.to_string()),
+        }
+    }
+}
+
+impl From<String> for Kind {
+    fn from(id: String) -> Kind {
+        match GuardKind::from_name(&id) {
+            Some(g) => Kind::Guard(g),
+            None => Kind::Recipe(id),
+        }
+    }
+}
+
+impl From<GuardKind> for Kind {
+    fn from(g: GuardKind) -> Kind {
+        Kind::Guard(g)
+    }
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for Kind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
 /// One detection.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
 pub struct Finding {
-    /// The recipe's kind (`webserver_exec`).
-    pub recipe: String,
+    /// The recipe's kind (`webserver_exec`), or the guard's (`trace_altered`).
+    pub recipe: Kind,
     /// The recipe's name (usually the kind).
     pub name: String,
     pub importance: Importance,
@@ -136,10 +228,10 @@ pub struct Finding {
 impl Finding {
     /// A critical finding about the guard itself (its evidence tampered with or lost): no
     /// process, never allowlisted.
-    pub fn guard(kind: &str, message: String) -> Finding {
+    pub fn guard(kind: GuardKind, message: String) -> Finding {
         Finding {
-            recipe: kind.to_string(),
-            name: kind.to_string(),
+            recipe: Kind::Guard(kind),
+            name: kind.as_str().to_string(),
             importance: Importance::Critical,
             allowed: None,
             allow_expired: None,
@@ -153,6 +245,19 @@ impl Finding {
 
     pub fn failing(&self) -> bool {
         self.allowed.is_none()
+    }
+
+    /// About the guard itself, not an exec.
+    pub fn guard_kind(&self) -> Option<GuardKind> {
+        match self.recipe {
+            Kind::Guard(g) => Some(g),
+            Kind::Recipe(_) => None,
+        }
+    }
+
+    /// The verdict of this finding alone in `mode`.
+    pub fn verdict(&self, mode: Mode) -> Verdict {
+        Verdict::of(self.failing(), mode)
     }
 
     /// For an exec that did not run as asked: what happened instead (refused, killed before it
@@ -279,6 +384,15 @@ pub enum Verdict {
 }
 
 impl Verdict {
+    /// `fail` when something fails in a failing mode.
+    pub fn of(failing: bool, mode: Mode) -> Verdict {
+        match (failing, mode.fails()) {
+            (false, _) => Verdict::Pass,
+            (true, true) => Verdict::Fail,
+            (true, false) => Verdict::Warn,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Verdict::Pass => "pass",
@@ -295,11 +409,7 @@ impl Outcome {
 
     /// The verdict in `mode`: `fail` when a failing finding exists in a failing mode.
     pub fn verdict(&self, mode: Mode) -> Verdict {
-        match (self.failing() > 0, mode.fails()) {
-            (false, _) => Verdict::Pass,
-            (true, true) => Verdict::Fail,
-            (true, false) => Verdict::Warn,
-        }
+        Verdict::of(self.failing() > 0, mode)
     }
 }
 
@@ -410,7 +520,7 @@ impl<'a> Checker<'a> {
     /// A critical finding about the guard itself: the evidence it relies on was altered or is
     /// incomplete (`trace_altered`, `watcher_stopped`, `trace_incomplete`, `events_lost`). It always
     /// fails.
-    pub fn critical(&mut self, kind: &str, message: String) {
+    pub fn critical(&mut self, kind: GuardKind, message: String) {
         self.outcome.findings.push(Finding::guard(kind, message));
     }
 
@@ -579,7 +689,7 @@ impl<'a> Checker<'a> {
                 Allowance::None => (None, None),
             };
             let finding = Finding {
-                recipe: recipe.kind.clone(),
+                recipe: Kind::Recipe(recipe.kind.clone()),
                 name: recipe.name.clone(),
                 importance: recipe.importance,
                 allowed,
@@ -728,7 +838,7 @@ pub fn check_trace(
             checker.add_lost(*lost);
             if *lost > 0 {
                 checker.critical(
-                    "events_lost",
+                    GuardKind::EventsLost,
                     format!(
                         "{lost} event(s) lost: {shown} is sealed, but the watcher could not receive every event of the host (its buffer overflowed, ENOBUFS, or the kernel's sequence numbers skipped); an exec among them is unknown"
                     ),
@@ -736,11 +846,11 @@ pub fn check_trace(
             }
         }
         Integrity::Altered { reason } => checker.critical(
-            "trace_altered",
+            GuardKind::TraceAltered,
             format!("trace altered: {shown}: {reason}; its records cannot be trusted"),
         ),
         Integrity::Unsealed { torn } if from_watcher => checker.critical(
-            "watcher_stopped",
+            GuardKind::WatcherStopped,
             format!(
                 "watcher stopped at {}: {shown} was never sealed{} — the watcher was killed or crashed during the job, and what ran after that is unknown",
                 watcher_last_seen.unwrap_or(&last_time),
@@ -750,7 +860,7 @@ pub fn check_trace(
         // A trace of `guard run` without its seal: guard was killed, the disk filled up, or
         // the file was cut. What it holds is checked, but it is not a clean verdict.
         Integrity::Unsealed { torn } => checker.critical(
-            "trace_incomplete",
+            GuardKind::TraceIncomplete,
             format!(
                 "{shown} is not sealed{} (last record at {last_time}): guard did not finish writing it, or it was cut; the records present were checked, what followed is unknown",
                 if *torn { " and its last line is torn" } else { "" }

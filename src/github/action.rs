@@ -498,7 +498,7 @@ fn check_run_output(
             level,
             title: a
                 .map(|a| a.title.clone())
-                .unwrap_or_else(|| f.recipe.clone()),
+                .unwrap_or_else(|| f.recipe.to_string()),
             message: a
                 .map(|a| a.message.clone())
                 .unwrap_or_else(|| f.evidence.join("\n")),

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::io::{self, Write};
 
-use crate::check::{Finding, Mode};
+use crate::check::{Finding, Kind, Mode, Verdict};
 use crate::escape::{workflow_data, workflow_property};
 
 use super::{Location, Run};
@@ -22,6 +22,17 @@ pub enum Level {
     Error,
     Warning,
     Notice,
+}
+
+/// A verdict's annotation: a failure is an error, a warning a warning, what passes a notice.
+impl From<Verdict> for Level {
+    fn from(v: Verdict) -> Level {
+        match v {
+            Verdict::Fail => Level::Error,
+            Verdict::Warn => Level::Warning,
+            Verdict::Pass => Level::Notice,
+        }
+    }
 }
 
 impl Level {
@@ -70,11 +81,7 @@ impl Annotation {
 
 /// The level of a finding's annotation in a mode.
 pub fn level_of(f: &Finding, mode: Mode) -> Level {
-    match (f.failing(), mode) {
-        (false, _) => Level::Notice,
-        (true, Mode::Fail | Mode::Enforce) => Level::Error,
-        (true, Mode::Warn) => Level::Warning,
-    }
+    f.verdict(mode).into()
 }
 
 fn describe(run: &Run, f: &Finding, count: u64) -> String {
@@ -133,7 +140,7 @@ fn describe(run: &Run, f: &Finding, count: u64) -> String {
 pub fn annotations(run: &Run) -> Vec<Annotation> {
     // Group findings by (level, recipe, exe, step), in order of first appearance.
     let mut groups: BTreeMap<(Level, usize), (Vec<usize>, u64)> = BTreeMap::new();
-    let mut keys: Vec<(Level, String, Vec<u8>, Vec<u8>)> = Vec::new();
+    let mut keys: Vec<(Level, Kind, Vec<u8>, Vec<u8>)> = Vec::new();
     for (i, f) in run.outcome.findings.iter().enumerate() {
         let level = level_of(f, run.mode);
         let (exe, step) = match &f.process {

@@ -62,9 +62,10 @@ fn mitre(recipe: &Recipe) -> String {
 fn finding_row(i: usize, f: &Finding) -> String {
     let Some(p) = &f.process else {
         return format!(
-            "| {} | **{}** (critical) | {} | | | 1 | |\n",
+            "| {} | **{}** ({}) | {} | | | 1 | |\n",
             i + 1,
-            escape(&f.recipe),
+            escape(f.recipe.as_str()),
+            f.importance,
             f.evidence
                 .iter()
                 .map(|e| escape(e))
@@ -85,7 +86,7 @@ fn finding_row(i: usize, f: &Finding) -> String {
     format!(
         "| {} | **{}**{mark}<br>{} | {} | {} | {} | {} | {} |\n",
         i + 1,
-        escape(&f.recipe),
+        escape(f.recipe.as_str()),
         cell(p.exe.as_bytes()),
         cell_argv(&p.argv),
         p.step
@@ -129,24 +130,38 @@ fn ancestry(i: usize, f: &Finding) -> String {
     s
 }
 
+/// A verdict's icon: the one place the summary chooses it.
+struct Icon(&'static str);
+
+impl From<Verdict> for Icon {
+    fn from(v: Verdict) -> Icon {
+        Icon(match v {
+            Verdict::Fail => "❌",
+            Verdict::Warn => "⚠️",
+            Verdict::Pass => "✅",
+        })
+    }
+}
+
 /// Renders the summary.
 pub fn render(run: &Run) -> String {
     let failing = run.outcome.failing();
     let total = run.outcome.findings.len();
     let mut s = String::new();
+    let icon = Icon::from(run.verdict()).0;
     let verdict = match run.verdict() {
         Verdict::Fail => format!(
-            "❌ **webserver-exec-guard: {failing} failing finding{}** — the job fails",
+            "{icon} **webserver-exec-guard: {failing} failing finding{}** — the job fails",
             if failing == 1 { "" } else { "s" }
         ),
         Verdict::Warn => format!(
-            "⚠️ **webserver-exec-guard: {failing} finding{}** (warn mode: the job is not failed)",
+            "{icon} **webserver-exec-guard: {failing} finding{}** (warn mode: the job is not failed)",
             if failing == 1 { "" } else { "s" }
         ),
         _ if total > 0 => {
-            format!("✅ **webserver-exec-guard: no failing finding** ({total} allowed)")
+            format!("{icon} **webserver-exec-guard: no failing finding** ({total} allowed)")
         }
-        _ => "✅ **webserver-exec-guard: no web server was started**".to_string(),
+        _ => format!("{icon} **webserver-exec-guard: no web server was started**"),
     };
     let _ = writeln!(s, "## {verdict}\n");
     for note in &run.notes {

@@ -33,6 +33,13 @@
 //!   made visible (as on the terminal) and `\`, `[`, `]` backslash-escaped, which SARIF requires
 //!   of plain-text messages so that argv cannot forge an embedded link. No `message.markdown`
 //!   is written. Invalid UTF-8 is shown lossily (U+FFFD); the lossless form is in the JSON report.
+//! - **Own model, not `serde-sarif`.** The maintained typed model (serde-sarif 0.8) was weighed
+//!   and not adopted: its types are generated at build time from the schema (build.rs with
+//!   schemafy_lib, syn, prettyplease) and it adds strum, typed-builder and thiserror — a code
+//!   generator in the build of a supply-chain guard, and minutes of compiling on small CI
+//!   runners, for the dozen small structs below; its generated structs also serialize their
+//!   fields in their own order, so every log we write would change shape (`ruleId` no longer
+//!   first). The structs here are checked against the 2.1.0 schema by tests/sarif.rs.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
@@ -41,7 +48,7 @@ use std::io::{self, Write};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::check::{Finding, ProcessInfo};
+use crate::check::{Finding, GuardKind, ProcessInfo};
 use crate::event::Bytes;
 use crate::policy::recipe::{Importance, Recipe, Reference};
 
@@ -115,14 +122,50 @@ struct Rule {
 
 #[derive(Serialize)]
 struct Configuration {
-    level: &'static str,
+    level: Level,
+}
+
+/// A SARIF level (`error`, `warning`, `note`).
+#[derive(Clone, Copy, Serialize)]
+#[serde(rename_all = "lowercase")]
+enum Level {
+    Error,
+    Note,
+}
+
+/// A finding's level: a failing one is an `error` (in every mode: code scanning's alerts do not
+/// depend on whether the job failed), an allowlisted one a `note`.
+impl From<&Finding> for Level {
+    fn from(f: &Finding) -> Level {
+        if f.failing() {
+            Level::Error
+        } else {
+            Level::Note
+        }
+    }
+}
+
+/// Code scanning's `security-severity` (0.1–10): critical > 9, high 7–8.9, medium 4–6.9, low < 4.
+#[derive(Clone, Copy, Serialize)]
+#[serde(transparent)]
+struct SecuritySeverity(&'static str);
+
+impl From<Importance> for SecuritySeverity {
+    fn from(i: Importance) -> SecuritySeverity {
+        SecuritySeverity(match i {
+            Importance::Critical => "9.5",
+            Importance::High => "8.0",
+            Importance::Medium => "5.5",
+            Importance::Low => "3.0",
+        })
+    }
 }
 
 #[derive(Serialize)]
 struct RuleProperties {
     tags: Vec<String>,
     #[serde(rename = "security-severity")]
-    security_severity: &'static str,
+    security_severity: SecuritySeverity,
     precision: &'static str,
     importance: Importance,
 }
@@ -136,7 +179,7 @@ struct Invocation {
 
 #[derive(Serialize)]
 struct Notification {
-    level: &'static str,
+    level: Level,
     message: Text,
 }
 
@@ -145,7 +188,7 @@ struct Notification {
 struct SarifResult {
     rule_id: String,
     rule_index: usize,
-    level: &'static str,
+    level: Level,
     message: Text,
     #[serde(skip_serializing_if = "Option::is_none")]
     locations: Option<Vec<ResultLocation>>,
@@ -220,8 +263,8 @@ pub fn write_with(run: &Run, workflow: Option<&str>, out: &mut dyn Write) -> io:
 
 fn log(run: &Run, workflow: Option<&str>) -> Log {
     let mut rules: Vec<Rule> = run.recipes.evaluated().map(recipe_rule).collect();
-    for kind in &GUARD_RULES {
-        if !rules.iter().any(|r| r.id == kind.id) {
+    for kind in GuardKind::ALL {
+        if !rules.iter().any(|r| r.id == kind.as_str()) {
             rules.push(guard_rule(kind));
         }
     }
@@ -251,7 +294,7 @@ fn log(run: &Run, workflow: Option<&str>) -> Log {
         results.push(SarifResult {
             rule_id: f.name.clone(),
             rule_index,
-            level: if f.failing() { "error" } else { "note" },
+            level: f.into(),
             message: Text {
                 text: message(f, description),
             },
@@ -283,7 +326,7 @@ fn log(run: &Run, workflow: Option<&str>) -> Log {
         .notes
         .iter()
         .map(|n| Notification {
-            level: "note",
+            level: Level::Note,
             message: Text {
                 text: plain(n.as_bytes()),
             },
@@ -308,16 +351,6 @@ fn log(run: &Run, workflow: Option<&str>) -> Log {
             }],
             results,
         }],
-    }
-}
-
-/// Code scanning's severity scale (0.1–10): critical > 9, high 7–8.9, medium 4–6.9, low < 4.
-fn security_severity(i: Importance) -> &'static str {
-    match i {
-        Importance::Critical => "9.5",
-        Importance::High => "8.0",
-        Importance::Medium => "5.5",
-        Importance::Low => "3.0",
     }
 }
 
@@ -440,10 +473,12 @@ fn recipe_rule(recipe: &Recipe) -> Rule {
             markdown: md.trim_end().to_string(),
         },
         help_uri,
-        default_configuration: Configuration { level: "error" },
+        default_configuration: Configuration {
+            level: Level::Error,
+        },
         properties: RuleProperties {
             tags,
-            security_severity: security_severity(recipe.importance),
+            security_severity: recipe.importance.into(),
             precision: "high",
             importance: recipe.importance,
         },
@@ -452,15 +487,15 @@ fn recipe_rule(recipe: &Recipe) -> Rule {
 
 /// A critical finding about the guard itself, which no recipe describes.
 struct GuardRule {
-    id: &'static str,
     description: &'static str,
     explanation: &'static str,
     actions: &'static [&'static str],
 }
 
+/// Indexed by [`GuardKind`] (in the order of [`GuardKind::ALL`]).
 const GUARD_RULES: [GuardRule; 4] = [
+    // GuardKind::TraceAltered
     GuardRule {
-        id: "trace_altered",
         description: "trace altered",
         explanation: "The trace of the job's execs was truncated or edited after the guard wrote it: its seal, record count or SHA-256 chain does not match the records. Its records cannot be trusted, and something inside the job may have tried to hide what it ran.",
         actions: &[
@@ -469,8 +504,8 @@ const GUARD_RULES: [GuardRule; 4] = [
             "Keep the trace out of reach of the build: a root-owned state directory, the trace mode 0600.",
         ],
     },
+    // GuardKind::WatcherStopped
     GuardRule {
-        id: "watcher_stopped",
         description: "watcher stopped",
         explanation: "The host watcher stopped before the job ended without sealing its trace: it was killed or crashed, and what ran after that moment is unknown. An attacker inside the build may have stopped it to start something unseen.",
         actions: &[
@@ -479,8 +514,8 @@ const GUARD_RULES: [GuardRule; 4] = [
             "Re-run the job with the guard and compare the findings.",
         ],
     },
+    // GuardKind::TraceIncomplete
     GuardRule {
-        id: "trace_incomplete",
         description: "trace incomplete",
         explanation: "The trace of `guard run` ends without its seal: guard was killed or could not finish writing it (a full disk), or the file was cut. The records present were checked; what ran after them is unknown.",
         actions: &[
@@ -488,8 +523,8 @@ const GUARD_RULES: [GuardRule; 4] = [
             "Re-run the job with the guard and compare the findings.",
         ],
     },
+    // GuardKind::EventsLost
     GuardRule {
-        id: "events_lost",
         description: "events lost",
         explanation: "The host watcher's trace is sealed, but the kernel dropped events before the watcher could read them: its receive buffer overflowed (ENOBUFS) or the proc connector's sequence numbers skipped. The lost events are counted, not known: a web server may have started among them.",
         actions: &[
@@ -499,7 +534,9 @@ const GUARD_RULES: [GuardRule; 4] = [
     },
 ];
 
-fn guard_rule(g: &GuardRule) -> Rule {
+fn guard_rule(kind: GuardKind) -> Rule {
+    let g = &GUARD_RULES[kind as usize];
+    let id = kind.as_str();
     let mut text = format!("{}\n\nRecommended actions (CI/CD):\n", g.explanation);
     let mut md = format!(
         "{}\n\n**Recommended actions (CI/CD)**\n\n",
@@ -510,8 +547,8 @@ fn guard_rule(g: &GuardRule) -> Rule {
         let _ = writeln!(md, "{}. {}", i + 1, markdown(a));
     }
     Rule {
-        id: g.id.to_string(),
-        name: camel(g.id),
+        id: id.to_string(),
+        name: camel(id),
         short_description: Text {
             text: g.description.to_string(),
         },
@@ -523,10 +560,12 @@ fn guard_rule(g: &GuardRule) -> Rule {
             markdown: md.trim_end().to_string(),
         },
         help_uri: None,
-        default_configuration: Configuration { level: "error" },
+        default_configuration: Configuration {
+            level: Level::Error,
+        },
         properties: RuleProperties {
             tags: vec!["security".to_string()],
-            security_severity: security_severity(Importance::Critical),
+            security_severity: Importance::Critical.into(),
             precision: "high",
             importance: Importance::Critical,
         },
@@ -534,7 +573,7 @@ fn guard_rule(g: &GuardRule) -> Rule {
 }
 
 fn unknown_rule(f: &Finding) -> Rule {
-    let description = one_line(&f.recipe);
+    let description = one_line(f.recipe.as_str());
     Rule {
         id: f.name.clone(),
         name: camel(&f.name),
@@ -549,10 +588,12 @@ fn unknown_rule(f: &Finding) -> Rule {
             markdown: markdown(&description),
         },
         help_uri: None,
-        default_configuration: Configuration { level: "error" },
+        default_configuration: Configuration {
+            level: Level::Error,
+        },
         properties: RuleProperties {
             tags: vec!["security".to_string()],
-            security_severity: security_severity(f.importance),
+            security_severity: f.importance.into(),
             precision: "high",
             importance: f.importance,
         },

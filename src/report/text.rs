@@ -21,6 +21,57 @@ impl Style {
             text.to_string()
         }
     }
+
+    fn label(&self, label: Label) -> String {
+        self.paint(label.colour, label.text)
+    }
+}
+
+/// A word of the report and its colour (an SGR code): the one place the terminal's labels are
+/// chosen.
+#[derive(Clone, Copy)]
+struct Label {
+    text: &'static str,
+    colour: &'static str,
+}
+
+impl From<Verdict> for Label {
+    fn from(v: Verdict) -> Label {
+        match v {
+            Verdict::Fail => Label {
+                text: "FAIL",
+                colour: "1;31",
+            },
+            Verdict::Warn => Label {
+                text: "WARN",
+                colour: "1;33",
+            },
+            Verdict::Pass => Label {
+                text: "PASS",
+                colour: "1;32",
+            },
+        }
+    }
+}
+
+/// A finding's head: about the guard, failing, or allowed.
+impl From<&Finding> for Label {
+    fn from(f: &Finding) -> Label {
+        match (f.guard_kind(), f.failing()) {
+            (Some(_), _) => Label {
+                text: "guard: CRITICAL",
+                colour: "1;31",
+            },
+            (None, true) => Label {
+                text: "guard: FINDING",
+                colour: "1;31",
+            },
+            (None, false) => Label {
+                text: "guard: allowed",
+                colour: "1;33",
+            },
+        }
+    }
 }
 
 pub fn write(run: &Run, out: &mut dyn Write, color: bool) -> io::Result<()> {
@@ -73,29 +124,20 @@ pub fn write(run: &Run, out: &mut dyn Write, color: bool) -> io::Result<()> {
             s.suppressed
         ));
     }
-    let verdict = match run.verdict() {
-        Verdict::Fail => style.paint("1;31", "FAIL"),
-        Verdict::Warn => style.paint("1;33", "WARN"),
-        Verdict::Pass => style.paint("1;32", "PASS"),
-    };
+    let verdict = style.label(run.verdict().into());
     writeln!(out, "guard: {verdict}: {line}")
 }
 
 fn finding(run: &Run, f: &Finding, out: &mut dyn Write, style: &Style) -> io::Result<()> {
     let recipe: Option<&Recipe> = run.recipes.get(&f.name).map(|l| &l.recipe);
-    let label = if f.failing() {
-        style.paint("1;31", "guard: FINDING")
-    } else {
-        style.paint("1;33", "guard: allowed")
-    };
+    let label = style.label(f.into());
     let Some(p) = &f.process else {
         // A finding about the guard itself.
         for e in &f.evidence {
             writeln!(
                 out,
-                "{} {}: {}",
-                style.paint("1;31", "guard: CRITICAL"),
-                terminal(f.recipe.as_bytes()),
+                "{label} {}: {}",
+                terminal(f.recipe.as_str().as_bytes()),
                 terminal(e.as_bytes())
             )?;
         }
@@ -105,7 +147,7 @@ fn finding(run: &Run, f: &Finding, out: &mut dyn Write, style: &Style) -> io::Re
     writeln!(
         out,
         "{label} {} ({}): {} — {}",
-        terminal(f.recipe.as_bytes()),
+        terminal(f.recipe.as_str().as_bytes()),
         f.importance,
         terminal(what.as_bytes()),
         terminal(p.exe.as_bytes())
