@@ -2,84 +2,18 @@
 //! DESIGN.md, signals, job control, the allowlist, `times` folding, `check` re-evaluating a trace
 //! to the same result, and the errors for malformed recipes and configs.
 
-use std::io::Read;
+mod common;
+
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const GUARD: &str = env!("CARGO_BIN_EXE_guard");
+use common::{finish, guard, tempdir, wait_for, NO_ARGS};
+
 const BOUND: Duration = Duration::from_secs(60);
-
-struct Out {
-    code: Option<i32>,
-    signal: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-fn tempdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("guard-cli-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn guard(dir: &Path) -> Command {
-    let mut c = Command::new(GUARD);
-    c.current_dir(dir)
-        .env_remove("NO_COLOR")
-        .stdin(Stdio::null());
-    c
-}
-
-/// Waits for a child with a bound; kills it (and fails) when the bound is exceeded.
-fn finish(mut child: Child) -> Out {
-    let start = Instant::now();
-    let mut out = child.stdout.take();
-    let mut err = child.stderr.take();
-    let t_out = std::thread::spawn(move || {
-        let mut s = String::new();
-        if let Some(o) = out.as_mut() {
-            let _ = o.read_to_string(&mut s);
-        }
-        s
-    });
-    let t_err = std::thread::spawn(move || {
-        let mut s = String::new();
-        if let Some(e) = err.as_mut() {
-            let _ = e.read_to_string(&mut s);
-        }
-        s
-    });
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return Out {
-                code: status.code(),
-                signal: status.signal(),
-                stdout: t_out.join().unwrap(),
-                stderr: t_err.join().unwrap(),
-            };
-        }
-        if start.elapsed() > BOUND {
-            let _ = child.kill();
-            panic!("guard did not finish within {BOUND:?}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-fn run(dir: &Path, args: &[&str]) -> Out {
-    finish(
-        guard(dir)
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    )
-}
+/// How long a test waits for a process to reach a state.
+const WAIT: Duration = Duration::from_secs(20);
 
 /// A stand-in web server: a `#!` script named `nginx` (matched by its script path) that exits
 /// with the given status.
@@ -98,31 +32,32 @@ fn report(path: &Path) -> serde_json::Value {
 
 #[test]
 fn exit_status_follows_the_command_without_findings() {
-    let dir = tempdir("status");
+    let dir = tempdir("cli-status");
     for (script, want) in [
         ("exit 0", 0),
         ("exit 7", 7),
         ("exit 255", 255),
         ("true | false", 1),
     ] {
-        let o = run(&dir, &["run", "--", "sh", "-c", script]);
+        let o = guard(["run", "--", "sh", "-c", script]).cwd(&dir).run();
         assert_eq!(o.code, Some(want), "{script}: {}", o.stderr);
         assert!(o.stderr.contains("PASS"), "{}", o.stderr);
     }
     for (sig, name) in [(9, "KILL"), (11, "SEGV"), (6, "ABRT")] {
-        let o = run(
-            &dir,
-            &["run", "--", "sh", "-c", &format!("kill -{name} $$")],
-        );
+        let o = guard(["run", "--", "sh", "-c", &format!("kill -{name} $$")])
+            .cwd(&dir)
+            .run();
         assert_eq!(o.code, Some(128 + sig), "{name}: {}", o.stderr);
     }
 }
 
 #[test]
 fn exit_status_with_findings() {
-    let dir = tempdir("findings");
+    let dir = tempdir("cli-findings");
     let ok = fake_nginx(&dir, 0);
-    let o = run(&dir, &["run", "--", ok.to_str().unwrap(), "-t"]);
+    let o = guard(["run", "--", ok.to_str().unwrap(), "-t"])
+        .cwd(&dir)
+        .run();
     assert_eq!(o.code, Some(3), "{}", o.stderr);
     assert!(o.stderr.contains("FINDING webserver_exec"), "{}", o.stderr);
     assert!(
@@ -136,9 +71,9 @@ fn exit_status_with_findings() {
         o.stderr
     );
 
-    let failing_cmd = tempdir("findings-fail");
+    let failing_cmd = tempdir("cli-findings-fail");
     let bad = fake_nginx(&failing_cmd, 5);
-    let o = run(&dir, &["run", "--", bad.to_str().unwrap()]);
+    let o = guard(["run", "--", bad.to_str().unwrap()]).cwd(&dir).run();
     assert_eq!(
         o.code,
         Some(5),
@@ -146,15 +81,19 @@ fn exit_status_with_findings() {
         o.stderr
     );
 
-    let o = run(&dir, &["run", "--mode", "warn", "--", ok.to_str().unwrap()]);
+    let o = guard(["run", "--mode", "warn", "--", ok.to_str().unwrap()])
+        .cwd(&dir)
+        .run();
     assert_eq!(o.code, Some(0), "{}", o.stderr);
     assert!(o.stderr.contains("WARN"), "{}", o.stderr);
 }
 
 #[test]
 fn exit_status_when_the_command_cannot_run() {
-    let dir = tempdir("noexec");
-    let o = run(&dir, &["run", "--", "no-such-command-anywhere"]);
+    let dir = tempdir("cli-noexec");
+    let o = guard(["run", "--", "no-such-command-anywhere"])
+        .cwd(&dir)
+        .run();
     assert_eq!(o.code, Some(127), "{}", o.stderr);
     assert!(
         o.stderr.contains("No such file or directory"),
@@ -162,13 +101,13 @@ fn exit_status_when_the_command_cannot_run() {
         o.stderr
     );
     std::fs::write(dir.join("data.txt"), "not a program").unwrap();
-    let o = run(&dir, &["run", "--", "./data.txt"]);
+    let o = guard(["run", "--", "./data.txt"]).cwd(&dir).run();
     assert_eq!(o.code, Some(126), "{}", o.stderr);
 }
 
 #[test]
 fn guard_failure_is_125_before_the_command_runs() {
-    let dir = tempdir("guardfail");
+    let dir = tempdir("cli-guardfail");
     std::fs::write(
         dir.join("bad.yml"),
         "allow:\n  - recipe: webserver_exec\n    base: nginx\n",
@@ -176,10 +115,9 @@ fn guard_failure_is_125_before_the_command_runs() {
     .unwrap();
     let marker = dir.join("ran");
     let script = format!("touch {}", marker.display());
-    let o = run(
-        &dir,
-        &["run", "--config", "bad.yml", "--", "sh", "-c", &script],
-    );
+    let o = guard(["run", "--config", "bad.yml", "--", "sh", "-c", &script])
+        .cwd(&dir)
+        .run();
     assert_eq!(o.code, Some(125), "{}", o.stderr);
     assert!(
         o.stderr.contains("bad.yml:2:5:"),
@@ -197,27 +135,17 @@ fn guard_failure_is_125_before_the_command_runs() {
         "- kind: x\n  name: x\n  importance: extreme\n",
     )
     .unwrap();
-    let o = run(
-        &dir,
-        &["run", "--recipes", "bad.yaml", "--", "sh", "-c", &script],
-    );
+    let o = guard(["run", "--recipes", "bad.yaml", "--", "sh", "-c", &script])
+        .cwd(&dir)
+        .run();
     assert_eq!(o.code, Some(125), "{}", o.stderr);
     assert!(o.stderr.contains("bad.yaml:"), "{}", o.stderr);
     assert!(!marker.exists());
 
-    let o = run(&dir, &["run", "--no-such-flag", "--", "true"]);
+    let o = guard(["run", "--no-such-flag", "--", "true"])
+        .cwd(&dir)
+        .run();
     assert_eq!(o.code, Some(125), "{}", o.stderr);
-}
-
-fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 fn proc_state(pid: u32) -> Option<char> {
@@ -235,7 +163,7 @@ fn children(pid: u32) -> Vec<u32> {
 
 #[test]
 fn signals_sent_to_guard_reach_the_command() {
-    let dir = tempdir("sigterm");
+    let dir = tempdir("cli-sigterm");
     // Each forwarded signal reaches a command that handles it: its own exit status comes back.
     for (sig, name, code) in [
         (libc::SIGINT, "INT", 40),
@@ -243,20 +171,24 @@ fn signals_sent_to_guard_reach_the_command() {
         (libc::SIGQUIT, "QUIT", 43),
     ] {
         let script = format!("trap 'exit {code}' {name}; while :; do sleep 0.05; done");
-        let child = guard(&dir)
+        let child = guard(NO_ARGS)
+            .cwd(&dir)
+            .command()
             .args(["run", "--", "sh", "-c", &script])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
         let pid = child.id();
-        wait_for("the command to start", || !children(pid).is_empty());
+        wait_for("the command to start", WAIT, || !children(pid).is_empty());
         std::thread::sleep(Duration::from_millis(300));
         unsafe { libc::kill(pid as i32, sig) };
-        let o = finish(child);
+        let o = finish(child, BOUND);
         assert_eq!(o.code, Some(code), "SIG{name}: {}", o.stderr);
     }
-    let child = guard(&dir)
+    let child = guard(NO_ARGS)
+        .cwd(&dir)
+        .command()
         .args([
             "run",
             "--",
@@ -269,23 +201,25 @@ fn signals_sent_to_guard_reach_the_command() {
         .spawn()
         .unwrap();
     let pid = child.id();
-    wait_for("the command to start", || !children(pid).is_empty());
+    wait_for("the command to start", WAIT, || !children(pid).is_empty());
     std::thread::sleep(Duration::from_millis(300));
     unsafe { libc::kill(pid as i32, libc::SIGTERM) };
-    let o = finish(child);
+    let o = finish(child, BOUND);
     assert_eq!(o.code, Some(42), "{}", o.stderr);
 
     // A command that does not handle it dies of it: 128 + 15.
-    let child = guard(&dir)
+    let child = guard(NO_ARGS)
+        .cwd(&dir)
+        .command()
         .args(["run", "--", "sh", "-c", "while :; do sleep 0.05; done"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let pid = child.id();
-    wait_for("the command to start", || !children(pid).is_empty());
+    wait_for("the command to start", WAIT, || !children(pid).is_empty());
     unsafe { libc::kill(pid as i32, libc::SIGTERM) };
-    let o = finish(child);
+    let o = finish(child, BOUND);
     assert_eq!(o.code, Some(143), "{}", o.stderr);
 }
 
@@ -295,11 +229,13 @@ fn signals_sent_to_guard_reach_the_command() {
 #[test]
 fn each_signal_reaches_the_command_exactly_once() {
     use std::os::unix::process::CommandExt;
-    let dir = tempdir("once");
+    let dir = tempdir("cli-once");
     let script = "n=0; for s in TERM INT HUP USR1 USR2 ALRM; do trap \"n=\\$((n+1)); echo $s \\$n\" $s; done; \
                   echo ready; i=0; while [ $i -lt 60 ]; do sleep 0.05; i=$((i+1)); done; echo total $n";
     for group in [false, true] {
-        let child = guard(&dir)
+        let child = guard(NO_ARGS)
+            .cwd(&dir)
+            .command()
             .args(["run", "--", "sh", "-c", script])
             .process_group(0)
             .stdout(Stdio::piped())
@@ -307,7 +243,9 @@ fn each_signal_reaches_the_command_exactly_once() {
             .spawn()
             .unwrap();
         let pid = child.id() as i32;
-        wait_for("the command to start", || !children(pid as u32).is_empty());
+        wait_for("the command to start", WAIT, || {
+            !children(pid as u32).is_empty()
+        });
         std::thread::sleep(Duration::from_millis(300));
         let signals = [
             libc::SIGTERM,
@@ -321,7 +259,7 @@ fn each_signal_reaches_the_command_exactly_once() {
             unsafe { libc::kill(if group { -pid } else { pid }, sig) };
             std::thread::sleep(Duration::from_millis(200));
         }
-        let o = finish(child);
+        let o = finish(child, BOUND);
         let how = if group { "to the group" } else { "to guard" };
         assert_eq!(o.code, Some(0), "signals {how}: {}", o.stderr);
         assert!(
@@ -342,25 +280,26 @@ fn each_signal_reaches_the_command_exactly_once() {
 /// is not sent back down to the command (whose default action would kill it).
 #[test]
 fn a_signal_from_the_command_to_its_parent_is_not_bounced_back() {
-    let dir = tempdir("bounce");
-    let o = run(
-        &dir,
-        &[
-            "run",
-            "--",
-            "sh",
-            "-c",
-            "trap 'echo bounced' USR1 USR2; kill -USR1 $PPID; kill -USR2 $PPID; sleep 0.3; echo done",
-        ],
-    );
+    let dir = tempdir("cli-bounce");
+    let o = guard([
+        "run",
+        "--",
+        "sh",
+        "-c",
+        "trap 'echo bounced' USR1 USR2; kill -USR1 $PPID; kill -USR2 $PPID; sleep 0.3; echo done",
+    ])
+    .cwd(&dir)
+    .run();
     assert_eq!(o.code, Some(0), "{}", o.stderr);
     assert_eq!(o.stdout, "done\n", "{}", o.stderr);
 }
 
 #[test]
 fn job_control_stop_and_continue() {
-    let dir = tempdir("jobctl");
-    let child = guard(&dir)
+    let dir = tempdir("cli-jobctl");
+    let child = guard(NO_ARGS)
+        .cwd(&dir)
+        .command()
         .args(["run", "--", "sh", "-c", "kill -STOP $$; echo resumed"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -368,7 +307,7 @@ fn job_control_stop_and_continue() {
         .unwrap();
     let pid = child.id();
     // The command stops itself; guard mirrors the stop so that a shell would see the job stopped.
-    wait_for("guard to stop with its command", || {
+    wait_for("guard to stop with its command", WAIT, || {
         proc_state(pid) == Some('T')
     });
     let sh = children(pid)[0];
@@ -384,22 +323,24 @@ fn job_control_stop_and_continue() {
     );
     // `kill -CONT` to guard alone continues the command as well.
     unsafe { libc::kill(pid as i32, libc::SIGCONT) };
-    let o = finish(child);
+    let o = finish(child, BOUND);
     assert_eq!(o.code, Some(0), "{}", o.stderr);
     assert_eq!(o.stdout, "resumed\n");
 }
 
 #[test]
 fn tracees_do_not_outlive_a_killed_guard() {
-    let dir = tempdir("exitkill");
-    let child = guard(&dir)
+    let dir = tempdir("cli-exitkill");
+    let child = guard(NO_ARGS)
+        .cwd(&dir)
+        .command()
         .args(["run", "--", "sh", "-c", "sleep 30; echo finished"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let pid = child.id();
-    wait_for("sleep to start", || {
+    wait_for("sleep to start", WAIT, || {
         children(pid)
             .first()
             .is_some_and(|sh| !children(*sh).is_empty())
@@ -407,20 +348,20 @@ fn tracees_do_not_outlive_a_killed_guard() {
     let sh = children(pid)[0];
     let sleep = children(sh)[0];
     unsafe { libc::kill(pid as i32, libc::SIGKILL) };
-    let o = finish(child);
+    let o = finish(child, BOUND);
     assert_eq!(o.signal, Some(9));
     assert!(!o.stdout.contains("finished"));
-    wait_for("the tracees to be killed with guard", || {
+    wait_for("the tracees to be killed with guard", WAIT, || {
         proc_state(sleep).is_none_or(|s| s == 'Z') && proc_state(sh).is_none_or(|s| s == 'Z')
     });
 }
 
 #[test]
 fn daemons_outlive_the_command_untraced() {
-    let dir = tempdir("outlived");
+    let dir = tempdir("cli-outlived");
     let pidfile = dir.join("bg.pid");
     let script = format!("sleep 5 & echo $! > {}", pidfile.display());
-    let o = run(&dir, &["run", "--", "sh", "-c", &script]);
+    let o = guard(["run", "--", "sh", "-c", &script]).cwd(&dir).run();
     assert_eq!(o.code, Some(0), "{}", o.stderr);
     let pid: u32 = std::fs::read_to_string(&pidfile)
         .unwrap()
@@ -441,7 +382,7 @@ fn daemons_outlive_the_command_untraced() {
 
 #[test]
 fn allowlist_with_reason_and_expiry() {
-    let dir = tempdir("allow");
+    let dir = tempdir("cli-allow");
     let nginx = fake_nginx(&dir, 0);
     let cfg = format!(
         "version: 1\nallow:\n  - recipe: webserver_exec\n    exe: {}\n    argv: ' -t$'\n    reason: integration tests validate nginx.conf\n",
@@ -451,19 +392,18 @@ fn allowlist_with_reason_and_expiry() {
     let cfg = cfg.replace(&format!("exe: {}", nginx.display()), "base: nginx");
     std::fs::write(dir.join("allow.yml"), &cfg).unwrap();
     let rep = dir.join("r.json");
-    let o = run(
-        &dir,
-        &[
-            "run",
-            "--config",
-            "allow.yml",
-            "--report",
-            "r.json",
-            "--",
-            nginx.to_str().unwrap(),
-            "-t",
-        ],
-    );
+    let o = guard([
+        "run",
+        "--config",
+        "allow.yml",
+        "--report",
+        "r.json",
+        "--",
+        nginx.to_str().unwrap(),
+        "-t",
+    ])
+    .cwd(&dir)
+    .run();
     assert_eq!(o.code, Some(0), "{}", o.stderr);
     assert!(
         o.stderr
@@ -479,16 +419,15 @@ fn allowlist_with_reason_and_expiry() {
     assert_eq!(r["findings"][0]["failing"], false);
 
     // Not covered by the argv pattern: fails.
-    let o = run(
-        &dir,
-        &[
-            "run",
-            "--config",
-            "allow.yml",
-            "--",
-            nginx.to_str().unwrap(),
-        ],
-    );
+    let o = guard([
+        "run",
+        "--config",
+        "allow.yml",
+        "--",
+        nginx.to_str().unwrap(),
+    ])
+    .cwd(&dir)
+    .run();
     assert_eq!(o.code, Some(3), "{}", o.stderr);
 
     // Expired: no longer allows, and says so.
@@ -497,40 +436,40 @@ fn allowlist_with_reason_and_expiry() {
         format!("{cfg}    expires: 2020-01-31\n"),
     )
     .unwrap();
-    let o = run(
-        &dir,
-        &[
-            "run",
-            "--config",
-            "old.yml",
-            "--",
-            nginx.to_str().unwrap(),
-            "-t",
-        ],
-    );
+    let o = guard([
+        "run",
+        "--config",
+        "old.yml",
+        "--",
+        nginx.to_str().unwrap(),
+        "-t",
+    ])
+    .cwd(&dir)
+    .run();
     assert_eq!(o.code, Some(3), "{}", o.stderr);
     assert!(o.stderr.contains("expired on 2020-01-31"), "{}", o.stderr);
 
     // The default config path is used when present.
     std::fs::create_dir_all(dir.join(".github")).unwrap();
     std::fs::write(dir.join(".github/webserver-exec-guard.yml"), &cfg).unwrap();
-    let o = run(&dir, &["run", "--", nginx.to_str().unwrap(), "-t"]);
+    let o = guard(["run", "--", nginx.to_str().unwrap(), "-t"])
+        .cwd(&dir)
+        .run();
     assert_eq!(o.code, Some(0), "{}", o.stderr);
 }
 
 #[test]
 fn times_limits_fold_repeats_into_one_finding() {
-    let dir = tempdir("times");
+    let dir = tempdir("cli-times");
     let nginx = fake_nginx(&dir, 0);
     let rep = dir.join("r.json");
     let script = format!(
         "i=0; while [ $i -lt 200 ]; do {} -t; i=$((i+1)); done",
         nginx.display()
     );
-    let o = run(
-        &dir,
-        &["run", "--report", "r.json", "--", "sh", "-c", &script],
-    );
+    let o = guard(["run", "--report", "r.json", "--", "sh", "-c", &script])
+        .cwd(&dir)
+        .run();
     assert_eq!(o.code, Some(3), "{}", o.stderr);
     let r = report(&rep);
     let findings = r["findings"].as_array().unwrap();
@@ -542,7 +481,7 @@ fn times_limits_fold_repeats_into_one_finding() {
 
 #[test]
 fn check_reaches_the_same_result_as_the_live_run() {
-    let dir = tempdir("check");
+    let dir = tempdir("cli-check");
     let nginx = fake_nginx(&dir, 0);
     std::fs::write(
         dir.join("allow.yml"),
@@ -554,22 +493,21 @@ fn check_reaches_the_same_result_as_the_live_run() {
         "{n} -t; {n} -g \"$(printf 'x\\377y')\" ''; ls >/dev/null",
         n = nginx.display()
     );
-    let o = run(
-        &dir,
-        &[
-            "run",
-            "--config",
-            "allow.yml",
-            "--trace",
-            "t.jsonl",
-            "--report",
-            "live.json",
-            "--",
-            "sh",
-            "-c",
-            &script,
-        ],
-    );
+    let o = guard([
+        "run",
+        "--config",
+        "allow.yml",
+        "--trace",
+        "t.jsonl",
+        "--report",
+        "live.json",
+        "--",
+        "sh",
+        "-c",
+        &script,
+    ])
+    .cwd(&dir)
+    .run();
     assert_eq!(o.code, Some(3), "{}", o.stderr);
     let mode = std::fs::metadata(dir.join("t.jsonl"))
         .unwrap()
@@ -582,18 +520,17 @@ fn check_reaches_the_same_result_as_the_live_run() {
     assert_eq!(argv[3], serde_json::json!({"bytes": "eP95"}), "{argv}");
     assert_eq!(argv[4], "");
 
-    let c = run(
-        &dir,
-        &[
-            "check",
-            "--config",
-            "allow.yml",
-            "--trace",
-            "t.jsonl",
-            "--format",
-            "json",
-        ],
-    );
+    let c = guard([
+        "check",
+        "--config",
+        "allow.yml",
+        "--trace",
+        "t.jsonl",
+        "--format",
+        "json",
+    ])
+    .cwd(&dir)
+    .run();
     assert_eq!(c.code, Some(3), "{}", c.stderr);
     let checked: serde_json::Value = serde_json::from_str(&c.stdout).unwrap();
     assert_eq!(checked["findings"], live["findings"]);
@@ -602,10 +539,9 @@ fn check_reaches_the_same_result_as_the_live_run() {
     assert_eq!(checked["trace"]["integrity"], "sealed");
     assert_eq!(live["findings"].as_array().unwrap().len(), 2);
 
-    let t = run(
-        &dir,
-        &["check", "--config", "allow.yml", "--trace", "t.jsonl"],
-    );
+    let t = guard(["check", "--config", "allow.yml", "--trace", "t.jsonl"])
+        .cwd(&dir)
+        .run();
     assert_eq!(t.code, Some(3));
     assert!(
         t.stdout.contains("FAIL: 1 failing finding, 1 allowed"),
@@ -618,7 +554,9 @@ fn check_reaches_the_same_result_as_the_live_run() {
     );
 
     // Warn mode: report, exit 0.
-    let w = run(&dir, &["check", "--mode", "warn", "--trace", "t.jsonl"]);
+    let w = guard(["check", "--mode", "warn", "--trace", "t.jsonl"])
+        .cwd(&dir)
+        .run();
     assert_eq!(w.code, Some(0), "{}", w.stdout);
 
     // A torn trace is read up to the tear and says so.
@@ -626,7 +564,7 @@ fn check_reaches_the_same_result_as_the_live_run() {
     let lines: Vec<&str> = text.lines().collect();
     let torn = lines[..lines.len() - 1].join("\n");
     std::fs::write(dir.join("torn.jsonl"), &torn[..torn.len() - 5]).unwrap();
-    let t = run(&dir, &["check", "--trace", "torn.jsonl"]);
+    let t = guard(["check", "--trace", "torn.jsonl"]).cwd(&dir).run();
     assert_eq!(
         t.code,
         Some(3),
@@ -642,10 +580,9 @@ fn check_reaches_the_same_result_as_the_live_run() {
 
     // An edited trace is a critical finding.
     std::fs::write(dir.join("edited.jsonl"), text.replace("\"-t\"", "\"-T\"")).unwrap();
-    let t = run(
-        &dir,
-        &["check", "--mode", "warn", "--trace", "edited.jsonl"],
-    );
+    let t = guard(["check", "--mode", "warn", "--trace", "edited.jsonl"])
+        .cwd(&dir)
+        .run();
     assert!(t.stdout.contains("trace altered"), "{}", t.stdout);
 
     // Garbage is bad input: exit 2, naming the file and line.
@@ -654,15 +591,15 @@ fn check_reaches_the_same_result_as_the_live_run() {
         format!("{}\n{{\"type\":\"exec\"}}\n", lines[0]),
     )
     .unwrap();
-    let b = run(&dir, &["check", "--trace", "bad.jsonl"]);
+    let b = guard(["check", "--trace", "bad.jsonl"]).cwd(&dir).run();
     assert_eq!(b.code, Some(2), "{}", b.stderr);
     assert!(b.stderr.contains("bad.jsonl:2:"), "{}", b.stderr);
 }
 
 #[test]
 fn recipes_list_show_validate() {
-    let dir = tempdir("recipes");
-    let o = run(&dir, &["recipes", "list"]);
+    let dir = tempdir("cli-recipes");
+    let o = guard(["recipes", "list"]).cwd(&dir).run();
     assert_eq!(o.code, Some(0));
     assert!(
         o.stdout.contains("webserver_exec")
@@ -671,18 +608,18 @@ fn recipes_list_show_validate() {
         o.stdout
     );
 
-    let o = run(&dir, &["recipes", "show", "webserver_exec"]);
+    let o = guard(["recipes", "show", "webserver_exec"]).cwd(&dir).run();
     assert_eq!(o.code, Some(0));
     assert!(
         o.stdout.contains("tactic: command_and_control") && o.stdout.contains("T1071.001"),
         "{}",
         o.stdout
     );
-    let o = run(&dir, &["recipes", "show", "nope"]);
+    let o = guard(["recipes", "show", "nope"]).cwd(&dir).run();
     assert_eq!(o.code, Some(2));
 
     let builtin = concat!(env!("CARGO_MANIFEST_DIR"), "/recipes/webserver_exec.yaml");
-    let o = run(&dir, &["recipes", "validate", builtin]);
+    let o = guard(["recipes", "validate", builtin]).cwd(&dir).run();
     assert_eq!(o.code, Some(0), "{}", o.stderr);
     assert!(o.stdout.starts_with("ok: "), "{}", o.stdout);
 
@@ -691,7 +628,9 @@ fn recipes_list_show_validate() {
         "- kind: k\n  name: k\n  version: 1.0\n  description: d\n  breed: file_access\n  mechanism: execution\n  tactic: none\n  technique: none\n  importance: high\n  file_actions: execve\n  bases:\n    - regex: 'a(b'\n",
     )
     .unwrap();
-    let o = run(&dir, &["recipes", "validate", builtin, "bad.yaml"]);
+    let o = guard(["recipes", "validate", builtin, "bad.yaml"])
+        .cwd(&dir)
+        .run();
     assert_eq!(o.code, Some(2), "{}", o.stderr);
     assert!(
         o.stderr
@@ -706,18 +645,17 @@ fn recipes_list_show_validate() {
         "- kind: netcat_listener_exec\n  name: netcat_listener_exec\n  version: 1.0\n  description: netcat listening\n  breed: file_access\n  mechanism: execution\n  tactic: command_and_control\n  technique: non_application_layer_protocol\n  importance: high\n  arbitrary:\n    - how: OR\n      which: pertinent\n      items:\n        - {what: args, which: pertinent, pattern: '(^| )-l'}\n  file_actions: execve\n  bases:\n    - base: printf\n",
     )
     .unwrap();
-    let o = run(
-        &dir,
-        &[
-            "run",
-            "--recipes",
-            "nc.yaml",
-            "--",
-            "sh",
-            "-c",
-            "/usr/bin/printf -l >/dev/null; /usr/bin/printf x >/dev/null",
-        ],
-    );
+    let o = guard([
+        "run",
+        "--recipes",
+        "nc.yaml",
+        "--",
+        "sh",
+        "-c",
+        "/usr/bin/printf -l >/dev/null; /usr/bin/printf x >/dev/null",
+    ])
+    .cwd(&dir)
+    .run();
     assert_eq!(o.code, Some(3), "{}", o.stderr);
     assert_eq!(
         o.stderr.matches("FINDING netcat_listener_exec").count(),
@@ -729,14 +667,14 @@ fn recipes_list_show_validate() {
 
 #[test]
 fn help_and_version() {
-    let dir = tempdir("help");
-    let o = run(&dir, &["--version"]);
+    let dir = tempdir("cli-help");
+    let o = guard(["--version"]).cwd(&dir).run();
     assert_eq!(o.code, Some(0));
     assert_eq!(
         o.stdout.trim(),
         format!("guard {}", env!("CARGO_PKG_VERSION"))
     );
-    let o = run(&dir, &["run", "--help"]);
+    let o = guard(["run", "--help"]).cwd(&dir).run();
     assert_eq!(o.code, Some(0));
     for flag in ["--trace", "--report", "--recipes", "--config", "--mode"] {
         assert!(o.stdout.contains(flag), "{flag}: {}", o.stdout);
@@ -745,19 +683,18 @@ fn help_and_version() {
 
 #[test]
 fn real_time_signals_are_delivered() {
-    let dir = tempdir("rtsig");
+    let dir = tempdir("cli-rtsig");
     // SIGRTMIN (34 with glibc) kills a shell that does not handle it: 128 + 34.
-    let o = run(
-        &dir,
-        &["run", "--", "sh", "-c", "kill -s RTMIN $$; echo survived"],
-    );
+    let o = guard(["run", "--", "sh", "-c", "kill -s RTMIN $$; echo survived"])
+        .cwd(&dir)
+        .run();
     assert_eq!(o.code, Some(162), "{}{}", o.stdout, o.stderr);
     assert!(!o.stdout.contains("survived"));
 }
 
 #[test]
 fn clone_untraced_cannot_leave_the_traced_tree() {
-    let dir = tempdir("untraced");
+    let dir = tempdir("cli-untraced");
     let bin = dir.join("untraced");
     let src = concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -776,7 +713,7 @@ fn clone_untraced_cannot_leave_the_traced_tree() {
         "{}",
         String::from_utf8_lossy(&bare.stdout)
     );
-    let o = run(&dir, &["run", "--", bin.to_str().unwrap()]);
+    let o = guard(["run", "--", bin.to_str().unwrap()]).cwd(&dir).run();
     assert_eq!(o.code, Some(3), "{}{}", o.stdout, o.stderr);
     assert!(
         o.stdout.contains("clone refused: Operation not permitted"),
@@ -787,7 +724,7 @@ fn clone_untraced_cannot_leave_the_traced_tree() {
 
 #[test]
 fn a_zombie_leader_left_behind_does_not_stall_guard() {
-    let dir = tempdir("zombie");
+    let dir = tempdir("cli-zombie");
     let bin = dir.join("zl");
     let src = concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -799,16 +736,15 @@ fn a_zombie_leader_left_behind_does_not_stall_guard() {
         .unwrap();
     assert!(cc.success());
     let started = Instant::now();
-    let o = run(
-        &dir,
-        &[
-            "run",
-            "--",
-            "sh",
-            "-c",
-            &format!("{} & sleep 0.3", bin.display()),
-        ],
-    );
+    let o = guard([
+        "run",
+        "--",
+        "sh",
+        "-c",
+        &format!("{} & sleep 0.3", bin.display()),
+    ])
+    .cwd(&dir)
+    .run();
     assert_eq!(o.code, Some(0), "{}", o.stderr);
     assert!(
         started.elapsed() < Duration::from_secs(5),

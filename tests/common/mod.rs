@@ -26,6 +26,9 @@ pub const GUARD: &str = env!("CARGO_BIN_EXE_guard");
 /// How long a `guard` run may take unless the test says otherwise.
 pub const DEFAULT_BOUND: Duration = Duration::from_secs(60);
 
+/// `guard(NO_ARGS)`: arguments added later (to the [`Guard::command`]).
+pub const NO_ARGS: [&str; 0] = [];
+
 // ---------------------------------------------------------------------------------------------
 // Skips
 // ---------------------------------------------------------------------------------------------
@@ -380,10 +383,11 @@ impl Guard {
             .join(" ")
     }
 
-    /// The command as configured, stdio left to the caller.
+    /// The command as configured (stdin /dev/null), stdout and stderr left to the caller.
     pub fn command(&self) -> Command {
         let mut c = Command::new(&self.program);
         c.args(&self.args);
+        c.stdin(Stdio::null());
         if let Some(d) = &self.cwd {
             c.current_dir(d);
         }
