@@ -4,17 +4,18 @@
 //! across two runs of the same build, and against the official SARIF 2.1.0 JSON schema with
 //! Ajv (`node tests/js/validate_sarif.js`, after `npm ci` in tests/js).
 
+mod common;
+
 use std::ffi::{OsStr, OsString};
-use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
+use common::{finish, guard, tempdir, Out};
 use serde_json::Value;
 
-const GUARD: &str = env!("CARGO_BIN_EXE_guard");
 const BOUND: Duration = Duration::from_secs(60);
 const ALLOW_REASON: &str = "the integration tests validate nginx.conf";
 
@@ -34,77 +35,6 @@ fn hostile_args() -> Vec<OsString> {
     args.iter()
         .map(|a| OsStr::from_bytes(a).to_os_string())
         .collect()
-}
-
-struct Out {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-fn tempdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("guard-sarif-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-/// `guard` in `dir`, with no `GITHUB_*` variable of the environment the tests run in (CI).
-fn guard(dir: &Path) -> Command {
-    let mut c = Command::new(GUARD);
-    c.current_dir(dir).stdin(Stdio::null());
-    for (k, _) in std::env::vars_os() {
-        if k.as_bytes().starts_with(b"GITHUB_") {
-            c.env_remove(k);
-        }
-    }
-    c
-}
-
-/// Waits for a child with a bound; kills it (and fails) when the bound is exceeded.
-fn finish(mut child: Child) -> Out {
-    let start = Instant::now();
-    let mut out = child.stdout.take().unwrap();
-    let mut err = child.stderr.take().unwrap();
-    let t_out = std::thread::spawn(move || {
-        let mut s = String::new();
-        out.read_to_string(&mut s).unwrap();
-        s
-    });
-    let t_err = std::thread::spawn(move || {
-        let mut s = Vec::new();
-        let _ = err.read_to_end(&mut s);
-        String::from_utf8_lossy(&s).into_owned()
-    });
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return Out {
-                code: status.code(),
-                stdout: t_out.join().unwrap(),
-                stderr: t_err.join().unwrap(),
-            };
-        }
-        if start.elapsed() > BOUND {
-            let _ = child.kill();
-            panic!("did not finish within {BOUND:?}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-fn spawn(mut c: Command) -> Out {
-    finish(
-        c.stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    )
-}
-
-fn run(dir: &Path, args: &[&OsStr]) -> Out {
-    let mut c = guard(dir);
-    c.args(args);
-    spawn(c)
 }
 
 /// A stand-in web server: a `#!` script named `nginx` (matched by its script path) exiting 0.
@@ -138,12 +68,12 @@ fn traced_build(dir: &Path, nginx: &Path, trace: &str) {
     args.push(nginx.as_os_str().to_os_string());
     args.extend(hostile_args());
     let refs: Vec<&OsStr> = args.iter().map(OsString::as_os_str).collect();
-    let o = run(dir, &refs);
+    let o = guard(refs).cwd(dir).no_github_env().run();
     assert_eq!(o.code, Some(3), "{}", o.stderr);
 }
 
 fn setup(name: &str) -> (PathBuf, PathBuf) {
-    let dir = tempdir(name);
+    let dir = tempdir(&format!("sarif-{name}"));
     let nginx = fake_nginx(&dir);
     std::fs::write(
         dir.join("allow.yml"),
@@ -157,8 +87,7 @@ fn setup(name: &str) -> (PathBuf, PathBuf) {
 
 /// `guard check --format sarif` on a trace; returns the exit status and stdout.
 fn check_sarif(dir: &Path, trace: &str, extra: &[&str], env: &[(&str, &str)]) -> Out {
-    let mut c = guard(dir);
-    c.args([
+    let mut g = guard([
         "check",
         "--config",
         "allow.yml",
@@ -167,11 +96,13 @@ fn check_sarif(dir: &Path, trace: &str, extra: &[&str], env: &[(&str, &str)]) ->
         "--format",
         "sarif",
     ])
-    .args(extra);
+    .args(extra)
+    .cwd(dir)
+    .no_github_env();
     for (k, v) in env {
-        c.env(k, v);
+        g = g.env(k, v);
     }
-    spawn(c)
+    g.run()
 }
 
 fn parse(text: &str) -> Value {
@@ -239,7 +170,7 @@ fn validate(file: &Path) -> (bool, String) {
         Ok(child) => child,
         Err(e) => panic!("cannot run `node` (Node.js 20 or later is needed): {e}"),
     };
-    let o = finish(child);
+    let o = finish(child, BOUND);
     (o.code == Some(0), format!("{}{}", o.stdout, o.stderr))
 }
 
