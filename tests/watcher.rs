@@ -5,100 +5,27 @@
 //! The watcher sees the whole host, so these tests run one at a time (a lock), each with its own
 //! state directory.
 
+mod common;
+
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-const GUARD: &str = env!("CARGO_BIN_EXE_guard");
+use common::{finish, free_port, guard, json, need_root, tempdir, Out, GUARD, NO_ARGS};
+
+/// How long one `guard` or `sh` command may take.
+const BOUND: Duration = Duration::from_secs(120);
 static SERIAL: Mutex<()> = Mutex::new(());
 
 fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-struct Out {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-fn tempdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("guard-watcher-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn wait_out(mut child: Child, bound: Duration) -> Out {
-    let start = Instant::now();
-    let mut so = child.stdout.take();
-    let mut se = child.stderr.take();
-    let t1 = std::thread::spawn(move || {
-        let mut s = String::new();
-        if let Some(o) = so.as_mut() {
-            let _ = o.read_to_string(&mut s);
-        }
-        s
-    });
-    let t2 = std::thread::spawn(move || {
-        let mut s = String::new();
-        if let Some(e) = se.as_mut() {
-            let _ = e.read_to_string(&mut s);
-        }
-        s
-    });
-    loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            return Out {
-                code: st.code(),
-                stdout: t1.join().unwrap(),
-                stderr: t2.join().unwrap(),
-            };
-        }
-        if start.elapsed() > bound {
-            let _ = child.kill();
-            panic!("command did not finish within {bound:?}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-fn guard(state: &Path, args: &[&str]) -> Out {
-    let child = Command::new(GUARD)
-        .args(args)
-        .env("GUARD_STATE_DIR", state)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    wait_out(child, Duration::from_secs(120))
-}
-
 fn sh(script: &str) -> Out {
-    let child = Command::new("sh")
-        .args(["-c", script])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    wait_out(child, Duration::from_secs(120))
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn json(path: &Path) -> serde_json::Value {
-    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+    common::command("sh", ["-c", script]).bound(BOUND).run()
 }
 
 fn trace_lines(path: &Path) -> Vec<serde_json::Value> {
@@ -139,7 +66,7 @@ impl Drop for Watcher {
 fn start(state: &Path, extra: &[&str]) -> Watcher {
     let mut args = vec!["start"];
     args.extend_from_slice(extra);
-    let o = guard(state, &args);
+    let o = guard(args).state_dir(state).bound(BOUND).run();
     assert_eq!(o.code, Some(0), "guard start: {}", o.stderr);
     assert!(o.stderr.contains("watcher recording"), "{}", o.stderr);
     Watcher(state.to_path_buf())
@@ -148,7 +75,10 @@ fn start(state: &Path, extra: &[&str]) -> Watcher {
 #[test]
 fn server_outside_any_traced_tree_is_detected() {
     let _l = serial();
-    let dir = tempdir("setsid");
+    if !need_root("server_outside_any_traced_tree_is_detected") {
+        return;
+    }
+    let dir = tempdir("watcher-setsid");
     let state = dir.join("state");
     let _w = start(&state, &[]);
     let mode = std::fs::metadata(&state).unwrap().permissions().mode() & 0o7777;
@@ -159,10 +89,10 @@ fn server_outside_any_traced_tree_is_detected() {
         .mode()
         & 0o777;
     assert_eq!(mode, 0o600, "trace mode");
-    let st = guard(&state, &["status"]);
+    let st = guard(["status"]).state_dir(&state).bound(BOUND).run();
     assert_eq!(st.code, Some(0), "{}{}", st.stdout, st.stderr);
     assert!(st.stdout.contains("running"), "{}", st.stdout);
-    let again = guard(&state, &["start"]);
+    let again = guard(["start"]).state_dir(&state).bound(BOUND).run();
     assert_eq!(again.code, Some(125));
     assert!(again.stderr.contains("already running"), "{}", again.stderr);
 
@@ -174,11 +104,14 @@ fn server_outside_any_traced_tree_is_detected() {
     ));
     assert_eq!(o.code, Some(0), "{}", o.stderr);
     std::thread::sleep(Duration::from_millis(300));
-    let st = guard(&state, &["status"]);
+    let st = guard(["status"]).state_dir(&state).bound(BOUND).run();
     assert!(st.stdout.contains("execs"), "{}", st.stdout);
 
     let report = dir.join("r.json");
-    let o = guard(&state, &["stop", "--report", report.to_str().unwrap()]);
+    let o = guard(["stop", "--report", report.to_str().unwrap()])
+        .state_dir(&state)
+        .bound(BOUND)
+        .run();
     assert_eq!(o.code, Some(3), "{}", o.stderr);
     assert!(o.stderr.contains("FINDING webserver_exec"), "{}", o.stderr);
     let r = json(&report);
@@ -203,7 +136,7 @@ fn server_outside_any_traced_tree_is_detected() {
     );
     assert_eq!(r["stats"]["lost"], 0);
 
-    let o = guard(&state, &["stop"]);
+    let o = guard(["stop"]).state_dir(&state).bound(BOUND).run();
     assert_eq!(
         o.code,
         Some(125),
@@ -216,7 +149,10 @@ fn server_outside_any_traced_tree_is_detected() {
 #[test]
 fn server_in_new_pid_and_mount_namespaces_is_detected_with_its_host_pid() {
     let _l = serial();
-    let dir = tempdir("unshare");
+    if !need_root("server_in_new_pid_and_mount_namespaces_is_detected_with_its_host_pid") {
+        return;
+    }
+    let dir = tempdir("watcher-unshare");
     let state = dir.join("state");
     let _w = start(&state, &[]);
     let port = free_port();
@@ -227,7 +163,10 @@ fn server_in_new_pid_and_mount_namespaces_is_detected_with_its_host_pid() {
     ));
     assert!(o.stdout.contains("inner=1"), "{}{}", o.stdout, o.stderr);
     let report = dir.join("r.json");
-    let o = guard(&state, &["stop", "--report", report.to_str().unwrap()]);
+    let o = guard(["stop", "--report", report.to_str().unwrap()])
+        .state_dir(&state)
+        .bound(BOUND)
+        .run();
     assert_eq!(o.code, Some(3), "{}", o.stderr);
     let r = json(&report);
     let f = r["findings"]
@@ -249,7 +188,10 @@ fn server_in_new_pid_and_mount_namespaces_is_detected_with_its_host_pid() {
 #[test]
 fn a_burst_of_20000_execs_is_fully_accounted_for() {
     let _l = serial();
-    let dir = tempdir("burst");
+    if !need_root("a_burst_of_20000_execs_is_fully_accounted_for") {
+        return;
+    }
+    let dir = tempdir("watcher-burst");
     let state = dir.join("state");
     let src = dir.join("burst.c");
     std::fs::write(
@@ -287,7 +229,7 @@ int main(int argc, char **argv) {
     let o = sh(&format!("{} 20000 {marker} {marker}", bin.display()));
     let took = started.elapsed();
     assert_eq!(o.code, Some(0), "{}", o.stderr);
-    let o = guard(&state, &["stop"]);
+    let o = guard(["stop"]).state_dir(&state).bound(BOUND).run();
     assert_eq!(o.code, Some(0), "{}", o.stderr);
 
     let lines = trace_lines(&state.join("trace.jsonl"));
@@ -341,7 +283,10 @@ int main(int argc, char **argv) {
 #[test]
 fn a_flood_beyond_the_receive_buffer_is_counted_and_never_a_clean_verdict() {
     let _l = serial();
-    let dir = tempdir("flood");
+    if !need_root("a_flood_beyond_the_receive_buffer_is_counted_and_never_a_clean_verdict") {
+        return;
+    }
+    let dir = tempdir("watcher-flood");
     let state = dir.join("state");
     let _w = start(&state, &["--rcvbuf", "4096"]);
     let info = json(&state.join("watcher.json"));
@@ -355,7 +300,10 @@ fn a_flood_beyond_the_receive_buffer_is_counted_and_never_a_clean_verdict() {
     assert_eq!(o.code, Some(0), "{}", o.stderr);
     std::thread::sleep(Duration::from_millis(500));
     let report = dir.join("report.json");
-    let o = guard(&state, &["stop", "--report", report.to_str().unwrap()]);
+    let o = guard(["stop", "--report", report.to_str().unwrap()])
+        .state_dir(&state)
+        .bound(BOUND)
+        .run();
     assert_eq!(o.code, Some(3), "lost events fail the run: {}", o.stderr);
     assert!(o.stderr.contains("CRITICAL events_lost"), "{}", o.stderr);
 
@@ -394,7 +342,8 @@ fn a_flood_beyond_the_receive_buffer_is_counted_and_never_a_clean_verdict() {
         "{f}"
     );
     // `guard check` of the sealed trace says the same.
-    let o = Command::new(GUARD)
+    let o = guard(NO_ARGS)
+        .command()
         .args(["check", "--trace"])
         .arg(state.join("trace.jsonl"))
         .output()
@@ -411,27 +360,30 @@ fn a_flood_beyond_the_receive_buffer_is_counted_and_never_a_clean_verdict() {
 #[test]
 fn a_killed_watcher_and_an_altered_trace_are_critical_findings() {
     let _l = serial();
-    let dir = tempdir("tamper");
+    if !need_root("a_killed_watcher_and_an_altered_trace_are_critical_findings") {
+        return;
+    }
+    let dir = tempdir("watcher-tamper");
     let state = dir.join("state");
     let _w = start(&state, &[]);
     let info = json(&state.join("watcher.json"));
     let pid = info["pid"].as_i64().unwrap() as i32;
     std::thread::sleep(Duration::from_millis(1200));
     unsafe { libc::kill(pid, libc::SIGKILL) };
-    let st = guard(&state, &["status"]);
+    let st = guard(["status"]).state_dir(&state).bound(BOUND).run();
     assert_eq!(st.code, Some(1), "{}", st.stdout);
     assert!(st.stdout.contains("NOT RUNNING"), "{}", st.stdout);
     let report = dir.join("killed.json");
-    let o = guard(
-        &state,
-        &[
-            "stop",
-            "--mode",
-            "warn",
-            "--report",
-            report.to_str().unwrap(),
-        ],
-    );
+    let o = guard([
+        "stop",
+        "--mode",
+        "warn",
+        "--report",
+        report.to_str().unwrap(),
+    ])
+    .state_dir(&state)
+    .bound(BOUND)
+    .run();
     assert!(
         o.stderr
             .contains("CRITICAL watcher_stopped: watcher stopped at 20"),
@@ -443,7 +395,7 @@ fn a_killed_watcher_and_an_altered_trace_are_critical_findings() {
     assert_eq!(r["findings"][0]["importance"], "critical");
     assert_eq!(r["findings"][0]["process"], serde_json::Value::Null);
     // Asked again, it says the same: a dead watcher is never turned into a clean verdict.
-    let o = guard(&state, &["stop"]);
+    let o = guard(["stop"]).state_dir(&state).bound(BOUND).run();
     assert_eq!(o.code, Some(3), "{}", o.stderr);
     assert!(
         o.stderr.contains("CRITICAL watcher_stopped"),
@@ -454,14 +406,17 @@ fn a_killed_watcher_and_an_altered_trace_are_critical_findings() {
     // A clean run, then its sealed trace altered in three ways.
     let _w = start(&state, &[]);
     sh("/bin/echo tamper-marker >/dev/null");
-    let o = guard(&state, &["stop"]);
+    let o = guard(["stop"]).state_dir(&state).bound(BOUND).run();
     assert_eq!(o.code, Some(0), "{}", o.stderr);
     let trace = state.join("trace.jsonl");
     let text = std::fs::read_to_string(&trace).unwrap();
     let check = |name: &str, content: &str| -> Out {
         let p = dir.join(name);
         std::fs::write(&p, content).unwrap();
-        guard(&state, &["check", "--trace", p.to_str().unwrap()])
+        guard(["check", "--trace", p.to_str().unwrap()])
+            .state_dir(&state)
+            .bound(BOUND)
+            .run()
     };
     let o = check("intact.jsonl", &text);
     assert_eq!(o.code, Some(0), "{}", o.stdout);
@@ -496,7 +451,10 @@ fn a_killed_watcher_and_an_altered_trace_are_critical_findings() {
 #[test]
 fn secrets_in_the_environment_are_never_recorded() {
     let _l = serial();
-    let dir = tempdir("secrets");
+    if !need_root("secrets_in_the_environment_are_never_recorded") {
+        return;
+    }
+    let dir = tempdir("watcher-secrets");
     let state = dir.join("state");
     let bin = dir.join("bin");
     std::fs::create_dir_all(&bin).unwrap();
@@ -517,7 +475,10 @@ fn secrets_in_the_environment_are_never_recorded() {
         .unwrap();
     assert!(o.success());
     let report = dir.join("watch.json");
-    let o = guard(&state, &["stop", "--report", report.to_str().unwrap()]);
+    let o = guard(["stop", "--report", report.to_str().unwrap()])
+        .state_dir(&state)
+        .bound(BOUND)
+        .run();
     assert_eq!(o.code, Some(3), "{}", o.stderr);
     let trace = std::fs::read_to_string(state.join("trace.jsonl")).unwrap();
     assert!(
@@ -537,7 +498,8 @@ fn secrets_in_the_environment_are_never_recorded() {
     }
 
     // guard run (ptrace).
-    let child = Command::new(GUARD)
+    let child = guard(NO_ARGS)
+        .command()
         .args([
             "run", "--trace", "t.jsonl", "--report", "r.json", "--", "sh", "-c", &script,
         ])
@@ -548,7 +510,7 @@ fn secrets_in_the_environment_are_never_recorded() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let o = wait_out(child, Duration::from_secs(60));
+    let o = finish(child, Duration::from_secs(60));
     assert_eq!(o.code, Some(3), "{}", o.stderr);
     let trace = std::fs::read_to_string(dir.join("t.jsonl")).unwrap();
     assert!(trace.contains(r#""step":"build""#));
@@ -565,7 +527,10 @@ fn secrets_in_the_environment_are_never_recorded() {
 #[test]
 fn an_exec_seen_by_both_sources_is_recorded_once() {
     let _l = serial();
-    let dir = tempdir("both");
+    if !need_root("an_exec_seen_by_both_sources_is_recorded_once") {
+        return;
+    }
+    let dir = tempdir("watcher-both");
     let state = dir.join("state");
     let mut shell = Command::new("sh")
         .args(["-c", "read x; /bin/echo both-sources-marker"])
@@ -578,7 +543,7 @@ fn an_exec_seen_by_both_sources_is_recorded_once() {
     shell.stdin.take().unwrap().write_all(b"go\n").unwrap();
     assert!(shell.wait().unwrap().success());
     std::thread::sleep(Duration::from_millis(400));
-    let o = guard(&state, &["stop"]);
+    let o = guard(["stop"]).state_dir(&state).bound(BOUND).run();
     assert_eq!(o.code, Some(0), "{}", o.stderr);
     let lines = trace_lines(&state.join("trace.jsonl"));
     let execs = execs_with_arg(&lines, "both-sources-marker");
@@ -601,7 +566,10 @@ fn an_exec_seen_by_both_sources_is_recorded_once() {
 #[test]
 fn attaching_to_a_live_multithreaded_jvm_and_detaching_keeps_it_working() {
     let _l = serial();
-    let dir = tempdir("jvm");
+    if !need_root("attaching_to_a_live_multithreaded_jvm_and_detaching_keeps_it_working") {
+        return;
+    }
+    let dir = tempdir("watcher-jvm");
     let state = dir.join("state");
     std::fs::write(
         dir.join("Spawner.java"),
@@ -661,7 +629,7 @@ public class Spawner {
 
     let _w = start(&state, &["--attach", &pid.to_string()]);
     std::thread::sleep(Duration::from_millis(2500));
-    let o = guard(&state, &["stop"]);
+    let o = guard(["stop"]).state_dir(&state).bound(BOUND).run();
     assert_eq!(o.code, Some(0), "{}", o.stderr);
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     assert!(status.contains("TracerPid:\t0\n"), "detached: {status}");
@@ -707,7 +675,10 @@ public class Spawner {
 #[test]
 fn the_watcher_keeps_no_descriptor_of_the_step_that_started_it() {
     let _l = serial();
-    let dir = tempdir("fds");
+    if !need_root("the_watcher_keeps_no_descriptor_of_the_step_that_started_it") {
+        return;
+    }
+    let dir = tempdir("watcher-fds");
     let state = dir.join("state");
     // The Actions runner waits for a step's stdout/stderr to close: a watcher holding a copy
     // (here also as fd 5) would keep the step alive. Reading to EOF must end right away.
@@ -726,20 +697,23 @@ fn the_watcher_keeps_no_descriptor_of_the_step_that_started_it() {
         .unwrap();
     let _w = Watcher(state.clone());
     let started = Instant::now();
-    let o = wait_out(child, Duration::from_secs(30));
+    let o = finish(child, Duration::from_secs(30));
     assert_eq!(o.code, Some(0), "{}", o.stderr);
     assert!(
         started.elapsed() < Duration::from_secs(10),
         "stdout/stderr closed at once"
     );
-    let o = guard(&state, &["stop"]);
+    let o = guard(["stop"]).state_dir(&state).bound(BOUND).run();
     assert_eq!(o.code, Some(0), "{}", o.stderr);
 }
 
 #[test]
 fn start_fails_with_advice_where_the_connector_cannot_work() {
     let _l = serial();
-    let dir = tempdir("netns");
+    if !need_root("start_fails_with_advice_where_the_connector_cannot_work") {
+        return;
+    }
+    let dir = tempdir("watcher-netns");
     let state = dir.join("state");
     // A new network namespace stands in for a container job.
     let child = Command::new("unshare")
@@ -750,13 +724,13 @@ fn start_fails_with_advice_where_the_connector_cannot_work() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let o = wait_out(child, Duration::from_secs(30));
+    let o = finish(child, Duration::from_secs(30));
     assert_eq!(o.code, Some(125), "{}", o.stderr);
     assert!(
         o.stderr.contains("guard run -- CMD"),
         "says what to do instead: {}",
         o.stderr
     );
-    let st = guard(&state, &["status"]);
+    let st = guard(["status"]).state_dir(&state).bound(BOUND).run();
     assert_eq!(st.code, Some(125), "no watcher left behind: {}", st.stdout);
 }
