@@ -6,16 +6,16 @@
 //! Everything runs real programs from the Debian packages the test command installs (nginx,
 //! busybox, php, python3), under `guard run`, each bounded in time.
 
-use std::io::Read;
+mod common;
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
-const GUARD: &str = env!("CARGO_BIN_EXE_guard");
 const NGINX: &str = "/usr/sbin/nginx";
 const BUSYBOX: &str = "/usr/bin/busybox";
 
@@ -79,51 +79,22 @@ impl Ran {
 }
 
 /// `guard run ARGS -- sh -c SCRIPT` in `dir`, killed after 60 s.
-fn guard(dir: &Dir, args: &[&str], script: &str) -> Ran {
+fn guard_sh(dir: &Dir, args: &[&str], script: &str) -> Ran {
     static RUN: AtomicUsize = AtomicUsize::new(0);
     let report = dir.join(&format!(
         "report-{}.json",
         RUN.fetch_add(1, Ordering::SeqCst)
     ));
     let trace = dir.join("trace.jsonl");
-    let mut cmd = Command::new(GUARD);
-    cmd.arg("run")
-        .arg("--report")
+    let o = common::guard(["run", "--report"])
         .arg(&report)
         .arg("--trace")
         .arg(&trace)
         .args(args)
-        .arg("--")
-        .args(["sh", "-c", script])
-        .current_dir(&dir.0)
-        .env_remove("NO_COLOR")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().expect("spawn guard");
-    let (mut out, mut err) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
-    let t_out = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = out.read_to_string(&mut s);
-        s
-    });
-    let t_err = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err.read_to_string(&mut s);
-        s
-    });
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("guard run timed out: {script}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
+        .args(["--", "sh", "-c", script])
+        .cwd(&dir.0)
+        .bound(Duration::from_secs(60))
+        .run();
     let report: Value =
         serde_json::from_slice(&std::fs::read(&report).unwrap_or_default()).unwrap_or(Value::Null);
     let trace = std::fs::read_to_string(&trace)
@@ -132,20 +103,17 @@ fn guard(dir: &Dir, args: &[&str], script: &str) -> Ran {
         .filter_map(|l| serde_json::from_str(l).ok())
         .collect();
     Ran {
-        status: status.code().unwrap_or(-1),
-        stdout: t_out.join().unwrap(),
-        stderr: t_err.join().unwrap(),
+        status: o.code.unwrap_or(-1),
+        stdout: o.stdout,
+        stderr: o.stderr,
         report,
         trace,
     }
 }
 
+/// Whether `path` is installed: a counted skip locally, a failure under CI, when not.
 fn need(path: &str) -> bool {
-    if Path::new(path).exists() {
-        return true;
-    }
-    eprintln!("SKIP: {path} is not installed (scripts/test.sh installs it)");
-    false
+    common::need_path(&common::test_name(), path, common::package_of(path))
 }
 
 fn copy_exec(from: &str, to: &Path) {
@@ -180,7 +148,7 @@ fn renamed_copy_of_nginx_is_detected_by_content() {
     }
     let d = Dir::new("copy");
     copy_exec(NGINX, &d.join("build-helper"));
-    let r = guard(&d, &[], "./build-helper -v");
+    let r = guard_sh(&d, &[], "./build-helper -v");
     assert_nginx_by_content(&r, "/build-helper");
     // The name says nothing: only the content matched.
     assert!(!r.evidence(0).contains("name: "), "{}", r.context());
@@ -193,7 +161,7 @@ fn innocent_symlink_to_nginx_is_detected() {
     }
     let d = Dir::new("link");
     std::os::unix::fs::symlink(NGINX, d.join("lint")).unwrap();
-    let r = guard(&d, &[], "./lint -v");
+    let r = guard_sh(&d, &[], "./lint -v");
     assert_nginx_by_content(&r, "nginx");
     assert_eq!(r.findings()[0]["process"]["argv"][0], "./lint");
 }
@@ -205,7 +173,7 @@ fn spoofed_argv0_is_detected() {
     }
     let d = Dir::new("argv0");
     copy_exec(NGINX, &d.join("tool"));
-    let r = guard(&d, &[], "exec bash -c 'exec -a make ./tool -v'");
+    let r = guard_sh(&d, &[], "exec bash -c 'exec -a make ./tool -v'");
     assert_nginx_by_content(&r, "/tool");
     assert_eq!(
         r.findings()[0]["process"]["argv"][0],
@@ -229,7 +197,7 @@ fn nginx_run_from_a_memfd_is_detected() {
         let script = format!(
             "exec /usr/bin/python3 -c \"import os; fd = os.memfd_create('x', 0); os.write(fd, open('{NGINX}', 'rb').read()); {how}\""
         );
-        let r = guard(&d, &[], &script);
+        let r = guard_sh(&d, &[], &script);
         assert_nginx_by_content(&r, "memfd:x");
     }
 }
@@ -241,7 +209,7 @@ fn executing_one_binary_a_thousand_times_reads_it_once() {
     }
     let d = Dir::new("cache");
     copy_exec(NGINX, &d.join("build-helper"));
-    let r = guard(
+    let r = guard_sh(
         &d,
         &[],
         "i=0; while [ $i -lt 1000 ]; do ./build-helper -v 2>/dev/null; i=$((i+1)); done",
@@ -289,7 +257,7 @@ fn repeated_nginx_config_tests_make_one_finding() {
         dir = d.0.display(),
         conf = conf.display()
     );
-    let r = guard(&d, &[], &script);
+    let r = guard_sh(&d, &[], &script);
     assert_eq!(r.status, 3, "{}", r.context());
     assert_eq!(r.findings().len(), 1, "{}", r.context());
     assert_eq!(r.findings()[0]["count"], 2000);
@@ -300,7 +268,7 @@ fn repeated_nginx_config_tests_make_one_finding() {
 /// server that is stopped by `timeout` after a moment.
 fn interpreter_forms(d: &Dir) -> Vec<(&'static str, String)> {
     let mut forms = Vec::new();
-    if Path::new("/usr/bin/python3").exists() {
+    if need("/usr/bin/python3") {
         let py = "/usr/bin/python3";
         forms.push((
             "python3 -m http.server",
@@ -335,11 +303,11 @@ fn interpreter_forms(d: &Dir) -> Vec<(&'static str, String)> {
             ),
         ));
     }
-    if Path::new("/usr/bin/php").exists() {
+    if need("/usr/bin/php") {
         forms.push(("php -S", "php -S 127.0.0.1:0 -t .".to_string()));
         forms.push(("php --server", "php -n --server 127.0.0.1:0".to_string()));
     }
-    if Path::new(BUSYBOX).exists() {
+    if need(BUSYBOX) {
         forms.push((
             "busybox httpd",
             format!("{BUSYBOX} httpd -f -p 127.0.0.1:0"),
@@ -352,6 +320,22 @@ fn interpreter_forms(d: &Dir) -> Vec<(&'static str, String)> {
         forms.push((
             "busybox linked as httpd",
             format!("{} -f -p 127.0.0.1:0", d.join("httpd").display()),
+        ));
+    }
+    if need("/usr/bin/ruby") {
+        forms.push((
+            "ruby -run -e httpd",
+            "ruby -run -e httpd -- --bind-address=127.0.0.1 --port=0 .".to_string(),
+        ));
+        forms.push((
+            "ruby -rwebrick",
+            "ruby -rwebrick -e 'WEBrick::HTTPServer.new(BindAddress: \"127.0.0.1\", Port: 0).start'"
+                .to_string(),
+        ));
+        forms.push((
+            "ruby -e (WEBrick code)",
+            "ruby -e 'require \"webrick\"; WEBrick::HTTPServer.new(BindAddress: \"127.0.0.1\", Port: 0).start'"
+                .to_string(),
         ));
     }
     forms
@@ -367,7 +351,7 @@ fn interpreter_and_multicall_forms_are_detected() {
         forms.len()
     );
     for (label, cmd) in &forms {
-        let r = guard(&d, &[], &format!("timeout -s INT 1 {cmd}; true"));
+        let r = guard_sh(&d, &[], &format!("timeout -s INT 1 {cmd}; true"));
         assert_eq!(r.findings().len(), 1, "{label}: {}", r.context());
         assert!(
             r.evidence(0).contains("arguments: ") || r.evidence(0).contains("name: "),
@@ -406,7 +390,7 @@ fn enforce_refuses_each_form_and_the_build_goes_on() {
     }
     forms.extend(interpreter_forms(&d));
     for (label, cmd) in &forms {
-        let r = guard(
+        let r = guard_sh(
             &d,
             &["--mode", "enforce"],
             &format!("timeout 20 {cmd}; echo \"continued $?\"; echo after > after.txt"),
@@ -443,7 +427,7 @@ fn enforce_gives_the_caller_eacces_and_leaves_other_execs_alone() {
     copy_exec(NGINX, &d.join("srv"));
     let probe = "import os, errno\ntry:\n    os.execv('./srv', ['srv', '-v'])\nexcept OSError as e:\n    print('errno', errno.errorcode[e.errno])\n";
     std::fs::write(d.join("probe.py"), probe).unwrap();
-    let r = guard(
+    let r = guard_sh(
         &d,
         &["--mode", "enforce"],
         "/usr/bin/python3 probe.py; echo hello | tr a-z A-Z; ls probe.py",
@@ -482,7 +466,7 @@ attempt(os.path.abspath('srv'))\nprint('pid', os.getpid())\n";
         // SAFETY: getuid(2) cannot fail.
         ("", unsafe { libc::getuid() } as u64)
     };
-    let r = guard(
+    let r = guard_sh(
         &d,
         &["--mode", "enforce"],
         &format!("{prefix}/usr/bin/python3 probe.py; true"),
@@ -527,7 +511,7 @@ fn enforce_does_not_block_allowlisted_execs() {
     )
     .unwrap();
     let cfg = cfg.display().to_string();
-    let r = guard(
+    let r = guard_sh(
         &d,
         &["--mode", "enforce", "--config", &cfg],
         &format!("{NGINX} -v"),
@@ -543,7 +527,7 @@ fn enforce_does_not_block_allowlisted_execs() {
     assert!(r.findings()[0].get("blocked").is_none(), "{}", r.context());
     assert_eq!(r.stat("blocked"), 0);
     // The same server with other arguments is not allowed: refused.
-    let r = guard(
+    let r = guard_sh(
         &d,
         &["--mode", "enforce", "--config", &cfg],
         &format!("{NGINX} -V; echo continued"),
@@ -570,7 +554,7 @@ fn failed_attempts_are_evidence() {
     // SAFETY: klogctl(2) SYSLOG_ACTION_SIZE_UNREAD (9) takes no buffer.
     let unread = || unsafe { libc::klogctl(9, std::ptr::null_mut(), 0) };
     let unread_before = if root { unread() } else { -1 };
-    let r = guard(
+    let r = guard_sh(
         &d,
         &["--attempts"],
         &format!("/nonexistent/sbin/nginx -g 'daemon off;'; ./noexec; ./pipe; {kmsg}echo done"),
@@ -613,7 +597,7 @@ fn a_path_search_that_succeeds_is_one_exec_not_attempts() {
     }
     let d = Dir::new("search");
     // env(1) searches PATH with execvp: two misses, then /usr/sbin/nginx.
-    let r = guard(
+    let r = guard_sh(
         &d,
         &["--attempts"],
         "env PATH=/nonexistent/a:/nonexistent/b:/usr/sbin nginx -v",

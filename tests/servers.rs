@@ -12,6 +12,8 @@
 //! Tests marked `#[ignore]` express the expected behaviour for gaps of the recipe found while
 //! writing these tests; run them with `cargo test --test servers -- --ignored`.
 
+mod common;
+
 use std::collections::HashSet;
 use std::fs;
 use std::io::{Read, Write};
@@ -1553,5 +1555,75 @@ fn python_program_arguments_naming_http_server_have_no_finding() {
         run.ran.stdout.contains("['-m', 'http.server']"),
         "{}",
         run.describe()
+    );
+}
+
+/// ruby3.1, or ruby (Debian's /usr/bin/ruby links to ruby3.1).
+fn is_ruby(exe: &str) -> bool {
+    file_name(exe)
+        .strip_prefix("ruby")
+        .is_some_and(|v| v.chars().all(|c| c.is_ascii_digit() || c == '.'))
+}
+
+/// Ruby's one-liner server: `ruby -run -e httpd` (un.rb's httpd, WEBrick underneath; Debian:
+/// ruby and ruby-webrick).
+#[test]
+fn ruby_run_httpd_is_detected() {
+    if !common::need_program("ruby_run_httpd_is_detected", "ruby", "ruby") {
+        return;
+    }
+    server_detected("ruby-un", is_ruby, "ruby -run -e httpd", |dir, port| {
+        ServerSpec::new(&[
+            "ruby",
+            "-run",
+            "-e",
+            "httpd",
+            "--",
+            "--bind-address=127.0.0.1",
+            &format!("--port={port}"),
+            &dir.at("www"),
+        ])
+    });
+}
+
+/// WEBrick loaded with `-rwebrick` and started by the `-e` code.
+#[test]
+fn ruby_rwebrick_server_is_detected() {
+    if !common::need_program("ruby_rwebrick_server_is_detected", "ruby", "ruby") {
+        return;
+    }
+    server_detected("ruby-rwebrick", is_ruby, "ruby", |dir, port| {
+        ServerSpec::new(&[
+            "ruby",
+            "-rwebrick",
+            "-e",
+            "s = WEBrick::HTTPServer.new(BindAddress: '127.0.0.1', Port: ARGV[0].to_i, \
+             DocumentRoot: ARGV[1]); trap('TERM') { s.shutdown }; s.start",
+            &port.to_string(),
+            &dir.at("www"),
+        ])
+    });
+}
+
+/// WEBrick required and started inside the `-e` code alone.
+#[test]
+fn ruby_webrick_code_is_detected() {
+    if !common::need_program("ruby_webrick_code_is_detected", "ruby", "ruby") {
+        return;
+    }
+    server_detected(
+        "ruby-e-webrick",
+        is_ruby,
+        "ruby -e (WEBrick code)",
+        |dir, port| {
+            ServerSpec::new(&[
+                "ruby",
+                "-e",
+                "require 'webrick'; s = WEBrick::HTTPServer.new(BindAddress: '127.0.0.1', \
+                 Port: ARGV[0].to_i, DocumentRoot: ARGV[1]); trap('TERM') { s.shutdown }; s.start",
+                &port.to_string(),
+                &dir.at("www"),
+            ])
+        },
     );
 }

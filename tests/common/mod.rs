@@ -571,3 +571,11 @@ pub fn unterminal(s: &str) -> Option<Vec<u8>> {
     }
     Some(out)
 }
+
+/// The name of the running test (libtest names each test's thread after it).
+pub fn test_name() -> String {
+    std::thread::current()
+        .name()
+        .unwrap_or("a test")
+        .to_string()
+}
