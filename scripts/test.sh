@@ -3,12 +3,17 @@
 # what the tests need: the real web servers the detection is tested against, strace (the
 # reference the tracer is compared with), gcc and make (a real build), and what the transparency
 # matrix runs under guard: sudo and ping (set-user-ID / file capabilities), tmux (a terminal for
-# Ctrl-Z), gdb (a debugger under the tracer). Services are kept from starting at install time with
-# a policy-rc.d.
+# Ctrl-Z), gdb (a debugger under the tracer), and ruby with ruby-webrick (the `ruby -run -e httpd`
+# and WEBrick forms). Services are kept from starting at install time with a policy-rc.d.
+#
+# Skips: a test whose program or privilege is missing fails under CI=true (GUARD_TEST_STRICT=1 is
+# set then), naming the Debian package; otherwise it is skipped, and this script prints how many
+# tests skipped and why after `cargo test` (each appends a line to $GUARD_TEST_SKIP_LOG).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(nginx-light apache2 lighttpd busybox caddy php-cli strace gcc make sudo iputils-ping tmux gdb)
+packages=(nginx-light apache2 lighttpd busybox caddy php-cli ruby ruby-webrick strace gcc make sudo iputils-ping
+  tmux gdb)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -46,4 +51,20 @@ if [ -x "$node24" ]; then
   PATH="$(dirname "$node24"):$PATH" "$node24" --test tests/node/*.test.js
 fi
 
-cargo test --locked "$@"
+if [ "${CI:-}" = true ]; then
+  export GUARD_TEST_STRICT=1
+fi
+GUARD_TEST_SKIP_LOG="$(mktemp "${TMPDIR:-/tmp}/guard-test-skips.XXXXXX")"
+export GUARD_TEST_SKIP_LOG
+status=0
+cargo test --locked "$@" || status=$?
+# One line per missing thing: "test: what (how to get it)"; a test may miss several.
+skipped=$(cut -d: -f1 "$GUARD_TEST_SKIP_LOG" | sort -u | wc -l)
+if [ "$skipped" -gt 0 ]; then
+  echo "scripts/test.sh: $skipped tests skipped (or partly skipped):" >&2
+  sort "$GUARD_TEST_SKIP_LOG" | sed 's/^/  /' >&2
+else
+  echo "scripts/test.sh: 0 tests skipped" >&2
+fi
+rm -f "$GUARD_TEST_SKIP_LOG"
+exit "$status"
