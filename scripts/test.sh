@@ -4,7 +4,9 @@
 # reference the tracer is compared with), gcc and make (a real build), and what the transparency
 # matrix runs under guard: sudo and ping (set-user-ID / file capabilities), tmux (a terminal for
 # Ctrl-Z), gdb (a debugger under the tracer), and ruby with ruby-webrick (the `ruby -run -e httpd`
-# and WEBrick forms). Services are kept from starting at install time with a policy-rc.d.
+# and WEBrick forms); the clients and tools the false-positive corpus runs (curl, wget, file, man,
+# pip, pytest) and a JDK (java, and a JVM the watcher attaches to). Services are kept from
+# starting at install time with a policy-rc.d.
 #
 # Skips: a test whose program or privilege is missing fails under CI=true (GUARD_TEST_STRICT=1 is
 # set then), naming the Debian package; otherwise it is skipped, and this script prints how many
@@ -13,7 +15,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(nginx-light apache2 lighttpd busybox caddy php-cli ruby ruby-webrick strace gcc make sudo iputils-ping
-  tmux gdb)
+  tmux gdb curl wget file man-db python3-pip python3-pytest default-jdk-headless)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -40,9 +40,11 @@
 //! Executing a real server binary (`nginx -v`, `lighttpd -v`, `nginx -t`) is a finding by
 //! design and is deliberately absent from this corpus (tests/servers.rs covers it).
 //!
-//! A test is skipped (with a message on stderr) only when the tool it exercises is not
-//! installed. Every external command runs with a bounded timeout, in a temp dir of its own,
+//! A test is skipped only when the tool it exercises is not installed, and then through
+//! tests/common's skip(): a failure naming the package under CI, a counted skip otherwise. Every external command runs with a bounded timeout, in a temp dir of its own,
 //! and after each run the test checks that nothing it started is left running.
+
+mod common;
 
 use std::collections::HashSet;
 use std::fs;
@@ -57,9 +59,8 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use common::{which, GUARD};
 use serde_json::Value;
-
-const GUARD: &str = env!("CARGO_BIN_EXE_guard");
 
 const TOOL_TIMEOUT: Duration = Duration::from_secs(90);
 const BUILD_TIMEOUT: Duration = Duration::from_secs(180);
@@ -237,22 +238,9 @@ fn signal(target: i64, sig: &str) {
     let _ = child.wait();
 }
 
-/// A program in PATH.
-fn which(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
-}
-
-/// `which`, or a message saying the test is skipped.
+/// Whether `tool` is in PATH: a counted skip locally, a failure under CI, when not.
 fn need(tool: &str, test: &str) -> bool {
-    if which(tool).is_some() {
-        true
-    } else {
-        eprintln!("{test}: {tool} is not installed: skipped");
-        false
-    }
+    common::need_program(test, tool, common::package_of(tool))
 }
 
 /// Runs a probe outside guard (bounded) in `dir`: did it exit 0?
@@ -703,7 +691,7 @@ fn dpkg_installed(pkg: &str, test: &str) -> bool {
     if ran.code == Some(0) && ran.stdout == "installed" {
         true
     } else {
-        eprintln!("{test}: package {pkg} is not installed: skipped");
+        common::skip(test, &format!("package {pkg}"), pkg);
         false
     }
 }
@@ -810,7 +798,7 @@ fn have_pip(test: &str) -> bool {
     if probe_ok(&dir, "probe", &["python3", "-m", "pip", "--version"]) {
         true
     } else {
-        eprintln!("{test}: python3 -m pip is not installed: skipped");
+        common::skip(test, "python3 -m pip", "python3-pip");
         false
     }
 }
@@ -986,7 +974,7 @@ fn runner_pytest_on_server_tests() {
     }
     let dir = TempDir::new("pytest");
     if !probe_ok(&dir, "probe", &["python3", "-c", "import pytest"]) {
-        eprintln!("runner_pytest: pytest is not installed: skipped");
+        common::skip("runner_pytest", "pytest", "python3-pytest");
         return;
     }
     write_test_project(&dir);
@@ -1381,7 +1369,11 @@ fn pymod_py_compile_of_a_project_http_server_module() {
 #[test]
 fn named_cat_nginx_conf() {
     if !Path::new("/etc/nginx/nginx.conf").is_file() {
-        eprintln!("named_cat_nginx_conf: /etc/nginx/nginx.conf is not installed: skipped");
+        common::skip(
+            "named_cat_nginx_conf",
+            "/etc/nginx/nginx.conf",
+            "nginx-light",
+        );
         return;
     }
     let run = clean_run("cat-nginx", &["cat", "/etc/nginx/nginx.conf"], &[], 1);
@@ -1396,7 +1388,7 @@ fn named_cat_nginx_conf() {
 #[test]
 fn named_grep_listen_in_apache2_ports_conf() {
     if !Path::new("/etc/apache2/ports.conf").is_file() {
-        eprintln!("named_grep_apache2: /etc/apache2/ports.conf is not installed: skipped");
+        common::skip("named_grep_apache2", "/etc/apache2/ports.conf", "apache2");
         return;
     }
     let run = clean_run(
@@ -1462,7 +1454,7 @@ fn named_check_httpd_script() {
 #[test]
 fn named_caddyfile_fmt_copy_of_true() {
     let Some(truth) = which("true") else {
-        eprintln!("named_caddyfile_fmt: true is not installed: skipped");
+        common::skip("named_caddyfile_fmt", "true", "coreutils");
         return;
     };
     let dir = TempDir::new("caddyfile-fmt");
@@ -1487,7 +1479,7 @@ fn named_caddyfile_fmt_copy_of_true() {
 #[test]
 fn named_program_under_an_nginx_bin_dir() {
     let Some(echo) = which("echo") else {
-        eprintln!("named_nginx_bin_dir: echo is not installed: skipped");
+        common::skip("named_nginx_bin_dir", "echo", "coreutils");
         return;
     };
     let dir = TempDir::new("nginx-bin");
@@ -1509,7 +1501,11 @@ fn named_program_under_an_nginx_bin_dir() {
 #[test]
 fn named_ls_lighttpd_docs() {
     if !Path::new("/usr/share/doc/lighttpd").is_dir() {
-        eprintln!("named_ls_lighttpd_docs: /usr/share/doc/lighttpd is not installed: skipped");
+        common::skip(
+            "named_ls_lighttpd_docs",
+            "/usr/share/doc/lighttpd",
+            "lighttpd",
+        );
         return;
     }
     let run = clean_run("ls-lighttpd", &["ls", "/usr/share/doc/lighttpd"], &[], 1);
@@ -1522,7 +1518,7 @@ fn named_file_usr_sbin_nginx() {
         return;
     }
     if !Path::new("/usr/sbin/nginx").exists() {
-        eprintln!("named_file_nginx: /usr/sbin/nginx is not installed: skipped");
+        common::skip("named_file_nginx", "/usr/sbin/nginx", "nginx-light");
         return;
     }
     let run = clean_run("file-nginx", &["file", "-L", "/usr/sbin/nginx"], &[], 1);
