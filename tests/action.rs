@@ -5,6 +5,8 @@
 //! pre saved. The GitHub API is a local server that checks request bodies against GitHub's
 //! OpenAPI description.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Read};
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
@@ -12,7 +14,7 @@ use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-const GUARD: &str = env!("CARGO_BIN_EXE_guard");
+use common::GUARD;
 const TOKEN: &str = "ghs_test_token_0123456789";
 static SERIAL: Mutex<()> = Mutex::new(());
 

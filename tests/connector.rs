@@ -1,5 +1,7 @@
 //! The proc connector against the real kernel (root only, initial namespaces).
 
+mod common;
+
 use std::time::{Duration, Instant};
 
 use guard::sources::connector::{Connector, ProcEvent};

@@ -3,6 +3,8 @@
 //! are recognised by content, and nothing else is — not guard itself, whose built-in recipe
 //! quotes the very banners the fingerprints look for.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::os::unix::fs::PermissionsExt;
@@ -89,7 +91,7 @@ fn only_servers_match_and_interpreters_are_identified() {
         }
     }
     // guard itself (whose built-in recipe quotes the banners) is nothing.
-    let me = File::open(env!("CARGO_BIN_EXE_guard")).unwrap();
+    let me = File::open(common::GUARD).unwrap();
     let (names, _) = fp.identify(&me, 0, &"guard".into());
     assert!(names.is_empty(), "guard identified as {names:?}");
     // What the machine's test command installs is recognised.
@@ -107,7 +109,11 @@ fn only_servers_match_and_interpreters_are_identified() {
     let mut checked = 0;
     for (path, name) in expect {
         let Ok(real) = std::fs::canonicalize(path) else {
-            eprintln!("SKIP {path}: not installed");
+            common::skip(
+                "only_servers_match_and_interpreters_are_identified",
+                path,
+                common::package_of(path),
+            );
             continue;
         };
         let got = identified.get(&real).cloned().unwrap_or_default();

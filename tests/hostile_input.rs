@@ -9,6 +9,8 @@
 //! allocation error instead of eating the machine. `tests/properties.rs` fuzzes the same loaders
 //! in-process; this is the deterministic corpus, end to end.
 
+mod common;
+
 use std::ffi::{CString, OsStr};
 use std::fmt;
 use std::io::Write;
@@ -18,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const GUARD: &str = env!("CARGO_BIN_EXE_guard");
+use common::GUARD;
 /// Every run of guard is killed, and the test failed, after this long.
 const TIMEOUT: Duration = Duration::from_secs(20);
 /// The address space guard may use (RLIMIT_AS).

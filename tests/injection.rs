@@ -29,6 +29,9 @@
 //! page to another host, refuses the connection or is not a URL — with `RUST_BACKTRACE=1` and
 //! `RUST_LOG=trace` set.
 
+mod common;
+
+use common::unterminal;
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -50,7 +53,7 @@ use guard::policy::recipe::{Importance, RecipeSet};
 use guard::report::{Location, Run};
 use serde_json::Value;
 
-const GUARD: &str = env!("CARGO_BIN_EXE_guard");
+use common::GUARD;
 /// The token given to the Action; `TOKEN_CORE` is searched too, so that a cut or re-quoted token
 /// is caught as well.
 const TOKEN: &str = "ghs_INJECTIONtestTOKEN0123456789abcdefXYZ";
@@ -207,40 +210,6 @@ fn assert_no_runner_commands(text: &str, what: &str) {
             "{what}: a line the runner acts on: {line:?}"
         );
     }
-}
-
-/// Reverses [`terminal`]: `\\`, `\n`, `\r`, `\t`, `\xHH` (a byte), `\u{H…}` (a character).
-fn unterminal(s: &str) -> Option<Vec<u8>> {
-    let mut out = Vec::new();
-    let mut it = s.chars();
-    while let Some(c) = it.next() {
-        if c != '\\' {
-            let mut buf = [0u8; 4];
-            out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
-            continue;
-        }
-        match it.next()? {
-            '\\' => out.push(b'\\'),
-            'n' => out.push(b'\n'),
-            'r' => out.push(b'\r'),
-            't' => out.push(b'\t'),
-            'x' => {
-                let h: String = [it.next()?, it.next()?].iter().collect();
-                out.push(u8::from_str_radix(&h, 16).ok()?);
-            }
-            'u' => {
-                if it.next()? != '{' {
-                    return None;
-                }
-                let h: String = it.by_ref().take_while(|&d| d != '}').collect();
-                let c = char::from_u32(u32::from_str_radix(&h, 16).ok()?)?;
-                let mut buf = [0u8; 4];
-                out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
-            }
-            _ => return None,
-        }
-    }
-    Some(out)
 }
 
 /// C1 controls (U+0080..U+009F) print as `\xHH`, like the invalid byte of the same value; to

@@ -3,6 +3,8 @@
 //! official OpenAPI description (npm `@octokit/openapi`, installed by `npm ci --prefix tests/js`).
 //! Also: reading the pull request from the Actions environment, and the request bodies' limits.
 
+mod common;
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;

@@ -5,6 +5,9 @@
 //!
 //! Case counts are set per property (`CASES`); a failure prints the minimal input.
 
+mod common;
+
+use common::unterminal;
 use std::io::Write;
 
 use guard::escape::terminal;
@@ -32,48 +35,6 @@ fn hostile() -> impl Strategy<Value = Vec<u8>> {
         "[a-z /.:,=-]{0,12}".prop_map(|s| s.into_bytes()),
     ];
     proptest::collection::vec(pieces, 0..8).prop_map(|v| v.concat())
-}
-
-/// Reverses [`terminal`]: `\\`, `\n`, `\r`, `\t`, `\xHH` (a byte), `\u{H…}` (a character).
-fn unterminal(s: &str) -> Option<Vec<u8>> {
-    let mut out = Vec::new();
-    let mut it = s.chars().peekable();
-    while let Some(c) = it.next() {
-        if c != '\\' {
-            let mut buf = [0u8; 4];
-            out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
-            continue;
-        }
-        match it.next()? {
-            '\\' => out.push(b'\\'),
-            'n' => out.push(b'\n'),
-            'r' => out.push(b'\r'),
-            't' => out.push(b'\t'),
-            'x' => {
-                let h: String = [it.next()?, it.next()?].iter().collect();
-                // A byte: a control below 0x80, or an invalid byte (C1 controls, which print the
-                // same way, are left out of the inputs compared).
-                out.push(u8::from_str_radix(&h, 16).ok()?);
-            }
-            'u' => {
-                if it.next()? != '{' {
-                    return None;
-                }
-                let mut h = String::new();
-                loop {
-                    match it.next()? {
-                        '}' => break,
-                        d => h.push(d),
-                    }
-                }
-                let c = char::from_u32(u32::from_str_radix(&h, 16).ok()?)?;
-                let mut buf = [0u8; 4];
-                out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
-            }
-            _ => return None,
-        }
-    }
-    Some(out)
 }
 
 fn is_terminal_dangerous(c: char) -> bool {

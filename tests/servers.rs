@@ -29,7 +29,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 
-const GUARD: &str = env!("CARGO_BIN_EXE_guard");
+use common::GUARD;
 
 /// Served as /index.html by every server, so that the probe can tell it reached the server
 /// under test.
@@ -1238,8 +1238,7 @@ fn apt_cache_show_nginx_has_no_finding() {
 
 #[test]
 fn man_lighttpd_has_no_finding() {
-    if which("man").is_none() {
-        eprintln!("man is not installed: skipped");
+    if !common::need_program("man_lighttpd_has_no_finding", "man", "man-db") {
         return;
     }
     let run = no_finding_run(

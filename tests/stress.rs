@@ -6,6 +6,8 @@
 //! other value, or none, runs the shorter version that CI runs on every push (20,000 execs, a
 //! 60-second soak). The limits asserted are the same in both.
 
+mod common;
+
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -13,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-const GUARD: &str = env!("CARGO_BIN_EXE_guard");
+use common::GUARD;
 /// Peak resident memory allowed to `guard run` and to the watcher, whatever the job's size.
 const MEMORY_BOUND_KIB: u64 = 64 * 1024;
 /// The watcher tests share the host's proc connector with tests/watcher.rs only across

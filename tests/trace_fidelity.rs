@@ -28,6 +28,8 @@
 //! `cwd`, `uid`, `time`, `source: "ptrace"`, `pid == tgid`, and `former_tid` on the exec from the
 //! non-leader thread (only there).
 
+mod common;
+
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File};
 use std::io::ErrorKind;
@@ -39,11 +41,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 
-const GUARD: &str = env!("CARGO_BIN_EXE_guard");
+use common::GUARD;
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/fidelity");
 /// Every external command is killed (with its process group) after this long.
 const TIMEOUT: Duration = Duration::from_secs(60);
-/// Set to skip (instead of failing) when strace, cc or make is not installed.
+/// Set to skip (instead of failing) when strace, cc or make is not installed; ignored under CI.
 const SKIP_ENV: &str = "GUARD_FIDELITY_SKIP_WITHOUT_TOOLS";
 
 /// The workload, run as `sh driver.sh` in the work directory.
@@ -162,8 +164,8 @@ fn have_tool(tool: &str, version_arg: &str) -> bool {
     {
         Ok(_) => true,
         Err(e) if e.kind() == ErrorKind::NotFound => {
-            if std::env::var_os(SKIP_ENV).is_some() {
-                eprintln!("SKIPPED: `{tool}` is not installed ({SKIP_ENV} is set)");
+            if std::env::var_os(SKIP_ENV).is_some() && !common::strict() {
+                common::skip(&common::test_name(), tool, common::package_of(tool));
                 return false;
             }
             panic!(
