@@ -973,16 +973,21 @@ fn runner_pytest_on_server_tests() {
         return;
     }
     let dir = TempDir::new("pytest");
-    if !probe_ok(&dir, "probe", &["python3", "-c", "import pytest"]) {
+    // The `python3` first on PATH may be another build (pyenv, a virtualenv) that does not see
+    // Debian's python3-pytest: Debian's own interpreter is tried next.
+    let Some(python) = ["python3", "/usr/bin/python3"]
+        .into_iter()
+        .find(|p| probe_ok(&dir, "probe", &[p, "-c", "import pytest"]))
+    else {
         common::skip("runner_pytest", "pytest", "python3-pytest");
         return;
-    }
+    };
     write_test_project(&dir);
     let run = clean_run_in(
         &dir,
         "guard",
         &[
-            "python3",
+            python,
             "-m",
             "pytest",
             "-q",
