@@ -10,9 +10,11 @@
 // Each test crate uses a part of this module.
 #![allow(dead_code)]
 
+use std::collections::HashSet;
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -179,6 +181,41 @@ impl TempDir {
     pub fn join(&self, rel: impl AsRef<Path>) -> PathBuf {
         self.0.join(rel)
     }
+    /// `self.join(rel)` as a string.
+    pub fn at(&self, rel: impl AsRef<Path>) -> String {
+        self.join(rel)
+            .to_str()
+            .expect("UTF-8 temp path")
+            .to_string()
+    }
+    /// The directory as a string.
+    pub fn s(&self) -> String {
+        self.0.to_str().expect("UTF-8 temp path").to_string()
+    }
+    /// Writes `bytes` to `rel` (its parent directories made first).
+    pub fn write(&self, rel: impl AsRef<Path>, bytes: impl AsRef<[u8]>) -> PathBuf {
+        let p = self.join(rel);
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent).unwrap();
+        }
+        std::fs::write(&p, bytes).unwrap_or_else(|e| panic!("write {}: {e}", p.display()));
+        p
+    }
+    /// [`TempDir::write`], executable (0755).
+    pub fn write_exec(&self, rel: impl AsRef<Path>, bytes: impl AsRef<[u8]>) -> PathBuf {
+        let p = self.write(rel, bytes);
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        p
+    }
+    /// An executable copy of `src` at `rel`.
+    pub fn copy_exec(&self, src: impl AsRef<Path>, rel: impl AsRef<Path>) -> PathBuf {
+        let (src, p) = (src.as_ref(), self.join(rel));
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::copy(src, &p)
+            .unwrap_or_else(|e| panic!("copy {} to {}: {e}", src.display(), p.display()));
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        p
+    }
 }
 
 impl Drop for TempDir {
@@ -234,12 +271,139 @@ pub fn json(path: &Path) -> serde_json::Value {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Processes, from /proc
+// ---------------------------------------------------------------------------------------------
+
+/// A process as /proc shows it.
+#[derive(Debug, Clone)]
+pub struct Proc {
+    pub pid: u32,
+    pub ppid: u32,
+    pub pgrp: u32,
+    pub state: char,
+    pub cmdline: String,
+}
+
+/// The state, parent and process group of `pid` (`/proc/PID/stat`).
+pub fn proc_stat(pid: u32) -> Option<(char, u32, u32)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let mut f = rest.split_whitespace();
+    let state = f.next()?.chars().next()?;
+    let ppid = f.next()?.parse().ok()?;
+    let pgrp = f.next()?.parse().ok()?;
+    Some((state, ppid, pgrp))
+}
+
+/// Every process of the host (zombies included), with its command line.
+pub fn processes() -> Vec<Proc> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Some((state, ppid, pgrp)) = proc_stat(pid) else {
+            continue;
+        };
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline"))
+            .map(|raw| {
+                String::from_utf8_lossy(&raw)
+                    .replace('\0', " ")
+                    .trim_end()
+                    .to_string()
+            })
+            .unwrap_or_default();
+        out.push(Proc {
+            pid,
+            ppid,
+            pgrp,
+            state,
+            cmdline,
+        });
+    }
+    out
+}
+
+/// Live processes (not zombies: PID 1 of a container may not reap orphans) in process group
+/// `pgid`, or whose command line names `marker`, and all their descendants; never the test
+/// process itself.
+pub fn leftovers(pgid: Option<u32>, marker: &str) -> Vec<Proc> {
+    let me = std::process::id();
+    let all: Vec<Proc> = processes()
+        .into_iter()
+        .filter(|p| p.state != 'Z' && p.state != 'X' && p.pid != me)
+        .collect();
+    let mut found: HashSet<u32> = all
+        .iter()
+        .filter(|p| Some(p.pgrp) == pgid || p.cmdline.contains(marker))
+        .map(|p| p.pid)
+        .collect();
+    loop {
+        let before = found.len();
+        for p in &all {
+            if found.contains(&p.ppid) {
+                found.insert(p.pid);
+            }
+        }
+        if found.len() == before {
+            break;
+        }
+    }
+    all.into_iter().filter(|p| found.contains(&p.pid)).collect()
+}
+
+/// Waits (10 s at most) until [`leftovers`] is empty; otherwise kills what is left and fails.
+pub fn assert_no_leftovers(pgid: Option<u32>, marker: &str, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left = leftovers(pgid, marker);
+        if left.is_empty() {
+            return;
+        }
+        if Instant::now() >= deadline {
+            for p in &left {
+                signal(p.pid as i32, libc::SIGKILL);
+            }
+            panic!("{what}: processes left running (now killed): {left:#?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// kill(2): `sig` to `target` (a negative target is a process group); errors ignored.
+pub fn signal(target: i32, sig: i32) {
+    // SAFETY: kill(2) has no memory effects.
+    unsafe { libc::kill(target, sig) };
+}
+
+/// The resident set of `pid` now and its peak (`VmRSS`, `VmHWM` of `/proc/PID/status`), KiB.
+pub fn rss_kib(pid: u32) -> Option<(u64, u64)> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| {
+        s.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<u64>().ok())
+    };
+    Some((field("VmRSS:")?, field("VmHWM:")?))
+}
+
+// ---------------------------------------------------------------------------------------------
 // Running guard
 // ---------------------------------------------------------------------------------------------
 
 /// What a finished process did.
 #[derive(Debug)]
 pub struct Out {
+    /// The program and its arguments, shortened (see [`Guard::shown`]).
+    pub command: String,
+    pub pid: u32,
     pub code: Option<i32>,
     pub signal: Option<i32>,
     pub stdout: String,
@@ -247,6 +411,27 @@ pub struct Out {
     pub stdout_bytes: Vec<u8>,
     pub stderr_bytes: Vec<u8>,
     pub elapsed: Duration,
+    /// The process's own peak resident set (its `VmHWM`, sampled until it exits), KiB: with
+    /// [`Guard::peak_memory`], 0 otherwise. (Not `ru_maxrss` of wait4: it also holds the test
+    /// process's own size when the child was forked rather than spawned.)
+    pub peak_rss_kib: u64,
+}
+
+/// The command, its status, time and both outputs (their first 2,000 characters), for
+/// assertion messages.
+impl std::fmt::Display for Out {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} -> code {:?}, signal {:?}, {:?}\nstdout: {}\nstderr: {}",
+            self.command,
+            self.code,
+            self.signal,
+            self.elapsed,
+            self.stdout.chars().take(2000).collect::<String>(),
+            self.stderr.chars().take(2000).collect::<String>()
+        )
+    }
 }
 
 impl Out {
@@ -303,6 +488,9 @@ pub struct Guard {
     stdin: Option<Vec<u8>>,
     bound: Duration,
     memory: Option<u64>,
+    stack: Option<u64>,
+    process_group: bool,
+    peak_memory: bool,
 }
 
 /// `guard ARGS`, with stdin from /dev/null, `NO_COLOR` unset, and the [`DEFAULT_BOUND`].
@@ -324,6 +512,9 @@ pub fn command<S: AsRef<OsStr>>(
         stdin: None,
         bound: DEFAULT_BOUND,
         memory: None,
+        stack: None,
+        process_group: false,
+        peak_memory: false,
     }
 }
 
@@ -374,6 +565,22 @@ impl Guard {
         self.memory = Some(bytes);
         self
     }
+    /// A stack limit (`RLIMIT_STACK`, soft; the hard limit unlimited): the kernel allows argv
+    /// and the environment up to a quarter of it.
+    pub fn stack_limit(mut self, bytes: u64) -> Guard {
+        self.stack = Some(bytes);
+        self
+    }
+    /// In a process group of its own, the whole group killed when the bound is exceeded.
+    pub fn process_group(mut self) -> Guard {
+        self.process_group = true;
+        self
+    }
+    /// Measures the process's peak resident set ([`Out::peak_rss_kib`]).
+    pub fn peak_memory(mut self) -> Guard {
+        self.peak_memory = true;
+        self
+    }
     /// The arguments, shortened, for messages.
     pub fn shown(&self) -> String {
         self.args
@@ -404,16 +611,26 @@ impl Guard {
                 None => c.env_remove(k),
             };
         }
-        if let Some(memory) = self.memory {
+        if self.process_group {
+            c.process_group(0);
+        }
+        let (memory, stack) = (self.memory, self.stack);
+        if memory.is_some() || stack.is_some() {
             // SAFETY: setrlimit(2) is async-signal-safe; nothing else runs between fork and exec.
             unsafe {
                 c.pre_exec(move || {
-                    let limit = libc::rlimit {
-                        rlim_cur: memory as libc::rlim_t,
-                        rlim_max: memory as libc::rlim_t,
-                    };
-                    if libc::setrlimit(libc::RLIMIT_AS, &limit) != 0 {
-                        return Err(std::io::Error::last_os_error());
+                    let limits = [
+                        memory.map(|m| (libc::RLIMIT_AS, m as libc::rlim_t, m as libc::rlim_t)),
+                        stack.map(|s| (libc::RLIMIT_STACK, s as libc::rlim_t, libc::RLIM_INFINITY)),
+                    ];
+                    for (resource, cur, max) in limits.into_iter().flatten() {
+                        let limit = libc::rlimit {
+                            rlim_cur: cur,
+                            rlim_max: max,
+                        };
+                        if libc::setrlimit(resource, &limit) != 0 {
+                            return Err(std::io::Error::last_os_error());
+                        }
                     }
                     Ok(())
                 });
@@ -442,17 +659,43 @@ impl Guard {
                 let _ = stdin.write_all(&bytes);
             });
         }
-        let status = wait_bounded(&mut child, self.bound, start).unwrap_or_else(|| {
-            panic!(
-                "{:?} {}: still running after {:?}, killed",
-                self.program,
-                self.shown(),
-                self.bound
-            )
-        });
+        let pid = child.id();
+        let mut peak_rss_kib = 0;
+        let mut sample = || {
+            if self.peak_memory {
+                if let Some((_, hwm)) = rss_kib(pid) {
+                    peak_rss_kib = peak_rss_kib.max(hwm);
+                }
+            }
+        };
+        let status = wait_bounded(
+            &mut child,
+            self.bound,
+            start,
+            self.process_group,
+            &mut sample,
+        );
         let elapsed = start.elapsed();
         let (stdout_bytes, stderr_bytes) = (out.read(), err.read());
+        let Some(status) = status else {
+            panic!(
+                "{:?} {}: still running after {:?}, killed{}\nstdout: {}\nstderr: {}",
+                self.program,
+                self.shown(),
+                self.bound,
+                if self.process_group {
+                    " (its process group)"
+                } else {
+                    ""
+                },
+                tail(&stdout_bytes),
+                tail(&stderr_bytes)
+            )
+        };
         Out {
+            command: format!("{} {}", self.program.to_string_lossy(), self.shown()),
+            pid,
+            peak_rss_kib,
             code: status.code(),
             signal: status.signal(),
             stdout: String::from_utf8_lossy(&stdout_bytes).into_owned(),
@@ -464,17 +707,30 @@ impl Guard {
     }
 }
 
-/// Waits for `child` until `start + bound`; kills it and returns `None` beyond.
+/// The last 4 KiB of an output, for messages.
+fn tail(bytes: &[u8]) -> String {
+    let from = bytes.len().saturating_sub(4096);
+    String::from_utf8_lossy(&bytes[from..]).into_owned()
+}
+
+/// Waits for `child` until `start + bound`, calling `each` before every poll; kills it (and its
+/// process group when `group`: it leads one) and returns `None` beyond.
 fn wait_bounded(
     child: &mut Child,
     bound: Duration,
     start: Instant,
+    group: bool,
+    each: &mut dyn FnMut(),
 ) -> Option<std::process::ExitStatus> {
     loop {
+        each();
         if let Some(status) = child.try_wait().unwrap() {
             return Some(status);
         }
         if start.elapsed() > bound {
+            if group {
+                signal(-(child.id() as i32), libc::SIGKILL);
+            }
             let _ = child.kill();
             let _ = child.wait();
             return None;
@@ -508,12 +764,16 @@ pub fn finish(mut child: Child, bound: Duration) -> Out {
             .take()
             .map(|p| Box::new(p) as Box<dyn Read + Send>),
     );
-    let Some(status) = wait_bounded(&mut child, bound, start) else {
+    let pid = child.id();
+    let Some(status) = wait_bounded(&mut child, bound, start, false, &mut || {}) else {
         panic!("command did not finish within {bound:?}");
     };
     let elapsed = start.elapsed();
     let (stdout_bytes, stderr_bytes) = (t_out.join().unwrap(), t_err.join().unwrap());
     Out {
+        command: format!("pid {pid}"),
+        pid,
+        peak_rss_kib: 0,
         code: status.code(),
         signal: status.signal(),
         stdout: String::from_utf8_lossy(&stdout_bytes).into_owned(),
