@@ -12,15 +12,13 @@
 mod common;
 
 use std::ffi::{CString, OsStr};
-use std::fmt;
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::time::Duration;
 
-use common::GUARD;
+use common::{Out, TempDir};
+
 /// Every run of guard is killed, and the test failed, after this long.
 const TIMEOUT: Duration = Duration::from_secs(20);
 /// The address space guard may use (RLIMIT_AS).
@@ -28,116 +26,24 @@ const MEMORY: u64 = 1 << 30;
 /// ... and for the cases that must refuse a huge file without reading it.
 const SMALL_MEMORY: u64 = 128 << 20;
 
-/// A temporary directory, removed when dropped (huge files included).
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!("guard-hostile-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-
-    fn write(&self, name: &str, bytes: impl AsRef<[u8]>) -> PathBuf {
-        let p = self.0.join(name);
-        std::fs::write(&p, bytes).unwrap();
-        p
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-struct Out {
-    args: String,
-    code: Option<i32>,
-    signal: Option<i32>,
-    stdout: String,
-    stderr: String,
-    stderr_bytes: Vec<u8>,
-    elapsed: Duration,
-}
-
-impl fmt::Display for Out {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "guard {} -> code {:?}, signal {:?}, {:?}\nstdout: {}\nstderr: {}",
-            self.args,
-            self.code,
-            self.signal,
-            self.elapsed,
-            self.stdout.chars().take(2000).collect::<String>(),
-            self.stderr.chars().take(2000).collect::<String>()
-        )
-    }
+/// A temporary directory of this crate, removed when dropped (huge files included).
+fn tempdir(name: &str) -> TempDir {
+    TempDir::new(&format!("hostile-{name}"))
 }
 
 /// Runs guard in `dir` under the time and memory bounds.
 fn guard_with(dir: &Path, args: &[&OsStr], memory: u64) -> Out {
-    let shown = args
-        .iter()
-        .map(|a| a.to_string_lossy().chars().take(80).collect::<String>())
-        .collect::<Vec<_>>()
-        .join(" ");
-    let out_path = dir.join(".stdout");
-    let err_path = dir.join(".stderr");
-    let mut cmd = Command::new(GUARD);
-    cmd.args(args)
-        .current_dir(dir)
+    let o = common::guard(args)
+        .cwd(dir)
         .env("NO_COLOR", "1")
         .env_remove("GITHUB_ACTION")
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(&out_path).unwrap())
-        .stderr(std::fs::File::create(&err_path).unwrap());
-    // SAFETY: setrlimit(2) is async-signal-safe; nothing else runs between fork and exec.
-    unsafe {
-        cmd.pre_exec(move || {
-            let limit = libc::rlimit {
-                rlim_cur: memory as libc::rlim_t,
-                rlim_max: memory as libc::rlim_t,
-            };
-            if libc::setrlimit(libc::RLIMIT_AS, &limit) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
+        .bound(TIMEOUT)
+        .memory_limit(memory)
+        .run();
+    if o.elapsed > Duration::from_millis(500) {
+        eprintln!("slow: {}: {:?}", o.command, o.elapsed);
     }
-    let start = Instant::now();
-    let mut child = cmd.spawn().expect("spawn guard");
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if start.elapsed() > TIMEOUT {
-            let _ = child.kill();
-            let _ = child.wait();
-            let stderr = std::fs::read(&err_path).unwrap_or_default();
-            panic!(
-                "guard {shown}: still running after {TIMEOUT:?}, killed; stderr: {}",
-                String::from_utf8_lossy(&stderr)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
-    let elapsed = start.elapsed();
-    if elapsed > Duration::from_millis(500) {
-        eprintln!("slow: guard {shown}: {elapsed:?}");
-    }
-    let stderr_bytes = std::fs::read(&err_path).unwrap();
-    Out {
-        args: shown,
-        code: status.code(),
-        signal: status.signal(),
-        stdout: String::from_utf8_lossy(&std::fs::read(&out_path).unwrap()).into_owned(),
-        stderr: String::from_utf8_lossy(&stderr_bytes).into_owned(),
-        stderr_bytes,
-        elapsed,
-    }
+    o
 }
 
 fn guard(dir: &Path, args: &[&str]) -> Out {
@@ -368,8 +274,8 @@ fn recipe_cases() -> Vec<Case> {
 /// the command did not run).
 #[test]
 fn hostile_recipe_files() {
-    let dir = TempDir::new("recipes");
-    let marker = dir.0.join("ran");
+    let dir = tempdir("recipes");
+    let marker = dir.join("ran");
     let cases = recipe_cases();
     let mut failed = Vec::new();
     for case in &cases {
@@ -392,9 +298,9 @@ fn recipe_case(dir: &TempDir, marker: &Path, case: &Case) {
     {
         dir.write(case.name, &case.text);
         let _ = std::fs::remove_file(marker);
-        let validate = guard(&dir.0, &["recipes", "validate", case.name]);
+        let validate = guard(dir.path(), &["recipes", "validate", case.name]);
         let run = guard(
-            &dir.0,
+            dir.path(),
             &["run", "--recipes", case.name, "--", "touch", "ran"],
         );
         if case.accepted {
@@ -414,7 +320,7 @@ fn recipe_case(dir: &TempDir, marker: &Path, case: &Case) {
             refused(&run, 125, case.name, case.at, &case.needles);
             assert!(!marker.exists(), "the command ran: {run}");
         }
-        std::fs::remove_file(dir.0.join(case.name)).unwrap();
+        std::fs::remove_file(dir.join(case.name)).unwrap();
     }
 }
 
@@ -444,13 +350,13 @@ fn mkfifo(path: &Path) {
 /// `args(path)` with `status`, before the command runs, without reading a huge file (under a
 /// 128 MiB address space) and without waiting on a FIFO. `kind`: "recipe file", "config file".
 fn special_files(dir: &TempDir, kind: &str, status: i32, args: &dyn Fn(&str) -> Vec<String>) {
-    let marker = dir.0.join("ran");
-    let huge = dir.0.join("huge.yaml");
+    let marker = dir.join("ran");
+    let huge = dir.join("huge.yaml");
     let unit = format!("{HEAD}  bases: [{{base: x}}]\n").replace("name: k", "name: k0");
     write_big(&huge, unit.as_bytes(), 200 << 20);
-    let line = dir.0.join("line.yaml");
+    let line = dir.join("line.yaml");
     write_big(&line, b"a", 100 << 20);
-    let fifo = dir.0.join("fifo.yaml");
+    let fifo = dir.join("fifo.yaml");
     mkfifo(&fifo);
     let limit = |n: u64| format!("{n} bytes, larger than the 4 MiB limit for a {kind}");
     let device =
@@ -470,7 +376,7 @@ fn special_files(dir: &TempDir, kind: &str, status: i32, args: &dyn Fn(&str) -> 
         let _ = std::fs::remove_file(&marker);
         let args = args(path);
         let args: Vec<&OsStr> = args.iter().map(OsStr::new).collect();
-        let o = guard_with(&dir.0, &args, SMALL_MEMORY);
+        let o = guard_with(dir.path(), &args, SMALL_MEMORY);
         refused(&o, status, path, Pos::None, &[needle]);
         assert!(!marker.exists(), "the command ran: {o}");
     }
@@ -481,7 +387,7 @@ fn special_files(dir: &TempDir, kind: &str, status: i32, args: &dyn Fn(&str) -> 
 
 #[test]
 fn recipe_paths_that_are_not_small_regular_files() {
-    let dir = TempDir::new("recipe-paths");
+    let dir = tempdir("recipe-paths");
     special_files(&dir, "recipe file", 2, &|p| {
         vec!["recipes".into(), "validate".into(), p.into()]
     });
@@ -493,8 +399,8 @@ fn recipe_paths_that_are_not_small_regular_files() {
 
     // A directory without recipe files; a directory whose recipe file's name drives a
     // terminal (escaped); a directory entry that is a FIFO (an error, not skipped).
-    std::fs::create_dir(dir.0.join("empty")).unwrap();
-    let o = guard(&dir.0, &["recipes", "validate", "empty"]);
+    std::fs::create_dir(dir.join("empty")).unwrap();
+    let o = guard(dir.path(), &["recipes", "validate", "empty"]);
     refused(
         &o,
         2,
@@ -502,7 +408,10 @@ fn recipe_paths_that_are_not_small_regular_files() {
         Pos::None,
         &["holds no *.yaml or *.yml recipe file"],
     );
-    let o = guard(&dir.0, &["run", "--recipes", "empty", "--", "touch", "ran"]);
+    let o = guard(
+        dir.path(),
+        &["run", "--recipes", "empty", "--", "touch", "ran"],
+    );
     refused(
         &o,
         125,
@@ -510,15 +419,15 @@ fn recipe_paths_that_are_not_small_regular_files() {
         Pos::None,
         &["holds no *.yaml or *.yml recipe file"],
     );
-    assert!(!dir.0.join("ran").exists());
+    assert!(!dir.join("ran").exists());
 
-    std::fs::create_dir(dir.0.join("evil")).unwrap();
+    std::fs::create_dir(dir.join("evil")).unwrap();
     std::fs::write(
-        dir.0.join("evil").join("\x1b]0;owned\x07\u{202e}.yaml"),
+        dir.join("evil").join("\x1b]0;owned\x07\u{202e}.yaml"),
         recipe("  bases: [{base: x}]\n  colour: red\n"),
     )
     .unwrap();
-    let o = guard(&dir.0, &["recipes", "validate", "evil"]);
+    let o = guard(dir.path(), &["recipes", "validate", "evil"]);
     refused(
         &o,
         2,
@@ -527,9 +436,9 @@ fn recipe_paths_that_are_not_small_regular_files() {
         &["unknown field `colour`"],
     );
 
-    std::fs::create_dir(dir.0.join("withfifo")).unwrap();
-    mkfifo(&dir.0.join("withfifo").join("a.yaml"));
-    let o = guard(&dir.0, &["recipes", "validate", "withfifo"]);
+    std::fs::create_dir(dir.join("withfifo")).unwrap();
+    mkfifo(&dir.join("withfifo").join("a.yaml"));
+    let o = guard(dir.path(), &["recipes", "validate", "withfifo"]);
     refused(
         &o,
         2,
@@ -544,7 +453,7 @@ fn recipe_paths_that_are_not_small_regular_files() {
 /// verdict.
 #[test]
 fn catastrophic_regexes_run_in_linear_time() {
-    let dir = TempDir::new("catastrophic");
+    let dir = tempdir("catastrophic");
     let long = repeat("a", "", 100_000);
     for (pattern, status) in [
         ("(a|aa)*b", 0),
@@ -559,7 +468,7 @@ fn catastrophic_regexes_run_in_linear_time() {
             )),
         );
         let o = guard(
-            &dir.0,
+            dir.path(),
             &["run", "--recipes", "r.yaml", "--", "/bin/true", &long],
         );
         sane(&o);
@@ -630,12 +539,15 @@ fn config_cases() -> Vec<Case> {
 /// `guard check --config` (2).
 #[test]
 fn hostile_config_files() {
-    let dir = TempDir::new("configs");
-    let marker = dir.0.join("ran");
+    let dir = tempdir("configs");
+    let marker = dir.join("ran");
     // A real trace for `guard check`, clean.
-    let o = guard(&dir.0, &["run", "--trace", "t.jsonl", "--", "/bin/true"]);
+    let o = guard(
+        dir.path(),
+        &["run", "--trace", "t.jsonl", "--", "/bin/true"],
+    );
     assert_eq!(o.code, Some(0), "{o}");
-    let o = guard(&dir.0, &["check", "--trace", "t.jsonl"]);
+    let o = guard(dir.path(), &["check", "--trace", "t.jsonl"]);
     assert_eq!(o.code, Some(0), "{o}");
     let cases = config_cases();
     let mut failed = Vec::new();
@@ -644,11 +556,11 @@ fn hostile_config_files() {
             dir.write(case.name, &case.text);
             let _ = std::fs::remove_file(&marker);
             let run = guard(
-                &dir.0,
+                dir.path(),
                 &["run", "--config", case.name, "--", "touch", "ran"],
             );
             let check = guard(
-                &dir.0,
+                dir.path(),
                 &["check", "--config", case.name, "--trace", "t.jsonl"],
             );
             if case.accepted {
@@ -662,7 +574,7 @@ fn hostile_config_files() {
                 assert!(!marker.exists(), "the command ran: {run}");
                 refused(&check, 2, case.name, case.at, &case.needles);
             }
-            std::fs::remove_file(dir.0.join(case.name)).unwrap();
+            std::fs::remove_file(dir.join(case.name)).unwrap();
         }));
         if ok.is_err() {
             failed.push(case.name);
@@ -678,15 +590,15 @@ fn hostile_config_files() {
 
 #[test]
 fn config_paths_that_are_not_small_regular_files() {
-    let dir = TempDir::new("config-paths");
+    let dir = tempdir("config-paths");
     special_files(&dir, "config file", 125, &|p| {
         ["run", "--config", p, "--", "touch", "ran"]
             .map(String::from)
             .to_vec()
     });
-    std::fs::create_dir(dir.0.join("dir.yml")).unwrap();
+    std::fs::create_dir(dir.join("dir.yml")).unwrap();
     let o = guard(
-        &dir.0,
+        dir.path(),
         &["run", "--config", "dir.yml", "--", "touch", "ran"],
     );
     refused(
@@ -696,7 +608,7 @@ fn config_paths_that_are_not_small_regular_files() {
         Pos::None,
         &["is a directory, not a regular file: a config file must be a regular file"],
     );
-    assert!(!dir.0.join("ran").exists());
+    assert!(!dir.join("ran").exists());
 }
 
 /// A trace case: the file's bytes (from the lines of a real, clean, sealed trace), and what
@@ -750,10 +662,13 @@ fn trace_cases(lines: &[&str]) -> Vec<TraceCase> {
 /// Every trace case through `guard check --trace`.
 #[test]
 fn hostile_traces() {
-    let dir = TempDir::new("traces");
-    let o = guard(&dir.0, &["run", "--trace", "real.jsonl", "--", "/bin/true"]);
+    let dir = tempdir("traces");
+    let o = guard(
+        dir.path(),
+        &["run", "--trace", "real.jsonl", "--", "/bin/true"],
+    );
     assert_eq!(o.code, Some(0), "{o}");
-    let real = std::fs::read_to_string(dir.0.join("real.jsonl")).unwrap();
+    let real = std::fs::read_to_string(dir.join("real.jsonl")).unwrap();
     let lines: Vec<&str> = real.lines().collect();
     assert!(lines.len() >= 3 && lines[lines.len() - 1].starts_with("{\"type\":\"seal\""));
     let cases = trace_cases(&lines);
@@ -761,7 +676,7 @@ fn hostile_traces() {
     for case in &cases {
         let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             dir.write(case.name, &case.bytes);
-            let o = guard(&dir.0, &["check", "--trace", case.name]);
+            let o = guard(dir.path(), &["check", "--trace", case.name]);
             let needles: Vec<&str> = case.needles.iter().map(String::as_str).collect();
             match case.status {
                 2 => refused(&o, 2, case.name, case.at, &needles),
@@ -773,7 +688,7 @@ fn hostile_traces() {
                     }
                 }
             }
-            std::fs::remove_file(dir.0.join(case.name)).unwrap();
+            std::fs::remove_file(dir.join(case.name)).unwrap();
         }));
         if ok.is_err() {
             failed.push(case.name);
@@ -788,12 +703,12 @@ fn hostile_traces() {
 
     // Files that are not small regular ones: refused at once, or read within bounds (the
     // 100 MiB lines hold at most 64 MiB in memory), never blocking on a FIFO.
-    let header_then_line = dir.0.join("long-line.jsonl");
+    let header_then_line = dir.join("long-line.jsonl");
     {
         let mut f = std::fs::File::create(&header_then_line).unwrap();
         writeln!(f, "{}", lines[0]).unwrap();
     }
-    let long = dir.0.join("long.tmp");
+    let long = dir.join("long.tmp");
     write_big(&long, b"x", 100 << 20);
     let mut f = std::fs::OpenOptions::new()
         .append(true)
@@ -801,9 +716,9 @@ fn hostile_traces() {
         .unwrap();
     std::io::copy(&mut std::fs::File::open(&long).unwrap(), &mut f).unwrap();
     drop(f);
-    std::fs::rename(&long, dir.0.join("long-first.jsonl")).unwrap();
-    mkfifo(&dir.0.join("fifo.jsonl"));
-    std::fs::create_dir(dir.0.join("dir.jsonl")).unwrap();
+    std::fs::rename(&long, dir.join("long-first.jsonl")).unwrap();
+    mkfifo(&dir.join("fifo.jsonl"));
+    std::fs::create_dir(dir.join("dir.jsonl")).unwrap();
     let device = "is a character device, not a regular file: a trace must be a regular file";
     let cases: &[(&str, Pos, &str)] = &[
         (
@@ -823,7 +738,7 @@ fn hostile_traces() {
         ("missing.jsonl", Pos::None, "No such file or directory"),
     ];
     for (path, at, needle) in cases {
-        let o = guard(&dir.0, &["check", "--trace", path]);
+        let o = guard(dir.path(), &["check", "--trace", path]);
         refused(&o, 2, path, *at, &[needle]);
     }
 }
