@@ -8,14 +8,13 @@
 
 mod common;
 
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::GUARD;
+use common::{json, rss_kib, Out};
 /// Peak resident memory allowed to `guard run` and to the watcher, whatever the job's size.
 const MEMORY_BOUND_KIB: u64 = 64 * 1024;
 /// The watcher tests share the host's proc connector with tests/watcher.rs only across
@@ -27,57 +26,12 @@ fn full() -> bool {
 }
 
 fn tempdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("guard-stress-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    common::tempdir(&format!("stress-{name}"))
 }
 
-struct Out {
-    code: Option<i32>,
-    stderr: String,
-    /// Peak resident set of the process itself (its `VmHWM`, sampled until it exits), KiB.
-    peak_kib: u64,
-}
-
-/// Runs a command to its end within `bound` (killed and failed beyond it), with its peak RSS.
-/// (Not `ru_maxrss` of wait4: it also holds the test process's own size when the child was
-/// forked rather than spawned.)
-fn run(cmd: &mut Command, bound: Duration) -> Out {
-    let err_path = std::env::temp_dir().join(format!(
-        "guard-stress-err-{}-{:?}",
-        std::process::id(),
-        std::thread::current().id()
-    ));
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&err_path).unwrap())
-        .spawn()
-        .unwrap();
-    let pid = child.id() as i32;
-    let start = Instant::now();
-    let mut peak_kib = 0;
-    loop {
-        if let Some((_, hwm)) = rss_kib(pid) {
-            peak_kib = peak_kib.max(hwm);
-        }
-        if let Some(status) = child.try_wait().unwrap() {
-            let stderr = std::fs::read_to_string(&err_path).unwrap_or_default();
-            let _ = std::fs::remove_file(&err_path);
-            return Out {
-                code: status.code(),
-                stderr,
-                peak_kib,
-            };
-        }
-        if start.elapsed() > bound {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{cmd:?} did not finish within {bound:?}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
+/// Runs guard to its end within `bound` (killed and failed beyond it), with its peak RSS.
+fn run(guard: common::Guard, bound: Duration) -> Out {
+    guard.bound(bound).peak_memory().run()
 }
 
 /// bench/execburst.c, compiled once per test: runs PROG N times with posix_spawn.
@@ -98,10 +52,6 @@ fn execburst(dir: &Path) -> PathBuf {
     bin
 }
 
-fn json(path: &Path) -> serde_json::Value {
-    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
-}
-
 #[test]
 fn a_job_of_many_execs_is_recorded_whole_in_bounded_memory() {
     let _l = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
@@ -111,7 +61,7 @@ fn a_job_of_many_execs_is_recorded_whole_in_bounded_memory() {
     let (trace, report) = (dir.join("t.jsonl"), dir.join("r.json"));
     let started = Instant::now();
     let big = run(
-        Command::new(GUARD)
+        common::guard(common::NO_ARGS)
             .arg("run")
             .arg("--trace")
             .arg(&trace)
@@ -131,7 +81,7 @@ fn a_job_of_many_execs_is_recorded_whole_in_bounded_memory() {
     assert_eq!(r["stats"]["partial"], 0);
     // A small job for comparison: memory must not grow with the number of execs.
     let small = run(
-        Command::new(GUARD)
+        common::guard(common::NO_ARGS)
             .args(["run", "--"])
             .arg(&burst)
             .args(["1000", "/bin/true"]),
@@ -140,22 +90,22 @@ fn a_job_of_many_execs_is_recorded_whole_in_bounded_memory() {
     assert_eq!(small.code, Some(0), "{}", small.stderr);
     eprintln!(
         "stress: {n} execs under guard run in {took:.1?}: peak RSS {} KiB (1,000 execs: {} KiB)",
-        big.peak_kib, small.peak_kib
+        big.peak_rss_kib, small.peak_rss_kib
     );
     assert!(
-        big.peak_kib <= MEMORY_BOUND_KIB,
+        big.peak_rss_kib <= MEMORY_BOUND_KIB,
         "{} KiB > {MEMORY_BOUND_KIB} KiB",
-        big.peak_kib
+        big.peak_rss_kib
     );
     assert!(
-        big.peak_kib <= small.peak_kib + 16 * 1024,
+        big.peak_rss_kib <= small.peak_rss_kib + 16 * 1024,
         "memory grew with the job: {} KiB for {n} execs, {} KiB for 1,000",
-        big.peak_kib,
-        small.peak_kib
+        big.peak_rss_kib,
+        small.peak_rss_kib
     );
     // The trace holds every exec and its seal, and re-checks to the same count.
     let c = run(
-        Command::new(GUARD)
+        common::guard(common::NO_ARGS)
             .args(["check", "--format", "json", "--output"])
             .arg(dir.join("c.json"))
             .arg("--trace")
@@ -167,22 +117,6 @@ fn a_job_of_many_execs_is_recorded_whole_in_bounded_memory() {
     assert_eq!(c["stats"]["execs"], n + 1);
     assert_eq!(c["stats"]["lost"], 0);
     let _ = std::fs::remove_dir_all(&dir);
-}
-
-/// `ulimit -s`: the kernel allows argv + environment up to a quarter of the stack limit.
-fn with_stack(cmd: &mut Command, bytes: u64) -> &mut Command {
-    unsafe {
-        cmd.pre_exec(move || {
-            let lim = libc::rlimit {
-                rlim_cur: bytes,
-                rlim_max: libc::RLIM_INFINITY,
-            };
-            if libc::setrlimit(libc::RLIMIT_STACK, &lim) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        })
-    }
 }
 
 fn argv_of(report: &serde_json::Value) -> Vec<String> {
@@ -211,17 +145,16 @@ fn argv_of_2_mib_and_of_10000_arguments_is_recorded_whole() {
             dir.join(format!("{name}.json")),
         );
         let o = run(
-            with_stack(
-                Command::new(GUARD)
-                    .arg("run")
-                    .arg("--trace")
-                    .arg(&trace)
-                    .arg("--report")
-                    .arg(&report)
-                    .args(["--", "/usr/sbin/nginx"])
-                    .args(args.iter()),
-                64 << 20,
-            ),
+            common::guard(common::NO_ARGS)
+                .arg("run")
+                .arg("--trace")
+                .arg(&trace)
+                .arg("--report")
+                .arg(&report)
+                .args(["--", "/usr/sbin/nginx"])
+                .args(args.iter())
+                // `ulimit -s`: the kernel allows argv + environment up to a quarter of it.
+                .stack_limit(64 << 20),
             Duration::from_secs(120),
         );
         // nginx refuses the extra arguments (1); the finding keeps it 1.
@@ -236,7 +169,7 @@ fn argv_of_2_mib_and_of_10000_arguments_is_recorded_whole() {
         assert_eq!(&got[1..], &args[..], "{name}: argv recorded whole");
         // `guard check` reads the same argv back from the trace.
         let c = run(
-            Command::new(GUARD)
+            common::guard(common::NO_ARGS)
                 .args(["check", "--format", "json", "--output"])
                 .arg(dir.join(format!("{name}-check.json")))
                 .arg("--trace")
@@ -287,8 +220,8 @@ fn executables_at_and_beyond_path_max_are_named() {
     ] {
         let report = dir.join("r.json");
         let o = run(
-            Command::new(GUARD)
-                .current_dir(&deep)
+            common::guard(common::NO_ARGS)
+                .cwd(&deep)
                 .arg("run")
                 .arg("--report")
                 .arg(&report)
@@ -324,16 +257,6 @@ fn executables_at_and_beyond_path_max_are_named() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-fn rss_kib(pid: i32) -> Option<(u64, u64)> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let field = |name: &str| {
-        s.lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<u64>().ok())
-    };
-    Some((field("VmRSS:")?, field("VmHWM:")?))
-}
-
 /// Stops a watcher left running by a failed test.
 struct Watcher(PathBuf);
 
@@ -342,7 +265,7 @@ impl Drop for Watcher {
         if let Ok(text) = std::fs::read_to_string(self.0.join("watcher.json")) {
             if let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) {
                 if let Some(pid) = v["pid"].as_i64() {
-                    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+                    common::signal(pid as i32, libc::SIGKILL);
                 }
             }
         }
@@ -357,7 +280,7 @@ fn the_watcher_over_a_soak_with_bursts_counts_everything_in_bounded_memory() {
     let state = dir.join("state");
     let burst = execburst(&dir);
     let o = run(
-        Command::new(GUARD)
+        common::guard(common::NO_ARGS)
             .arg("start")
             .env("GUARD_STATE_DIR", &state),
         Duration::from_secs(30),
@@ -365,7 +288,7 @@ fn the_watcher_over_a_soak_with_bursts_counts_everything_in_bounded_memory() {
     assert_eq!(o.code, Some(0), "{}", o.stderr);
     let _w = Watcher(state.clone());
     let info = json(&state.join("watcher.json"));
-    let pid = info["pid"].as_i64().unwrap() as i32;
+    let pid = info["pid"].as_i64().unwrap() as u32;
 
     // Sample the watcher's memory every 250 ms while bursts of 2 × 1,000 execs (both cores)
     // alternate with a second of rest.
@@ -407,7 +330,7 @@ fn the_watcher_over_a_soak_with_bursts_counts_everything_in_bounded_memory() {
     sampler.join().unwrap();
     let report = dir.join("r.json");
     let o = run(
-        Command::new(GUARD)
+        common::guard(common::NO_ARGS)
             .arg("stop")
             .arg("--report")
             .arg(&report)
