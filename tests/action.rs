@@ -12,7 +12,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::GUARD;
 const TOKEN: &str = "ghs_test_token_0123456789";
@@ -91,8 +91,7 @@ struct Job {
 
 /// Runs a whole job through the fake runner, in `mode`.
 fn job(name: &str, mode: &str, mock: &Mock) -> Job {
-    let dir = std::env::temp_dir().join(format!("guard-action-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = common::tempdir(&format!("action-{name}"));
     let ws = dir.join("workspace");
     std::fs::create_dir_all(ws.join(".github/workflows")).unwrap();
     std::fs::create_dir_all(ws.join("scripts")).unwrap();
@@ -145,8 +144,8 @@ echo $? > {d}/post.code
     )
     .unwrap();
     let state = dir.join("state");
-    let mut child = Command::new("sh")
-        .arg(&runner)
+    // Killed, and the test failed, when the fake runner does not finish within 120 s.
+    common::command("sh", [&runner])
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap())
         .env("HOME", &dir)
@@ -174,19 +173,8 @@ echo $? > {d}/post.code
         .env("INPUT_REQUIRE", "true")
         .env("WEBSERVER_EXEC_GUARD_BIN", GUARD)
         .env("GUARD_STATE_DIR", &state)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let start = Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        assert!(
-            start.elapsed() < Duration::from_secs(120),
-            "the fake runner did not finish"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+        .bound(Duration::from_secs(120))
+        .run();
     let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap_or_default();
     assert_eq!(
         read("pre.out")
@@ -343,9 +331,7 @@ fn warn_mode_reports_without_failing() {
 #[test]
 fn pre_warns_once_and_goes_on_unguarded_where_it_cannot_run() {
     let _l = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let dir = std::env::temp_dir().join(format!("guard-action-unguarded-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::tempdir("action-unguarded");
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
     let pre = |os: &str, require: &str| -> (Option<i32>, String, String) {
         for f in ["state.env", "summary.md"] {
@@ -353,28 +339,28 @@ fn pre_warns_once_and_goes_on_unguarded_where_it_cannot_run() {
             std::fs::set_permissions(dir.join(f), std::fs::Permissions::from_mode(0o666)).unwrap();
         }
         // An ordinary user without sudo rights stands for a runner where root is out of reach.
-        let o = Command::new("setpriv")
-            .args([
+        let o = common::command(
+            "setpriv",
+            [
                 "--reuid=65534",
                 "--regid=65534",
                 "--clear-groups",
                 GUARD,
                 "action",
                 "pre",
-            ])
-            .env_clear()
-            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-            .env("RUNNER_OS", os)
-            .env("GITHUB_STATE", dir.join("state.env"))
-            .env("GITHUB_STEP_SUMMARY", dir.join("summary.md"))
-            .env("INPUT_REQUIRE", require)
-            .env("GUARD_STATE_DIR", dir.join("state"))
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
+            ],
+        )
+        .env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .env("RUNNER_OS", os)
+        .env("GITHUB_STATE", dir.join("state.env"))
+        .env("GITHUB_STEP_SUMMARY", dir.join("summary.md"))
+        .env("INPUT_REQUIRE", require)
+        .env("GUARD_STATE_DIR", dir.join("state"))
+        .run();
         (
-            o.status.code(),
-            String::from_utf8_lossy(&o.stdout).into_owned(),
+            o.code,
+            o.stdout,
             std::fs::read_to_string(dir.join("summary.md")).unwrap(),
         )
     };

@@ -485,6 +485,7 @@ pub struct Guard {
     cwd: Option<PathBuf>,
     env: Vec<(OsString, Option<OsString>)>,
     no_github_env: bool,
+    env_clear: bool,
     stdin: Option<Vec<u8>>,
     bound: Duration,
     memory: Option<u64>,
@@ -509,6 +510,7 @@ pub fn command<S: AsRef<OsStr>>(
         cwd: None,
         env: vec![("NO_COLOR".into(), None)],
         no_github_env: false,
+        env_clear: false,
         stdin: None,
         bound: DEFAULT_BOUND,
         memory: None,
@@ -548,6 +550,11 @@ impl Guard {
     /// Without any `GITHUB_*` variable of the environment the tests run in (CI).
     pub fn no_github_env(mut self) -> Guard {
         self.no_github_env = true;
+        self
+    }
+    /// With only the variables given by [`Guard::env`], none of the tests' environment.
+    pub fn env_clear(mut self) -> Guard {
+        self.env_clear = true;
         self
     }
     /// Bytes written to stdin (then closed); /dev/null otherwise.
@@ -597,6 +604,9 @@ impl Guard {
         c.stdin(Stdio::null());
         if let Some(d) = &self.cwd {
             c.current_dir(d);
+        }
+        if self.env_clear {
+            c.env_clear();
         }
         if self.no_github_env {
             for (k, _) in std::env::vars_os() {
