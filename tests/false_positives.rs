@@ -46,20 +46,17 @@
 
 mod common;
 
-use std::collections::HashSet;
 use std::fs;
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use common::{which, GUARD};
+use common::{which, Out, TempDir};
 use serde_json::Value;
 
 const TOOL_TIMEOUT: Duration = Duration::from_secs(90);
@@ -77,165 +74,38 @@ const PROXY_VARS: [&str; 8] = [
 ];
 
 // ---------------------------------------------------------------------------------------------
-// Temp dirs and bounded commands (as in tests/servers.rs)
+// Temp dirs and bounded commands (tests/common)
 // ---------------------------------------------------------------------------------------------
 
-/// A directory of its own for one test, removed at the end (kept when GUARD_TEST_KEEP is set).
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let n = N.fetch_add(1, Ordering::SeqCst);
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        let path =
-            std::env::temp_dir().join(format!("guard-fp-{tag}-{}-{n}-{nanos}", std::process::id()));
-        fs::create_dir_all(path.join("home"))
-            .unwrap_or_else(|e| panic!("mkdir {}: {e}", path.display()));
-        fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
-        TempDir(path)
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-
-    fn join(&self, rel: &str) -> PathBuf {
-        self.0.join(rel)
-    }
-
-    /// `self.join(rel)` as a string.
-    fn at(&self, rel: &str) -> String {
-        self.join(rel)
-            .to_str()
-            .expect("UTF-8 temp path")
-            .to_string()
-    }
-
-    fn s(&self) -> String {
-        self.0.to_str().expect("UTF-8 temp path").to_string()
-    }
-
-    fn write(&self, rel: &str, content: &str) -> PathBuf {
-        let p = self.join(rel);
-        if let Some(parent) = p.parent() {
-            fs::create_dir_all(parent).unwrap();
-        }
-        fs::write(&p, content).unwrap_or_else(|e| panic!("write {}: {e}", p.display()));
-        p
-    }
-
-    fn write_exec(&self, rel: &str, content: &str) -> PathBuf {
-        let p = self.write(rel, content);
-        fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
-        p
-    }
-
-    /// An executable copy of `src` at `rel`.
-    fn copy_exec(&self, src: &str, rel: &str) -> PathBuf {
-        let p = self.join(rel);
-        fs::create_dir_all(p.parent().unwrap()).unwrap();
-        fs::copy(src, &p).unwrap_or_else(|e| panic!("copy {src} to {}: {e}", p.display()));
-        fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
-        p
-    }
+/// A directory of its own for one test (with an empty `home/`, mode 0755), removed at the end
+/// (kept when GUARD_TEST_KEEP is set).
+fn temp_dir(tag: &str) -> TempDir {
+    let dir = TempDir::new(&format!("fp-{tag}"));
+    fs::create_dir_all(dir.join("home"))
+        .unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.path().display()));
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    dir
 }
 
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        if std::env::var_os("GUARD_TEST_KEEP").is_none() {
-            let _ = fs::remove_dir_all(&self.0);
-        } else {
-            eprintln!("kept {}", self.0.display());
-        }
-    }
+/// Exit code, signal and both outputs of a finished command.
+fn describe(o: &Out) -> String {
+    format!(
+        "exit code {:?}, signal {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+        o.code, o.signal, o.stdout, o.stderr
+    )
 }
 
-/// A finished command.
-struct Ran {
-    pid: u32,
-    code: Option<i32>,
-    signal: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-impl Ran {
-    fn describe(&self) -> String {
-        format!(
-            "exit code {:?}, signal {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-            self.code, self.signal, self.stdout, self.stderr
-        )
-    }
-}
-
-/// Runs `cmd` in a process group of its own, stdout/stderr to files of `dir`, killing the whole
-/// group when it does not finish within `timeout`.
-fn run_bounded(mut cmd: Command, dir: &Path, label: &str, timeout: Duration) -> Ran {
-    let out_path = dir.join(format!("{label}.stdout"));
-    let err_path = dir.join(format!("{label}.stderr"));
-    cmd.stdin(Stdio::null())
-        .stdout(fs::File::create(&out_path).unwrap())
-        .stderr(fs::File::create(&err_path).unwrap())
-        .process_group(0);
-    let mut child = cmd
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {label} ({cmd:?}): {e}"));
-    let pid = child.id();
-    let deadline = Instant::now() + timeout;
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break status,
-            Ok(None) if Instant::now() >= deadline => {
-                signal(-(pid as i64), "KILL");
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!(
-                    "{label} did not finish within {timeout:?}: {cmd:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-                    read_lossy(&out_path),
-                    read_lossy(&err_path)
-                );
-            }
-            Ok(None) => thread::sleep(Duration::from_millis(20)),
-            Err(e) => panic!("waiting for {label}: {e}"),
-        }
-    };
-    Ran {
-        pid,
-        code: status.code(),
-        signal: status.signal(),
-        stdout: read_lossy(&out_path),
-        stderr: read_lossy(&err_path),
-    }
+/// `argv` in `dir`, in a process group of its own, the whole group killed (and the test
+/// failed) when it does not finish within `timeout`.
+fn bounded(argv: &[&str], dir: &TempDir, timeout: Duration) -> common::Guard {
+    common::command(argv[0], &argv[1..])
+        .cwd(dir.path())
+        .process_group()
+        .bound(timeout)
 }
 
 fn read_lossy(path: &Path) -> String {
     String::from_utf8_lossy(&fs::read(path).unwrap_or_default()).into_owned()
-}
-
-/// `kill -SIG -- TARGET` (a negative target is a process group), bounded.
-fn signal(target: i64, sig: &str) {
-    let child = Command::new("kill")
-        .arg(format!("-{sig}"))
-        .arg("--")
-        .arg(target.to_string())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn();
-    let Ok(mut child) = child else { return };
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = child.try_wait() {
-            return;
-        }
-        thread::sleep(Duration::from_millis(10));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
 /// Whether `tool` is in PATH: a counted skip locally, a failure under CI, when not.
@@ -244,112 +114,8 @@ fn need(tool: &str, test: &str) -> bool {
 }
 
 /// Runs a probe outside guard (bounded) in `dir`: did it exit 0?
-fn probe_ok(dir: &TempDir, label: &str, argv: &[&str]) -> bool {
-    let mut cmd = Command::new(argv[0]);
-    cmd.args(&argv[1..]).current_dir(dir.path());
-    run_bounded(cmd, dir.path(), label, TOOL_TIMEOUT).code == Some(0)
-}
-
-// ---------------------------------------------------------------------------------------------
-// Processes, from /proc: nothing a test started may be left running
-// ---------------------------------------------------------------------------------------------
-
-#[derive(Debug, Clone)]
-struct Proc {
-    pid: u32,
-    ppid: u32,
-    pgrp: u32,
-    cmdline: String,
-}
-
-fn proc_stat(pid: u32) -> Option<(char, u32, u32)> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let mut f = rest.split_whitespace();
-    let state = f.next()?.chars().next()?;
-    let ppid = f.next()?.parse().ok()?;
-    let pgrp = f.next()?.parse().ok()?;
-    Some((state, ppid, pgrp))
-}
-
-/// Live processes (not zombies: PID 1 of a container may not reap orphans).
-fn processes() -> Vec<Proc> {
-    let mut out = Vec::new();
-    let Ok(entries) = fs::read_dir("/proc") else {
-        return out;
-    };
-    for entry in entries.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let Some((state, ppid, pgrp)) = proc_stat(pid) else {
-            continue;
-        };
-        if state == 'Z' || state == 'X' {
-            continue;
-        }
-        let cmdline = fs::read(format!("/proc/{pid}/cmdline"))
-            .map(|raw| {
-                String::from_utf8_lossy(&raw)
-                    .replace('\0', " ")
-                    .trim_end()
-                    .to_string()
-            })
-            .unwrap_or_default();
-        out.push(Proc {
-            pid,
-            ppid,
-            pgrp,
-            cmdline,
-        });
-    }
-    out
-}
-
-/// Live processes in process group `pgid`, or whose command line names `marker`, and all
-/// their descendants.
-fn leftovers(pgid: u32, marker: &str) -> Vec<Proc> {
-    let me = std::process::id();
-    let all: Vec<Proc> = processes().into_iter().filter(|p| p.pid != me).collect();
-    let mut found: HashSet<u32> = all
-        .iter()
-        .filter(|p| p.pgrp == pgid || p.cmdline.contains(marker))
-        .map(|p| p.pid)
-        .collect();
-    loop {
-        let before = found.len();
-        for p in &all {
-            if found.contains(&p.ppid) {
-                found.insert(p.pid);
-            }
-        }
-        if found.len() == before {
-            break;
-        }
-    }
-    all.into_iter().filter(|p| found.contains(&p.pid)).collect()
-}
-
-/// Waits (bounded) until nothing of a run is left; otherwise kills what is left and fails.
-fn assert_no_leftovers(pgid: u32, marker: &str, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let left = leftovers(pgid, marker);
-        if left.is_empty() {
-            return;
-        }
-        if Instant::now() >= deadline {
-            for p in &left {
-                signal(p.pid as i64, "KILL");
-            }
-            panic!("{what}: processes left running (now killed): {left:#?}");
-        }
-        thread::sleep(Duration::from_millis(50));
-    }
+fn probe_ok(dir: &TempDir, argv: &[&str]) -> bool {
+    bounded(argv, dir, TOOL_TIMEOUT).run().code == Some(0)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -357,7 +123,7 @@ fn assert_no_leftovers(pgid: u32, marker: &str, what: &str) {
 // ---------------------------------------------------------------------------------------------
 
 struct GuardRun {
-    ran: Ran,
+    ran: Out,
     report: Value,
     /// The exec records of the trace, read before the temp dir goes away.
     execs: Vec<Value>,
@@ -373,7 +139,7 @@ impl GuardRun {
     fn describe(&self) -> String {
         format!(
             "{}\n--- stats ---\n{}\n--- findings ---\n{}",
-            self.ran.describe(),
+            describe(&self.ran),
             self.report["stats"],
             serde_json::to_string_pretty(&self.report["findings"]).unwrap()
         )
@@ -423,35 +189,37 @@ fn guard_run(
     env: &[(&str, &str)],
     timeout: Duration,
 ) -> GuardRun {
-    let report = dir.join(&format!("{label}-r.json"));
-    let trace = dir.join(&format!("{label}-trace.jsonl"));
-    let mut cmd = Command::new(GUARD);
-    cmd.arg("run")
-        .arg("--report")
+    let report = dir.join(format!("{label}-r.json"));
+    let trace = dir.join(format!("{label}-trace.jsonl"));
+    let mut cmd = common::guard(["run", "--report"])
         .arg(&report)
         .arg("--trace")
         .arg(&trace)
         .arg("--")
         .args(argv)
-        .current_dir(dir.path());
+        .cwd(dir.path())
+        .process_group()
+        .bound(timeout);
     for var in PROXY_VARS {
-        cmd.env_remove(var);
+        cmd = cmd.env_remove(var);
     }
-    cmd.env("NO_PROXY", "127.0.0.1,localhost")
+    cmd = cmd
+        .env("NO_PROXY", "127.0.0.1,localhost")
         .env("no_proxy", "127.0.0.1,localhost")
         .env("NO_COLOR", "1")
         .env("HOME", dir.join("home"))
         .env("LC_ALL", "C");
     for (k, v) in env {
-        cmd.env(k, v);
+        cmd = cmd.env(k, v);
     }
-    let ran = run_bounded(cmd, dir.path(), label, timeout);
-    assert_no_leftovers(ran.pid, &dir.s(), label);
+    let ran = cmd.run();
+    // Nothing the run started (its process group, or anything naming its dir) is left.
+    common::assert_no_leftovers(Some(ran.pid), &dir.s(), label);
     let text = fs::read_to_string(&report).unwrap_or_else(|e| {
         panic!(
             "{label}: no report {}: {e}\n{}",
             report.display(),
-            ran.describe()
+            describe(&ran)
         )
     });
     let report: Value = serde_json::from_str(&text)
@@ -511,7 +279,7 @@ fn clean_run_in(
 
 /// `clean_run_in` in a temp dir of its own.
 fn clean_run(tag: &str, argv: &[&str], env: &[(&str, &str)], min_execs: u64) -> GuardRun {
-    let dir = TempDir::new(tag);
+    let dir = temp_dir(tag);
     clean_run_in(&dir, "guard", argv, env, TOOL_TIMEOUT, min_execs)
 }
 
@@ -579,8 +347,8 @@ fn write_c_project(dir: &TempDir) {
     dir.write("include/srv.h", &header);
     for (k, m) in MODULES.iter().enumerate() {
         dir.write(
-            &format!("src/{m}.c"),
-            &format!(
+            format!("src/{m}.c"),
+            format!(
                 "#include \"srv.h\"\n\n/* {m}: part of the test corpus */\nint {m}_value(int x)\n{{\n    return x * 3 + {k};\n}}\n"
             ),
         );
@@ -605,7 +373,7 @@ fn build_c_project_with_make_j2_and_check() {
     if !need("make", "build_c_project") || !need("gcc", "build_c_project") {
         return;
     }
-    let dir = TempDir::new("cbuild");
+    let dir = temp_dir("cbuild");
     write_c_project(&dir);
     let run = clean_run_in(
         &dir,
@@ -624,7 +392,7 @@ fn build_c_project_with_make_j2_and_check() {
         "{d}"
     );
     for m in MODULES {
-        assert!(dir.join(&format!("build/{m}.o")).is_file(), "{m}.o\n{d}");
+        assert!(dir.join(format!("build/{m}.o")).is_file(), "{m}.o\n{d}");
     }
     assert!(dir.join("build/libsrv.a").is_file(), "{d}");
     run.assert_traced("make", |n| n == "make");
@@ -684,10 +452,13 @@ fn dpkg_installed(pkg: &str, test: &str) -> bool {
     if !need("dpkg-query", test) {
         return false;
     }
-    let dir = TempDir::new("dpkg-probe");
-    let mut cmd = Command::new("dpkg-query");
-    cmd.args(["-W", "-f", "${db:Status-Status}", pkg]);
-    let ran = run_bounded(cmd, dir.path(), "probe", TOOL_TIMEOUT);
+    let dir = temp_dir("dpkg-probe");
+    let ran = bounded(
+        &["dpkg-query", "-W", "-f", "${db:Status-Status}", pkg],
+        &dir,
+        TOOL_TIMEOUT,
+    )
+    .run();
     if ran.code == Some(0) && ran.stdout == "installed" {
         true
     } else {
@@ -717,7 +488,7 @@ fn pkg_dpkg_s_and_l_list_usr_sbin_nginx() {
     if !dpkg_installed("nginx-light", "pkg_dpkg_L") || !Path::new("/usr/sbin/nginx").exists() {
         return;
     }
-    let dir = TempDir::new("dpkg-L");
+    let dir = temp_dir("dpkg-L");
     // Which package ships /usr/sbin/nginx (nginx-light itself up to Debian 11, a transitional
     // package depending on nginx since Debian 12).
     let search = clean_run_in(
@@ -794,8 +565,8 @@ fn have_pip(test: &str) -> bool {
     if !need("python3", test) {
         return false;
     }
-    let dir = TempDir::new("pip-probe");
-    if probe_ok(&dir, "probe", &["python3", "-m", "pip", "--version"]) {
+    let dir = temp_dir("pip-probe");
+    if probe_ok(&dir, &["python3", "-m", "pip", "--version"]) {
         true
     } else {
         common::skip(test, "python3 -m pip", "python3-pip");
@@ -840,7 +611,7 @@ fn pkg_npm_config_get_cache() {
     if !need("npm", "pkg_npm_config") {
         return;
     }
-    let dir = TempDir::new("npm-cache");
+    let dir = temp_dir("npm-cache");
     let run = clean_run_in(
         &dir,
         "guard",
@@ -944,7 +715,7 @@ fn runner_python_unittest_on_server_tests() {
     if !need("python3", "runner_unittest") {
         return;
     }
-    let dir = TempDir::new("unittest");
+    let dir = temp_dir("unittest");
     write_test_project(&dir);
     let run = clean_run_in(
         &dir,
@@ -972,12 +743,12 @@ fn runner_pytest_on_server_tests() {
     if !need("python3", "runner_pytest") {
         return;
     }
-    let dir = TempDir::new("pytest");
+    let dir = temp_dir("pytest");
     // The `python3` first on PATH may be another build (pyenv, a virtualenv) that does not see
     // Debian's python3-pytest: Debian's own interpreter is tried next.
     let Some(python) = ["python3", "/usr/bin/python3"]
         .into_iter()
-        .find(|p| probe_ok(&dir, "probe", &[p, "-c", "import pytest"]))
+        .find(|p| probe_ok(&dir, &[p, "-c", "import pytest"]))
     else {
         common::skip("runner_pytest", "pytest", "python3-pytest");
         return;
@@ -1004,7 +775,7 @@ fn runner_pytest_on_server_tests() {
 
 #[test]
 fn runner_shell_test_script() {
-    let dir = TempDir::new("sh-tests");
+    let dir = temp_dir("sh-tests");
     write_test_project(&dir);
     // sh, then grep, grep, grep (in a command substitution), wc
     let run = clean_run_in(
@@ -1030,7 +801,7 @@ fn runner_make_test() {
     if !need("make", "runner_make_test") || !need("python3", "runner_make_test") {
         return;
     }
-    let dir = TempDir::new("make-test");
+    let dir = temp_dir("make-test");
     write_test_project(&dir);
     // make, python3, sh, grep x3, wc
     let run = clean_run_in(&dir, "guard", &["make", "test"], &[], TOOL_TIMEOUT, 7);
@@ -1275,7 +1046,7 @@ fn pymod_json_tool() {
     if !need("python3", "pymod_json_tool") {
         return;
     }
-    let dir = TempDir::new("json-tool");
+    let dir = temp_dir("json-tool");
     dir.write(
         "servers.json",
         r#"{"nginx":{"listen":"127.0.0.1:8080"},"http.server":{"port":8000}}"#,
@@ -1343,7 +1114,7 @@ fn pymod_py_compile_of_a_project_http_server_module() {
         return;
     }
     // A project's own package `app/http/server.py`, byte-compiled (as packaging does), not run.
-    let dir = TempDir::new("py-compile");
+    let dir = temp_dir("py-compile");
     dir.write("app/__init__.py", "");
     dir.write("app/http/__init__.py", "");
     dir.write(
@@ -1411,7 +1182,7 @@ fn named_grep_listen_in_apache2_ports_conf() {
 
 #[test]
 fn named_nginx_config_lint_script() {
-    let dir = TempDir::new("nginx-lint");
+    let dir = temp_dir("nginx-lint");
     write_test_project(&dir);
     let script = dir.write_exec(
         "nginx-config-lint.sh",
@@ -1437,7 +1208,7 @@ fn named_nginx_config_lint_script() {
 
 #[test]
 fn named_check_httpd_script() {
-    let dir = TempDir::new("check-httpd");
+    let dir = temp_dir("check-httpd");
     // Tests *for* a server without running it.
     let script = dir.write_exec(
         "check_httpd.sh",
@@ -1462,7 +1233,7 @@ fn named_caddyfile_fmt_copy_of_true() {
         common::skip("named_caddyfile_fmt", "true", "coreutils");
         return;
     };
-    let dir = TempDir::new("caddyfile-fmt");
+    let dir = temp_dir("caddyfile-fmt");
     write_test_project(&dir);
     let tool = dir.copy_exec(truth.to_str().unwrap(), "bin/caddyfile-fmt");
     let tool = tool.to_str().unwrap();
@@ -1487,7 +1258,7 @@ fn named_program_under_an_nginx_bin_dir() {
         common::skip("named_nginx_bin_dir", "echo", "coreutils");
         return;
     };
-    let dir = TempDir::new("nginx-bin");
+    let dir = temp_dir("nginx-bin");
     let render = dir.copy_exec(echo.to_str().unwrap(), "nginx/bin/render");
     let render = render.to_str().unwrap();
     let run = clean_run_in(
@@ -1555,7 +1326,7 @@ fn named_php_lint() {
     if !need("php", "named_php_lint") {
         return;
     }
-    let dir = TempDir::new("php-l");
+    let dir = temp_dir("php-l");
     dir.write(
         "server.php",
         "<?php\n// the router of `php -S` in production; only linted here\n\
@@ -1581,7 +1352,7 @@ fn named_busybox_ls() {
     if !need("busybox", "named_busybox_ls") {
         return;
     }
-    let dir = TempDir::new("busybox-ls");
+    let dir = temp_dir("busybox-ls");
     dir.write("httpd.conf", "H:/www\n");
     let run = clean_run_in(
         &dir,
