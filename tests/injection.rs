@@ -40,7 +40,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -53,7 +53,7 @@ use guard::policy::recipe::{Importance, RecipeSet};
 use guard::report::{Location, Run};
 use serde_json::Value;
 
-use common::GUARD;
+use common::{Out, GUARD};
 /// The token given to the Action; `TOKEN_CORE` is searched too, so that a cut or re-quoted token
 /// is caught as well.
 const TOKEN: &str = "ghs_INJECTIONtestTOKEN0123456789abcdefXYZ";
@@ -530,7 +530,7 @@ struct Fixture {
     trace: PathBuf,
     /// The argv of every expected finding.
     expected: Vec<Vec<Vec<u8>>>,
-    run: Output,
+    run: Out,
     report: Value,
 }
 
@@ -599,15 +599,14 @@ fn fixture() -> &'static Fixture {
 
         let trace = base.join("t.jsonl");
         let report = base.join("r.json");
-        let run = Command::new(GUARD)
-            .args(["run", "--report"])
+        let run = common::guard(["run", "--report"])
             .arg(&report)
             .arg("--trace")
             .arg(&trace)
             .arg("--")
             .arg("sh")
             .arg(&script_path)
-            .current_dir(&ws)
+            .cwd(&ws)
             .env("NO_COLOR", "1")
             .env("GITHUB_ACTION", STEP)
             .env("AWS_SECRET_ACCESS_KEY", SECRET)
@@ -615,9 +614,7 @@ fn fixture() -> &'static Fixture {
             .env("INPUT_GITHUB-TOKEN", TOKEN)
             .env("RUST_BACKTRACE", "1")
             .env("RUST_LOG", "trace")
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
+            .run();
         let report_json = serde_json::from_slice(&std::fs::read(&report).unwrap())
             .unwrap_or_else(|e| panic!("the report does not parse: {e}"));
         Fixture {
@@ -691,16 +688,12 @@ fn mode(p: &Path) -> u32 {
     std::fs::metadata(p).unwrap().permissions().mode() & 0o7777
 }
 
-fn check(args: &[&str]) -> Output {
-    Command::new(GUARD)
-        .arg("check")
-        .arg("--trace")
+fn check(args: &[&str]) -> Out {
+    common::guard(["check", "--trace"])
         .arg(&fixture().trace)
         .args(args)
         .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
+        .run()
 }
 
 /// The terminal report: inert, every finding's argv (and the executable, the working directory)
@@ -772,14 +765,9 @@ fn assert_terminal_report(out: &[u8], f: &Fixture, what: &str) {
 #[test]
 fn guard_run_terminal_and_json_report_are_inert_and_lossless() {
     let f = fixture();
-    assert_eq!(
-        f.run.status.code(),
-        Some(3),
-        "stderr: {}",
-        String::from_utf8_lossy(&f.run.stderr)
-    );
-    assert!(f.run.stdout.is_empty());
-    assert_terminal_report(&f.run.stderr, f, "guard run stderr");
+    assert_eq!(f.run.code, Some(3), "stderr: {}", f.run.stderr);
+    assert!(f.run.stdout_bytes.is_empty());
+    assert_terminal_report(&f.run.stderr_bytes, f, "guard run stderr");
 
     // The JSON report: exactly one finding per hostile exec, argv byte-exact (invalid UTF-8 as
     // {"bytes": base64}), the working directory, the step and the command too.
@@ -817,10 +805,10 @@ fn guard_run_terminal_and_json_report_are_inert_and_lossless() {
 
     // `guard check` reaches the same findings, in text and JSON.
     let text = check(&[]);
-    assert_eq!(text.status.code(), Some(3));
-    assert_terminal_report(&text.stdout, f, "guard check text");
+    assert_eq!(text.code, Some(3));
+    assert_terminal_report(&text.stdout_bytes, f, "guard check text");
     let json = check(&["--format", "json"]);
-    let again: Value = serde_json::from_slice(&json.stdout).unwrap();
+    let again: Value = serde_json::from_slice(&json.stdout_bytes).unwrap();
     assert_same_argvs(
         &report_argvs(&again),
         &f.expected,
@@ -873,15 +861,12 @@ fn run_on_pty(mut cmd: Command) -> (Option<i32>, Vec<u8>) {
 fn on_a_terminal_only_guards_own_colours_are_escape_sequences() {
     let f = fixture();
     let check_on_pty = |no_color: bool| {
-        let mut c = Command::new(GUARD);
-        c.arg("check")
-            .arg("--trace")
-            .arg(&f.trace)
-            .env_remove("NO_COLOR");
+        // common::guard unsets NO_COLOR.
+        let mut g = common::guard(["check", "--trace"]).arg(&f.trace);
         if no_color {
-            c.env("NO_COLOR", "1");
+            g = g.env("NO_COLOR", "1");
         }
-        run_on_pty(c)
+        run_on_pty(g.command())
     };
     let (code, out) = check_on_pty(false);
     assert_eq!(code, Some(3));
@@ -1002,12 +987,7 @@ fn sarif_messages_are_inert_for_github() {
     let f = fixture();
     let path = f.base.join("check.sarif");
     let o = check(&["--format", "sarif", "--output", path.to_str().unwrap()]);
-    assert_eq!(
-        o.status.code(),
-        Some(3),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    assert_eq!(o.code, Some(3), "{}", o.stderr);
     assert_eq!(mode(&path), 0o600);
     let sarif: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
     assert_sarif(&sarif, f, None, "guard check --format sarif");
@@ -1256,9 +1236,8 @@ fn post(name: &str, api_url: &str) -> Job {
             .to_string(),
     )
     .unwrap();
-    let o = Command::new(GUARD)
-        .args(["action", "post"])
-        .current_dir(&f.ws)
+    let o = common::guard(["action", "post"])
+        .cwd(&f.ws)
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap())
         .env("HOME", &dir)
@@ -1289,14 +1268,12 @@ fn post(name: &str, api_url: &str) -> Job {
         .env("GUARD_LOG", "trace")
         .env("ACTIONS_STEP_DEBUG", "true")
         .env("RUNNER_DEBUG", "1")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+        .run();
     let read = |p: &str| std::fs::read_to_string(dir.join(p)).unwrap_or_default();
     Job {
-        code: o.status.code(),
-        stdout: String::from_utf8(o.stdout).expect("stdout is UTF-8"),
-        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        code: o.code,
+        stdout: String::from_utf8(o.stdout_bytes).expect("stdout is UTF-8"),
+        stderr: o.stderr,
         summary: read("summary.md"),
         outputs: read("outputs"),
         dir,
@@ -1768,11 +1745,11 @@ fn no_secret_from_the_environment_is_recorded_or_printed() {
     }
     assert_no_secret(
         &[
-            ("run stdout", &f.run.stdout),
-            ("run stderr", &f.run.stderr),
-            ("check json", &json.stdout),
-            ("check text", &text.stdout),
-            ("check sarif", &sarif.stdout),
+            ("run stdout", &f.run.stdout_bytes),
+            ("run stderr", &f.run.stderr_bytes),
+            ("check json", &json.stdout_bytes),
+            ("check text", &text.stdout_bytes),
+            ("check sarif", &sarif.stdout_bytes),
             ("script", &std::fs::read(&f.script).unwrap()),
         ],
         &dir,
@@ -1922,8 +1899,7 @@ echo $? > "$D/post.code"
 "#,
     )
     .unwrap();
-    let status = Command::new("sh")
-        .arg(&runner)
+    let status = common::command("sh", [&runner])
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap())
         .env("HOME", &dir)
@@ -1953,20 +1929,14 @@ echo $? > "$D/post.code"
         .env("INPUT_REQUIRE", "true")
         .env("WEBSERVER_EXEC_GUARD_BIN", GUARD)
         .env("GUARD_STATE_DIR", &state)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .unwrap();
+        .bound(Duration::from_secs(300))
+        .run();
     if state.join("watcher.json").exists() {
         // post did not stop it: do not leave it running.
-        let _ = Command::new(GUARD)
-            .args(["stop", "--state-dir"])
-            .arg(&state)
-            .output();
+        let _ = common::guard(["stop", "--state-dir"]).arg(&state).run();
     }
     let read = |p: &str| std::fs::read_to_string(dir.join(p)).unwrap_or_default();
-    assert!(status.success(), "pre: {}", read("pre.err"));
+    assert!(status.code == Some(0), "pre: {}", read("pre.err"));
     assert_eq!(
         read("post.code").trim(),
         "1",
