@@ -9,42 +9,23 @@
 mod common;
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use common::TempDir;
 use serde_json::Value;
 
 const NGINX: &str = "/usr/sbin/nginx";
 const BUSYBOX: &str = "/usr/bin/busybox";
 
-struct Dir(PathBuf);
-
-impl Dir {
-    fn new(tag: &str) -> Dir {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let p = std::env::temp_dir().join(format!(
-            "guard-detect-{tag}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::SeqCst)
-        ));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
-        Dir(p)
-    }
-    fn join(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        if std::env::var_os("GUARD_TEST_KEEP").is_none() {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
+/// A directory of its own for one test (mode 0755, for the cases run as nobody), removed at the
+/// end (kept when GUARD_TEST_KEEP is set).
+fn temp(tag: &str) -> TempDir {
+    let d = TempDir::new(&format!("detect-{tag}"));
+    std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    d
 }
 
 struct Ran {
@@ -79,9 +60,9 @@ impl Ran {
 }
 
 /// `guard run ARGS -- sh -c SCRIPT` in `dir`, killed after 60 s.
-fn guard_sh(dir: &Dir, args: &[&str], script: &str) -> Ran {
+fn guard_sh(dir: &TempDir, args: &[&str], script: &str) -> Ran {
     static RUN: AtomicUsize = AtomicUsize::new(0);
-    let report = dir.join(&format!(
+    let report = dir.join(format!(
         "report-{}.json",
         RUN.fetch_add(1, Ordering::SeqCst)
     ));
@@ -92,7 +73,7 @@ fn guard_sh(dir: &Dir, args: &[&str], script: &str) -> Ran {
         .arg(&trace)
         .args(args)
         .args(["--", "sh", "-c", script])
-        .cwd(&dir.0)
+        .cwd(dir.path())
         .bound(Duration::from_secs(60))
         .run();
     let report: Value =
@@ -146,7 +127,7 @@ fn renamed_copy_of_nginx_is_detected_by_content() {
     if !need(NGINX) {
         return;
     }
-    let d = Dir::new("copy");
+    let d = temp("copy");
     copy_exec(NGINX, &d.join("build-helper"));
     let r = guard_sh(&d, &[], "./build-helper -v");
     assert_nginx_by_content(&r, "/build-helper");
@@ -159,7 +140,7 @@ fn innocent_symlink_to_nginx_is_detected() {
     if !need(NGINX) {
         return;
     }
-    let d = Dir::new("link");
+    let d = temp("link");
     std::os::unix::fs::symlink(NGINX, d.join("lint")).unwrap();
     let r = guard_sh(&d, &[], "./lint -v");
     assert_nginx_by_content(&r, "nginx");
@@ -171,7 +152,7 @@ fn spoofed_argv0_is_detected() {
     if !need(NGINX) {
         return;
     }
-    let d = Dir::new("argv0");
+    let d = temp("argv0");
     copy_exec(NGINX, &d.join("tool"));
     let r = guard_sh(&d, &[], "exec bash -c 'exec -a make ./tool -v'");
     assert_nginx_by_content(&r, "/tool");
@@ -188,7 +169,7 @@ fn nginx_run_from_a_memfd_is_detected() {
     if !need(NGINX) || !need("/usr/bin/python3") {
         return;
     }
-    let d = Dir::new("memfd");
+    let d = temp("memfd");
     // fexecve (execveat with AT_EMPTY_PATH), and execve of /proc/self/fd/N.
     for how in [
         "os.execve(fd, ['helper', '-v'], {})",
@@ -207,7 +188,7 @@ fn executing_one_binary_a_thousand_times_reads_it_once() {
     if !need(NGINX) {
         return;
     }
-    let d = Dir::new("cache");
+    let d = temp("cache");
     copy_exec(NGINX, &d.join("build-helper"));
     let r = guard_sh(
         &d,
@@ -241,20 +222,20 @@ fn repeated_nginx_config_tests_make_one_finding() {
     if !need(NGINX) {
         return;
     }
-    let d = Dir::new("repeat");
+    let d = temp("repeat");
     let conf = d.join("nginx.conf");
     std::fs::write(
         &conf,
         format!(
             "pid {}/nginx.pid;\nerror_log {}/error.log;\nevents {{}}\nhttp {{ access_log off; }}\n",
-            d.0.display(),
-            d.0.display()
+            d.path().display(),
+            d.path().display()
         ),
     )
     .unwrap();
     let script = format!(
         "i=0; while [ $i -lt 2000 ]; do {NGINX} -t -q -p {dir} -c {conf} -e {dir}/error.log || exit 9; i=$((i+1)); done",
-        dir = d.0.display(),
+        dir = d.path().display(),
         conf = conf.display()
     );
     let r = guard_sh(&d, &[], &script);
@@ -266,7 +247,7 @@ fn repeated_nginx_config_tests_make_one_finding() {
 
 /// (label, script) of interpreter and multi-call forms the machine can run; each starts a
 /// server that is stopped by `timeout` after a moment.
-fn interpreter_forms(d: &Dir) -> Vec<(&'static str, String)> {
+fn interpreter_forms(d: &TempDir) -> Vec<(&'static str, String)> {
     let mut forms = Vec::new();
     if need("/usr/bin/python3") {
         let py = "/usr/bin/python3";
@@ -343,7 +324,7 @@ fn interpreter_forms(d: &Dir) -> Vec<(&'static str, String)> {
 
 #[test]
 fn interpreter_and_multicall_forms_are_detected() {
-    let d = Dir::new("forms");
+    let d = temp("forms");
     let forms = interpreter_forms(&d);
     assert!(
         forms.len() >= 3,
@@ -367,7 +348,7 @@ fn enforce_refuses_each_form_and_the_build_goes_on() {
     if !need(NGINX) {
         return;
     }
-    let d = Dir::new("enforce");
+    let d = temp("enforce");
     copy_exec(NGINX, &d.join("build-helper"));
     std::os::unix::fs::symlink(NGINX, d.join("lint")).unwrap();
     let mut forms: Vec<(&str, String)> = vec![
@@ -423,7 +404,7 @@ fn enforce_gives_the_caller_eacces_and_leaves_other_execs_alone() {
     if !need(NGINX) {
         return;
     }
-    let d = Dir::new("eacces");
+    let d = temp("eacces");
     copy_exec(NGINX, &d.join("srv"));
     let probe = "import os, errno\ntry:\n    os.execv('./srv', ['srv', '-v'])\nexcept OSError as e:\n    print('errno', errno.errorcode[e.errno])\n";
     std::fs::write(d.join("probe.py"), probe).unwrap();
@@ -448,7 +429,7 @@ fn a_refused_attempt_is_recorded_with_its_caller() {
     if !need(NGINX) || !need("/usr/bin/python3") || !need("/usr/bin/setpriv") {
         return;
     }
-    let d = Dir::new("caller");
+    let d = temp("caller");
     copy_exec(NGINX, &d.join("srv"));
     // The same exec from the main thread, then from another thread of the process, then by
     // its absolute path (the working directory is then not needed to find the file).
@@ -481,7 +462,7 @@ attempt(os.path.abspath('srv'))\nprint('pid', os.getpid())\n";
     let root = r.trace[0]["root"].as_u64().unwrap();
     let attempts: Vec<&Value> = r.trace.iter().filter(|v| v["type"] == "attempt").collect();
     assert_eq!(attempts.len(), 3, "{:#?}", r.trace);
-    let cwd = std::fs::canonicalize(&d.0).unwrap();
+    let cwd = std::fs::canonicalize(d.path()).unwrap();
     for a in &attempts {
         assert_eq!(a["pid"], pid, "{a}");
         assert_eq!(a["tgid"], pid, "{a}");
@@ -503,7 +484,7 @@ fn enforce_does_not_block_allowlisted_execs() {
     if !need(NGINX) {
         return;
     }
-    let d = Dir::new("allowed");
+    let d = temp("allowed");
     let cfg = d.join("allow.yml");
     std::fs::write(
         &cfg,
@@ -538,7 +519,7 @@ fn enforce_does_not_block_allowlisted_execs() {
 
 #[test]
 fn failed_attempts_are_evidence() {
-    let d = Dir::new("attempts");
+    let d = temp("attempts");
     std::fs::write(d.join("noexec"), "#!/bin/sh\n").unwrap();
     // An executable FIFO: its exec fails (EACCES), and guard, which looks at the file, must
     // not open it as a file to read (that would wait for a writer forever).
@@ -595,7 +576,7 @@ fn a_path_search_that_succeeds_is_one_exec_not_attempts() {
     if !need(NGINX) {
         return;
     }
-    let d = Dir::new("search");
+    let d = temp("search");
     // env(1) searches PATH with execvp: two misses, then /usr/sbin/nginx.
     let r = guard_sh(
         &d,
