@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use common::GUARD;
+use common::{is_root, GUARD};
 /// Cases run at the same time (most of them sleep or wait on signals; 2 cores in CI).
 const WORKERS: usize = 4;
 /// The bound of one run (bare or guarded) of an ordinary case.
@@ -312,11 +312,6 @@ fn setup() -> World {
     }
 }
 
-fn is_root() -> bool {
-    // SAFETY: geteuid(2) cannot fail.
-    unsafe { libc::geteuid() == 0 }
-}
-
 fn nobody_can_run(path: &Path) -> bool {
     Command::new("setpriv")
         .args([
@@ -334,11 +329,7 @@ fn nobody_can_run(path: &Path) -> bool {
 }
 
 fn installed(tool: &str) -> bool {
-    if tool.contains('/') {
-        return Path::new(tool).exists();
-    }
-    std::env::var_os("PATH")
-        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
+    common::which(tool).is_some()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -668,14 +659,21 @@ fn execute(ctx: &Ctx, spec: &Spec, guarded: bool) -> Outcome {
         }
         None => ctx.dir.clone(),
     };
-    let mut cmd = Command::new(&argv[0]);
-    cmd.args(&argv[1..]).current_dir(&cwd).env_remove("TMUX");
+    // Built by tests/common, as every run of guard; spawned, fed and signalled here. The
+    // environment is the tests' own but TMUX (common::command unsets NO_COLOR: kept as it is).
+    let mut g = common::command(&argv[0], &argv[1..])
+        .cwd(&cwd)
+        .env_remove("TMUX");
+    if let Some(v) = std::env::var_os("NO_COLOR") {
+        g = g.env("NO_COLOR", v);
+    }
     for (k, v) in &spec.env {
-        cmd.env(k, v);
+        g = g.env(k, v);
     }
     if spec.own_group {
-        cmd.process_group(0);
+        g = g.process_group();
     }
+    let mut cmd = g.command();
 
     let mut stdin_data = None;
     match &spec.stdin {
