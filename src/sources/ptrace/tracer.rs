@@ -96,15 +96,25 @@ impl Command {
     }
 }
 
-/// What is known of a new child whose parent has not reported the fork event yet. This is the
-/// one piece of a thread's state that outlives it: the event may come after its exit.
+/// What was reported of a new child before its parent's fork event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Birth {
+enum Early {
     /// It was announced at its own first report (its fork record is out).
     Announced,
     /// It exited before anything else was reported about it (killed before its first stop):
     /// its exit is recorded after its fork record.
     Exited(ExitStatus),
+}
+
+/// An [`Early`] report, waiting for the parent's fork event. This is the one piece of a
+/// thread's state that outlives it: the event may come after its exit. It may also never come
+/// (the parent was killed between the fork and its event stop), so a birth names its process
+/// by start time as well as by pid, and is not applied to a later process that reuses the pid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Birth {
+    /// The child's start time, `None` if it was gone already (see [`start_time`]).
+    start: Option<u64>,
+    early: Early,
 }
 
 /// Follows the tree until the command exits (or a stop is requested), then detaches what is
@@ -290,7 +300,7 @@ impl<'s> Tracer<'s> {
         }
         if !self.is_root(pid) && !self.tracees.get(pid).is_some_and(|t| t.announced) {
             self.tracees.remove(pid);
-            self.births.insert(pid, Birth::Exited(status));
+            self.note_birth(pid, Early::Exited(status));
             return;
         }
         let tracee = self.tracees.remove(pid);
@@ -369,7 +379,7 @@ impl<'s> Tracer<'s> {
         t.tgid = tgid;
         t.announced = true;
         t.execd |= execd;
-        self.births.insert(tid, Birth::Announced);
+        self.note_birth(tid, Early::Announced);
         if tgid == tid && ppid > 0 {
             (self.emit)(Record::Fork(ForkEvent {
                 seq: 0,
@@ -381,8 +391,29 @@ impl<'s> Tracer<'s> {
         }
     }
 
+    /// Keeps what was reported of `tid` before its parent's fork event.
+    fn note_birth(&mut self, tid: i32, early: Early) {
+        let start = start_time(tid);
+        self.births.insert(tid, Birth { start, early });
+    }
+
+    /// What was reported of `new` before its parent's fork event, if that was about this
+    /// process. A birth left by an earlier process with the same pid, whose parent never
+    /// reported the fork, is dropped: applied, it would record a fork or an exit that did not
+    /// happen, and keep the new process out of the table.
+    fn take_birth(&mut self, new: i32) -> Option<Early> {
+        let birth = self.births.remove(&new)?;
+        // `new` gone means this is about it: the kernel reports a tracee's exit to us before
+        // its pid can be reused, and that report, like its first stop, replaces any older birth.
+        let now = start_time(new);
+        (now.is_none() || now == birth.start).then_some(birth.early)
+    }
+
     fn stopped(&mut self, tid: i32, stop: Stop) {
         if !self.tracees.get(tid).is_some_and(|t| t.announced) {
+            // Its first report: a birth kept for this tid is of an earlier thread (an announced
+            // one stays in the table until it exits, and then reports nothing more).
+            self.births.remove(&tid);
             if self.ending.is_none() && self.deferred.len() < DEFERRED_MAX {
                 self.deferred.push((tid, stop));
                 self.deferred_since.get_or_insert_with(Instant::now);
@@ -468,8 +499,8 @@ impl<'s> Tracer<'s> {
         let parent_tgid = self.tracees.entry(parent).tgid;
         let thread = event as i32 == libc::PTRACE_EVENT_CLONE
             && std::path::Path::new(&format!("/proc/{parent_tgid}/task/{new}")).exists();
-        match self.births.remove(&new) {
-            Some(Birth::Announced) => {}
+        match self.take_birth(new) {
+            Some(Early::Announced) => {}
             birth => {
                 if !thread {
                     (self.emit)(Record::Fork(ForkEvent {
@@ -481,7 +512,7 @@ impl<'s> Tracer<'s> {
                     }));
                 }
                 match birth {
-                    Some(Birth::Exited(status)) => {
+                    Some(Early::Exited(status)) => {
                         if !thread {
                             (self.emit)(Record::Exit(ExitEvent {
                                 seq: 0,
@@ -728,6 +759,14 @@ fn is_zombie(tid: i32) -> bool {
     }
 }
 
+/// When a thread started (clock ticks after boot, field 22 of `/proc/TID/stat`): with its id,
+/// this names the thread, whose id may be reused once it is gone. `None` if it is gone.
+fn start_time(tid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{tid}/stat")).ok()?;
+    // The command name (field 2) may hold anything; the fields after it start with the state.
+    stat.rsplit_once(") ")?.1.split(' ').nth(19)?.parse().ok()
+}
+
 /// The thread-group id and the parent of a thread, from `/proc/TID/status`.
 fn ids_of(tid: i32) -> Option<(i32, i32)> {
     let status = std::fs::read_to_string(format!("/proc/{tid}/status")).ok()?;
@@ -802,5 +841,84 @@ mod tests {
                 Record::Exit(ExitEvent { pid: 300, .. })
             ]
         ));
+    }
+
+    /// A real process, untraced: it lends its pid and start time.
+    fn a_process() -> std::process::Child {
+        std::process::Command::new("sleep")
+            .arg("60")
+            .spawn()
+            .expect("sleep runs")
+    }
+
+    /// A birth left by an earlier process with a pid (its parent was killed before reporting
+    /// the fork) is not applied when a new process with that pid is forked: it is recorded
+    /// and followed like any child. The same birth of this very process is applied.
+    #[test]
+    fn a_birth_is_applied_only_to_its_own_process() {
+        let mut child = a_process();
+        let pid = child.id() as i32;
+        let start = start_time(pid).expect("it runs");
+        let at_boot = Some(0);
+        let killed = Early::Exited(ExitStatus::Signal(libc::SIGKILL));
+        // (the birth kept, whether the fork record is out, whether the exit is recorded,
+        // whether the child is followed)
+        let cases = [
+            (at_boot, Early::Announced, false, false, true),
+            (at_boot, killed, false, false, true),
+            (Some(start), Early::Announced, true, false, false),
+            (Some(start), killed, false, true, false),
+        ];
+        for (birth_start, early, announced, exited, followed) in cases {
+            let mut records = Vec::new();
+            let mut emit = |r: Record| records.push(r);
+            let stop = Arc::new(AtomicBool::new(false));
+            let mut t = Tracer::new(Mode::Attach { stop }, Follow::default(), &mut emit);
+            t.tracees.insert(100, Tracee::new(100, true));
+            let birth = Birth {
+                start: birth_start,
+                early,
+            };
+            t.births.insert(pid, birth);
+            t.forked(100, pid, libc::PTRACE_EVENT_FORK as u8);
+            assert!(t.births.is_empty());
+            let tracee = t.tracees.get(pid);
+            assert_eq!(tracee.is_some(), followed, "{birth:?}");
+            assert!(tracee.is_none_or(|t| t.announced && !t.execd && t.tgid == pid));
+            drop(t);
+            let forks = records
+                .iter()
+                .filter(|r| matches!(r, Record::Fork(ForkEvent { pid: p, ppid: 100, .. }) if *p == pid as u32))
+                .count();
+            let exits = records
+                .iter()
+                .filter(|r| matches!(r, Record::Exit(ExitEvent { pid: p, .. }) if *p == pid as u32))
+                .count();
+            assert_eq!(
+                (forks, exits),
+                (usize::from(!announced), usize::from(exited)),
+                "{birth:?}"
+            );
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    /// A first stop of a pid drops the birth an earlier process with that pid left, so that its
+    /// parent's fork event, even if it comes after the first stop is held, does not apply it.
+    #[test]
+    fn a_first_stop_drops_an_earlier_birth() {
+        let mut records = Vec::new();
+        let mut emit = |r: Record| records.push(r);
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut t = Tracer::new(Mode::Attach { stop }, Follow::default(), &mut emit);
+        t.tracees.insert(100, Tracee::new(100, true));
+        let early = Early::Exited(ExitStatus::Code(0));
+        // A pid that no process has: no stop is really resumed.
+        let pid = i32::MAX;
+        t.births.insert(pid, Birth { start: None, early });
+        t.stopped(pid, Stop::Trap);
+        assert!(t.births.is_empty());
+        assert_eq!(t.deferred.len(), 1, "held for its parent's fork event");
     }
 }
