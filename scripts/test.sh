@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of webserver-exec-guard. On a fresh Debian/Ubuntu machine it first installs
-# what the tests need: the real web servers the detection is tested against, strace (the
-# reference the tracer is compared with), gcc and make (a real build), and what the transparency
+# what the tests need: the real web servers the detection is tested against (the servers of
+# README's "What is detected, and how" that Debian has; npm's http-server and serve below),
+# strace (the reference the tracer is compared with), gcc and make (a real build), and what the transparency
 # matrix runs under guard: sudo and ping (set-user-ID / file capabilities), tmux (a terminal for
 # Ctrl-Z), gdb (a debugger under the tracer), and ruby with ruby-webrick (the `ruby -run -e httpd`
 # and WEBrick forms); the clients and tools the false-positive corpus runs (curl, wget, file, man,
@@ -15,7 +16,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(nginx-light apache2 lighttpd busybox caddy php-cli ruby ruby-webrick strace gcc make sudo iputils-ping
-  tmux gdb curl wget file man-db python3-pip python3-pytest default-jdk-headless)
+  tmux gdb curl wget file man-db python3-pip python3-pytest default-jdk-headless
+  uwsgi-core uwsgi-plugin-python3 gunicorn uvicorn python3-hypercorn python3-waitress daphne
+  python3-twisted php-fpm tomcat10 jetty9 haproxy h2o mini-httpd webfs toybox)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -43,6 +46,11 @@ fi
 # the API mock), pinned by tests/js/package-lock.json.
 if [ ! -d tests/js/node_modules/@octokit/openapi ] || [ ! -d tests/js/node_modules/ajv ]; then
   npm ci --prefix tests/js --no-audit --no-fund >/dev/null
+fi
+# npm's http-server and serve, the Node static servers tests/servers.rs starts under guard,
+# pinned by tests/servers-js/package-lock.json.
+if [ ! -e tests/servers-js/node_modules/.bin/serve ] || [ ! -e tests/servers-js/node_modules/.bin/http-server ]; then
+  npm ci --prefix tests/servers-js --no-audit --no-fund >/dev/null
 fi
 
 # The Action's entrypoints (dist/*.js), with Node's own test runner, on the machine's Node and

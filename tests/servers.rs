@@ -1,7 +1,9 @@
 //! Integration tests with real web servers: `guard run` must detect each server of the Debian
-//! packages installed on the test host (nginx, apache2, lighttpd, caddy, busybox httpd,
-//! `python3 -m http.server`, `php -S`) when it is really started, serves a request and is
-//! stopped; it must report a daemonising server that outlives the command and leave it running
+//! packages installed on the test host (nginx, apache2, lighttpd, caddy, busybox and toybox
+//! httpd, `python3 -m http.server`, `php -S`, ruby's, uWSGI, gunicorn, uvicorn, hypercorn,
+//! waitress, daphne, twisted web, php-fpm, Tomcat, Jetty, haproxy, h2o, mini_httpd, webfsd; npm's
+//! http-server and serve), each in the documented form, when it is really started, serves a
+//! request and is stopped; it must report a daemonising server that outlives the command and leave it running
 //! untraced; and it must stay silent for builds and tools that only mention a server.
 //!
 //! Every server listens on 127.0.0.1 only, on a port found free by the kernel, with its
@@ -543,8 +545,9 @@ fn no_finding_run(
 // Server scenarios
 // ---------------------------------------------------------------------------------------------
 
-/// Started in the background by the traced shell, probed until it answers (bounded: 40 tries),
-/// then stopped and waited for. $1: the probe, $2: the port, the rest: the server's argv.
+/// Started in the background by the traced shell, probed until it answers (bounded: 40 tries,
+/// or $GUARD_TEST_TRIES for a JVM), then stopped and waited for. $1: the probe, $2: the port,
+/// the rest: the server's argv.
 const SERVE_SCRIPT: &str = r#"probe=$1
 port=$2
 shift 2
@@ -552,7 +555,7 @@ shift 2
 pid=$!
 ready=no
 tries=0
-while [ "$tries" -lt 40 ]; do
+while [ "$tries" -lt "${GUARD_TEST_TRIES:-40}" ]; do
     if /usr/bin/python3 -I "$probe" "$port"; then
         ready=yes
         break
@@ -586,6 +589,26 @@ except Exception:
 print("probe: 127.0.0.1:%d answered HTTP %d%s" % (port, status, ", token served" if "TOKEN" in body else ""))
 "#;
 
+/// One try for a server that does not speak HTTP (php-fpm's FastCGI): exit 0 when 127.0.0.1:port
+/// accepts a connection.
+const TCP_PROBE: &str = r#"import socket, sys
+port = int(sys.argv[1])
+try:
+    socket.create_connection(("127.0.0.1", port), timeout=1).close()
+except OSError:
+    sys.exit(1)
+print("probe: 127.0.0.1:%d accepted a connection" % port)
+"#;
+
+/// How the traced script knows the server is up.
+#[derive(Clone, Copy, PartialEq)]
+enum Probe {
+    /// GET /index.html answers 200 with the test token.
+    Token,
+    /// 127.0.0.1:port accepts a TCP connection.
+    Tcp,
+}
+
 struct ServerSpec {
     /// The server's argv as given to the traced shell.
     argv: Vec<String>,
@@ -594,6 +617,10 @@ struct ServerSpec {
     env: Vec<(String, String)>,
     /// Relative to the temp dir.
     pid_file: Option<&'static str>,
+    probe: Probe,
+    /// A `#!` script started by name (`gunicorn ...`): the report shows the interpreter's argv
+    /// (`/usr/bin/python3 /usr/bin/gunicorn ...`) and the script's resolved path.
+    script: bool,
 }
 
 impl ServerSpec {
@@ -603,6 +630,8 @@ impl ServerSpec {
             expected_argv: None,
             env: Vec::new(),
             pid_file: None,
+            probe: Probe::Token,
+            script: false,
         }
     }
 }
@@ -618,9 +647,12 @@ fn server_detected(
     for attempt in 1..=3 {
         let dir = TempDir::new(tag);
         dir.write("www/index.html", &format!("<p>{TOKEN}</p>\n"));
-        let probe = dir.write("probe.py", &PROBE.replace("TOKEN", TOKEN));
         let port = free_port();
         let spec = make(&dir, port);
+        let probe = match spec.probe {
+            Probe::Token => dir.write("probe.py", &PROBE.replace("TOKEN", TOKEN)),
+            Probe::Tcp => dir.write("probe.py", TCP_PROBE),
+        };
         let mut argv: Vec<String> = vec![
             "sh".into(),
             "-c".into(),
@@ -666,17 +698,37 @@ fn server_detected(
             continue;
         }
         let d = run.describe();
+        let answered = match spec.probe {
+            Probe::Token => "answered HTTP 200, token served",
+            Probe::Tcp => "accepted a connection",
+        };
         assert!(
-            run.ran.stdout.contains("answered HTTP 200, token served"),
-            "{tag}: the server must have served the test page\n{d}"
+            run.ran.stdout.contains(answered),
+            "{tag}: the server must have answered ({answered})\n{d}"
         );
         let f = the_finding(&run, tag);
         let p = &f["process"];
         let exe = p["exe"].as_str().unwrap();
         assert!(exe.starts_with('/'), "{tag}: absolute exe {exe}\n{d}");
         assert!(exe_ok(exe), "{tag}: unexpected exe {exe}\n{d}");
-        let want_argv = spec.expected_argv.clone().unwrap_or(spec.argv.clone());
-        assert_eq!(strings(&p["argv"]), want_argv, "{tag}: argv\n{d}");
+        let argv = strings(&p["argv"]);
+        if spec.script {
+            // The interpreter's argv: its #! line, the script's path, the arguments given.
+            let script = which(&spec.argv[0])
+                .unwrap_or_else(|| panic!("{tag}: {} not in PATH", spec.argv[0]));
+            let script = canonical(script.to_str().unwrap());
+            assert_eq!(p["script"], script.as_str(), "{tag}: script\n{d}");
+            assert!(
+                argv.len() > spec.argv.len()
+                    && argv[argv.len() - spec.argv.len() + 1..] == spec.argv[1..]
+                    && argv[argv.len() - spec.argv.len()].ends_with(file_name(&spec.argv[0])),
+                "{tag}: argv {argv:?} must end with the script and {:?}\n{d}",
+                &spec.argv[1..]
+            );
+        } else {
+            let want_argv = spec.expected_argv.clone().unwrap_or(spec.argv.clone());
+            assert_eq!(argv, want_argv, "{tag}: argv\n{d}");
+        }
         let ev = strings(&f["evidence"]).join("\n");
         assert!(
             ev.contains(evidence),
@@ -1623,6 +1675,731 @@ fn ruby_webrick_code_is_detected() {
                 &port.to_string(),
                 &dir.at("www"),
             ])
+        },
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// The other documented forms, each against the real program (Debian packages; npm's serve)
+// ---------------------------------------------------------------------------------------------
+
+/// [`server_detected`] when `program` is installed; a [`common::skip`] naming `package` (a
+/// failure under CI=true) when not.
+fn real_server_detected(
+    tag: &str,
+    program: &str,
+    package: &str,
+    exe_ok: fn(&str) -> bool,
+    evidence: &str,
+    make: impl Fn(&TempDir, u16) -> ServerSpec,
+) {
+    if !common::need_program(&common::test_name(), program, package) {
+        return;
+    }
+    server_detected(tag, exe_ok, evidence, make);
+}
+
+/// A WSGI callable `app` and an ASGI callable `asgi`, both serving the test token.
+const PY_APP: &str = r#"BODY = b"<p>TOKEN</p>\n"
+
+
+def app(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/html"), ("Content-Length", str(len(BODY)))])
+    return [BODY]
+
+
+async def asgi(scope, receive, send):
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"text/html")]})
+    await send({"type": "http.response.body", "body": BODY})
+"#;
+
+/// A Python application server started from the temp dir, with `app.py` importable there.
+fn py_app(dir: &TempDir, argv: &[&str], script: bool) -> ServerSpec {
+    dir.write("app.py", &PY_APP.replace("TOKEN", TOKEN));
+    let mut spec = ServerSpec::new(argv);
+    spec.env = vec![("PYTHONPATH".into(), dir.s())];
+    spec.script = script;
+    spec
+}
+
+#[test]
+fn uwsgi_is_detected() {
+    real_server_detected(
+        "uwsgi",
+        "uwsgi",
+        "apt-get install uwsgi-core uwsgi-plugin-python3 (scripts/test.sh installs them)",
+        |e| ends_with(e, "uwsgi-core") || ends_with(e, "uwsgi"),
+        "uwsgi",
+        |dir, port| {
+            // --die-on-term: uWSGI 2.0 reloads on SIGTERM otherwise.
+            py_app(
+                dir,
+                &[
+                    "uwsgi",
+                    "--plugin",
+                    "python3",
+                    "--http-socket",
+                    &format!("127.0.0.1:{port}"),
+                    "--wsgi-file",
+                    &dir.at("app.py"),
+                    "--callable",
+                    "app",
+                    "--die-on-term",
+                    "--need-app",
+                ],
+                false,
+            )
+        },
+    );
+}
+
+#[test]
+fn gunicorn_is_detected() {
+    real_server_detected(
+        "gunicorn",
+        "gunicorn",
+        "gunicorn",
+        is_python3,
+        "gunicorn",
+        |dir, port| {
+            py_app(
+                dir,
+                &[
+                    "gunicorn",
+                    "--bind",
+                    &format!("127.0.0.1:{port}"),
+                    "app:app",
+                ],
+                true,
+            )
+        },
+    );
+}
+
+#[test]
+fn uvicorn_is_detected() {
+    real_server_detected(
+        "uvicorn",
+        "uvicorn",
+        "uvicorn",
+        is_python3,
+        "uvicorn",
+        |dir, port| {
+            py_app(
+                dir,
+                &[
+                    "uvicorn",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    &port.to_string(),
+                    "app:asgi",
+                ],
+                true,
+            )
+        },
+    );
+}
+
+#[test]
+fn hypercorn_is_detected() {
+    real_server_detected(
+        "hypercorn",
+        "hypercorn",
+        "python3-hypercorn",
+        is_python3,
+        "hypercorn",
+        |dir, port| {
+            py_app(
+                dir,
+                &[
+                    "hypercorn",
+                    "--bind",
+                    &format!("127.0.0.1:{port}"),
+                    "app:asgi",
+                ],
+                true,
+            )
+        },
+    );
+}
+
+#[test]
+fn waitress_serve_is_detected() {
+    real_server_detected(
+        "waitress",
+        "waitress-serve",
+        "python3-waitress",
+        is_python3,
+        "waitress-serve",
+        |dir, port| {
+            py_app(
+                dir,
+                &[
+                    "waitress-serve",
+                    &format!("--listen=127.0.0.1:{port}"),
+                    "app:app",
+                ],
+                true,
+            )
+        },
+    );
+}
+
+#[test]
+fn daphne_is_detected() {
+    real_server_detected(
+        "daphne",
+        "daphne",
+        "daphne",
+        is_python3,
+        "daphne",
+        |dir, port| {
+            py_app(
+                dir,
+                &[
+                    "daphne",
+                    "-b",
+                    "127.0.0.1",
+                    "-p",
+                    &port.to_string(),
+                    "app:asgi",
+                ],
+                true,
+            )
+        },
+    );
+}
+
+/// `python3 -m MODULE ...` for each application server module of the recipe (Debian's python3
+/// packages), each a real server answering one request.
+#[test]
+fn python_m_application_servers_are_detected() {
+    // (module, Debian package, the server's arguments for a port)
+    type Case = (&'static str, &'static str, fn(u16) -> Vec<String>);
+    let cases: [Case; 5] = [
+        ("gunicorn", "python3-gunicorn", |port| {
+            vec![
+                "--bind".into(),
+                format!("127.0.0.1:{port}"),
+                "app:app".into(),
+            ]
+        }),
+        ("uvicorn", "python3-uvicorn", |port| {
+            let p = port.to_string();
+            ["--host", "127.0.0.1", "--port", &p, "app:asgi"]
+                .map(String::from)
+                .to_vec()
+        }),
+        ("hypercorn", "python3-hypercorn", |port| {
+            vec![
+                "--bind".into(),
+                format!("127.0.0.1:{port}"),
+                "app:asgi".into(),
+            ]
+        }),
+        ("daphne", "daphne", |port| {
+            let p = port.to_string();
+            ["-b", "127.0.0.1", "-p", &p, "app:asgi"]
+                .map(String::from)
+                .to_vec()
+        }),
+        ("waitress", "python3-waitress", |port| {
+            vec![format!("--listen=127.0.0.1:{port}"), "app:app".into()]
+        }),
+    ];
+    let test = common::test_name();
+    for (module, package, args) in cases {
+        if !module_installed(module) {
+            common::skip(&test, &format!("python3 -m {module}"), package);
+            continue;
+        }
+        server_detected(
+            &format!("py-m-{module}"),
+            is_python3,
+            "python -m <application server>",
+            |dir, port| {
+                let mut argv = vec!["/usr/bin/python3".to_string(), "-m".into(), module.into()];
+                argv.extend(args(port));
+                let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+                py_app(dir, &argv, false)
+            },
+        );
+    }
+}
+
+/// Whether /usr/bin/python3 can run `-m module`.
+fn module_installed(module: &str) -> bool {
+    let dir = TempDir::new("py-find-spec");
+    let mut c = Command::new("/usr/bin/python3");
+    c.args([
+        "-I",
+        "-c",
+        "import importlib.util, sys; sys.exit(importlib.util.find_spec(sys.argv[1]) is None)",
+        module,
+    ]);
+    run_bounded(c, dir.path(), "find-spec", TOOL_TIMEOUT).code == Some(0)
+}
+
+/// Twisted's web server in its three documented forms: `python3 -m twisted web`, `twist3 web`
+/// and `twistd3 -n web` (Debian's python3-twisted), serving the test page from a directory.
+#[test]
+fn twisted_web_is_detected() {
+    let test = common::test_name();
+    if !common::need_program(&test, "twistd3", "python3-twisted") {
+        return;
+    }
+    server_detected(
+        "twisted-m",
+        is_python3,
+        "python -m twisted web",
+        |dir, port| {
+            ServerSpec::new(&[
+                "/usr/bin/python3",
+                "-m",
+                "twisted",
+                "web",
+                "--listen",
+                &format!("tcp:{port}:interface=127.0.0.1"),
+                "--path",
+                &dir.at("www"),
+            ])
+        },
+    );
+    server_detected("twist3", is_python3, "twistd web", |dir, port| {
+        let mut spec = ServerSpec::new(&[
+            "twist3",
+            "web",
+            "--listen",
+            &format!("tcp:{port}:interface=127.0.0.1"),
+            "--path",
+            &dir.at("www"),
+        ]);
+        spec.script = true;
+        spec
+    });
+    server_detected("twistd3", is_python3, "twistd web", |dir, port| {
+        let mut spec = ServerSpec::new(&[
+            "twistd3",
+            "-n",
+            "--pidfile",
+            &dir.at("twistd.pid"),
+            "--logfile",
+            &dir.at("twistd.log"),
+            "web",
+            "--listen",
+            &format!("tcp:{port}:interface=127.0.0.1"),
+            "--path",
+            &dir.at("www"),
+        ]);
+        spec.script = true;
+        spec
+    });
+}
+
+/// php-fpm in the foreground with a pool of its own; it speaks FastCGI, so the probe only
+/// connects.
+#[test]
+fn php_fpm_is_detected() {
+    real_server_detected(
+        "php-fpm",
+        "php-fpm8.2",
+        "php-fpm",
+        |e| file_name(e).starts_with("php-fpm"),
+        "php-fpm",
+        |dir, port| {
+            let d = dir.s();
+            let conf = dir.write(
+                "php-fpm.conf",
+                &format!(
+                    "[global]
+pid = {d}/php-fpm.pid
+error_log = {d}/php-fpm.log
+daemonize = no
+[test]
+user = www-data
+group = www-data
+listen = 127.0.0.1:{port}
+pm = static
+pm.max_children = 1
+"
+                ),
+            );
+            let mut spec = ServerSpec::new(&["php-fpm8.2", "-F", "-y", conf.to_str().unwrap()]);
+            spec.pid_file = Some("php-fpm.pid");
+            spec.probe = Probe::Tcp;
+            spec
+        },
+    );
+}
+
+#[test]
+fn haproxy_is_detected() {
+    real_server_detected(
+        "haproxy",
+        "haproxy",
+        "haproxy",
+        |e| ends_with(e, "haproxy"),
+        "base haproxy",
+        |dir, port| {
+            let conf = dir.write(
+                "haproxy.cfg",
+                &format!(
+                    "defaults
+    mode http
+    timeout connect 5s
+    timeout client 5s
+    timeout server 5s
+frontend test
+    bind 127.0.0.1:{port}
+    http-request return status 200 content-type text/html string \"<p>{TOKEN}</p>\"
+"
+                ),
+            );
+            ServerSpec::new(&["haproxy", "-db", "-f", conf.to_str().unwrap()])
+        },
+    );
+}
+
+#[test]
+fn h2o_is_detected() {
+    real_server_detected(
+        "h2o",
+        "h2o",
+        "h2o",
+        |e| ends_with(e, "h2o"),
+        "base h2o",
+        |dir, port| {
+            let d = dir.s();
+            let user = if common::is_root() {
+                "user: nobody\n"
+            } else {
+                ""
+            };
+            let conf = dir.write(
+                "h2o.conf",
+                &format!(
+                    "{user}crash-handler: /bin/true
+listen:
+  host: 127.0.0.1
+  port: {port}
+error-log: {d}/h2o-error.log
+hosts:
+  default:
+    paths:
+      /:
+        file.dir: {d}/www
+"
+                ),
+            );
+            // No pid-file: h2o writes it after dropping to `user`. The crash handler (a perl
+            // script by default) is spawned at start and may outlive h2o by a moment.
+            ServerSpec::new(&["h2o", "-c", conf.to_str().unwrap()])
+        },
+    );
+}
+
+#[test]
+fn mini_httpd_is_detected() {
+    real_server_detected(
+        "mini_httpd",
+        "mini_httpd",
+        "mini-httpd",
+        |e| ends_with(e, "mini_httpd"),
+        "base mini_httpd",
+        |dir, port| {
+            let mut spec = ServerSpec::new(&[
+                "mini_httpd",
+                "-D",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-d",
+                &dir.at("www"),
+                "-l",
+                &dir.at("mini_httpd.log"),
+                "-i",
+                &dir.at("mini_httpd.pid"),
+            ]);
+            spec.pid_file = Some("mini_httpd.pid");
+            spec
+        },
+    );
+}
+
+#[test]
+fn webfsd_is_detected() {
+    real_server_detected(
+        "webfsd",
+        "webfsd",
+        "webfs",
+        |e| ends_with(e, "webfsd"),
+        "base webfsd",
+        |dir, port| {
+            let mut spec = ServerSpec::new(&[
+                "webfsd",
+                "-F",
+                "-i",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-r",
+                &dir.at("www"),
+                "-k",
+                &dir.at("webfsd.pid"),
+            ]);
+            spec.pid_file = Some("webfsd.pid");
+            spec
+        },
+    );
+}
+
+/// toybox's httpd is inetd-style: it answers the request on its stdin. Run the way a build
+/// would, one request piped in.
+#[test]
+fn toybox_httpd_is_detected() {
+    if !common::need_program(&common::test_name(), "toybox", "toybox") {
+        return;
+    }
+    let dir = TempDir::new("toybox");
+    dir.write("www/index.html", &format!("<p>{TOKEN}</p>\n"));
+    let www = dir.at("www");
+    let script = "printf 'GET /index.html HTTP/1.0\\r\\n\\r\\n' | toybox httpd \"$1\"";
+    let argv: Vec<String> = ["sh", "-c", script, "sh", &www]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let run = guard_run(&dir, "guard", &argv, &[], TOOL_TIMEOUT, true);
+    let d = run.describe();
+    assert!(
+        run.ran.stdout.contains(TOKEN),
+        "toybox httpd served the page\n{d}"
+    );
+    let f = the_finding(&run, "toybox httpd");
+    let p = &f["process"];
+    assert!(ends_with(p["exe"].as_str().unwrap(), "toybox"), "{d}");
+    assert_eq!(
+        strings(&p["argv"]),
+        ["toybox", "httpd", www.as_str()],
+        "{d}"
+    );
+    let ev = strings(&f["evidence"]).join("\n");
+    assert!(ev.contains("busybox httpd"), "evidence\n{d}");
+}
+
+/// node.js, whatever Debian calls it (/usr/bin/node links to nodejs).
+fn is_node(exe: &str) -> bool {
+    matches!(file_name(exe), "node" | "nodejs")
+}
+
+/// A `#!/usr/bin/env node` script: the exec chain env -> node is one finding, the first exec's.
+fn is_env_or_node(exe: &str) -> bool {
+    ends_with(exe, "env") || is_node(exe)
+}
+
+/// npm's http-server and serve (pinned by tests/servers-js/package-lock.json; scripts/test.sh
+/// runs `npm ci` there), each run as node_modules/.bin/NAME (the `#!` script, matched by path)
+/// and as `node .../NAME-script` (matched by node's operand). Debian's node-http-server is not
+/// used: it needs Debian's Node.js (its modules are in /usr/share/nodejs).
+fn node_server_detected(name: &str, args: fn(&TempDir, u16) -> Vec<String>) {
+    let bin = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/servers-js/node_modules/.bin")
+        .join(name);
+    let bin = bin.to_str().unwrap().to_string();
+    if !common::need_path(
+        &common::test_name(),
+        &bin,
+        "npm ci --prefix tests/servers-js (scripts/test.sh runs it)",
+    ) || !common::need_program(&common::test_name(), "node", "nodejs")
+    {
+        return;
+    }
+    let script = canonical(&bin);
+    // serve asks the npm registry for a newer version unless told not to.
+    let env = vec![("NO_UPDATE_CHECK".to_string(), "1".to_string())];
+    server_detected(&format!("{name}-bin"), is_env_or_node, name, |dir, port| {
+        let mut argv = vec![bin.clone()];
+        argv.extend(args(dir, port));
+        let mut spec = ServerSpec::new(&argv.iter().map(String::as_str).collect::<Vec<_>>());
+        spec.script = true;
+        spec.env = env.clone();
+        spec
+    });
+    server_detected(
+        &format!("{name}-node"),
+        is_node,
+        "node http-server / serve",
+        |dir, port| {
+            let mut argv = vec!["node".to_string(), script.clone()];
+            argv.extend(args(dir, port));
+            let mut spec = ServerSpec::new(&argv.iter().map(String::as_str).collect::<Vec<_>>());
+            spec.env = env.clone();
+            spec
+        },
+    );
+}
+
+#[test]
+fn node_http_server_is_detected() {
+    node_server_detected("http-server", |dir, port| {
+        [
+            &dir.at("www"),
+            "-a",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-s",
+        ]
+        .map(String::from)
+        .to_vec()
+    });
+}
+
+#[test]
+fn node_serve_is_detected() {
+    node_server_detected("serve", |dir, port| {
+        [
+            "--no-clipboard",
+            "--no-port-switching",
+            "-l",
+            &format!("tcp://127.0.0.1:{port}"),
+            &dir.at("www"),
+        ]
+        .map(String::from)
+        .to_vec()
+    });
+}
+
+/// Tomcat's web.xml (the default servlet that serves static files), from Debian's tomcat10.
+const TOMCAT_WEB_XML: &str = "/etc/tomcat10/web.xml";
+const CATALINA_HOME: &str = "/usr/share/tomcat10";
+
+/// A CATALINA_BASE of its own: one connector on 127.0.0.1, no shutdown port, the test page in
+/// webapps/ROOT.
+fn catalina_base(dir: &TempDir, port: u16) -> String {
+    let base = dir.join("tomcat");
+    dir.write(
+        "tomcat/conf/server.xml",
+        &format!(
+            r#"<?xml version="1.0" encoding="UTF-8"?>
+<Server port="-1" shutdown="SHUTDOWN">
+  <Service name="Catalina">
+    <Connector address="127.0.0.1" port="{port}" protocol="HTTP/1.1"/>
+    <Engine name="Catalina" defaultHost="localhost">
+      <Host name="localhost" appBase="webapps" unpackWARs="false" autoDeploy="false"/>
+    </Engine>
+  </Service>
+</Server>
+"#
+        ),
+    );
+    fs::copy(TOMCAT_WEB_XML, base.join("conf/web.xml")).unwrap();
+    dir.write(
+        "tomcat/webapps/ROOT/index.html",
+        &format!("<p>{TOKEN}</p>\n"),
+    );
+    for d in ["logs", "temp", "work"] {
+        fs::create_dir_all(base.join(d)).unwrap();
+    }
+    base.to_str().unwrap().to_string()
+}
+
+/// Tomcat 10 (Debian's tomcat10) started the two ways a build would: `catalina.sh run` in the
+/// foreground (the script matched by path; it execs java in the same process, folded into the
+/// one finding), and java running the Bootstrap class itself (matched by its arguments).
+#[test]
+fn tomcat_is_detected() {
+    let catalina = format!("{CATALINA_HOME}/bin/catalina.sh");
+    let test = common::test_name();
+    if !common::need_path(&test, &catalina, "tomcat10")
+        || !common::need_path(&test, TOMCAT_WEB_XML, "tomcat10")
+        || !common::need_program(&test, "java", "default-jre-headless")
+    {
+        return;
+    }
+    server_detected(
+        "tomcat-catalina",
+        |e| e == canonical("/bin/sh"),
+        "script /usr/share/tomcat10/bin/catalina.sh matches base catalina.sh",
+        |dir, port| {
+            let base = catalina_base(dir, port);
+            let mut spec = ServerSpec::new(&[&catalina, "run"]);
+            spec.script = true;
+            spec.env = vec![
+                ("CATALINA_HOME".into(), CATALINA_HOME.into()),
+                ("CATALINA_BASE".into(), base),
+                ("GUARD_TEST_TRIES".into(), "240".into()),
+            ];
+            spec
+        },
+    );
+    server_detected(
+        "tomcat-bootstrap",
+        |e| file_name(e) == "java",
+        "java Tomcat (Bootstrap)",
+        |dir, port| {
+            let base = catalina_base(dir, port);
+            let mut spec = ServerSpec::new(&[
+                "java",
+                "-cp",
+                &format!("{CATALINA_HOME}/bin/bootstrap.jar:{CATALINA_HOME}/bin/tomcat-juli.jar"),
+                &format!("-Dcatalina.home={CATALINA_HOME}"),
+                &format!("-Dcatalina.base={base}"),
+                &format!("-Djava.io.tmpdir={base}/temp"),
+                "org.apache.catalina.startup.Bootstrap",
+                "start",
+            ]);
+            spec.env = vec![("GUARD_TEST_TRIES".into(), "240".into())];
+            spec
+        },
+    );
+}
+
+const JETTY_HOME: &str = "/usr/share/jetty9";
+
+/// Jetty 9 (Debian's jetty9) started as `java -jar start.jar` with a jetty.base of its own (the
+/// http and deploy modules, the test page deployed as webapps/ROOT).
+#[test]
+fn jetty_start_jar_is_detected() {
+    let start_jar = format!("{JETTY_HOME}/start.jar");
+    let test = common::test_name();
+    if !common::need_path(&test, &start_jar, "jetty9")
+        || !common::need_program(&test, "java", "default-jre-headless")
+    {
+        return;
+    }
+    server_detected(
+        "jetty",
+        |e| file_name(e) == "java",
+        "java Jetty (start.jar)",
+        |dir, port| {
+            dir.write("jetty/start.ini", "--module=http,deploy\n");
+            dir.write(
+                "jetty/webapps/ROOT/index.html",
+                &format!("<p>{TOKEN}</p>\n"),
+            );
+            let mut spec = ServerSpec::new(&[
+                "java",
+                &format!("-Djava.io.tmpdir={}", dir.s()),
+                "-jar",
+                &start_jar,
+                &format!("jetty.home={JETTY_HOME}"),
+                &format!("jetty.base={}", dir.at("jetty")),
+                "jetty.http.host=127.0.0.1",
+                &format!("jetty.http.port={port}"),
+            ]);
+            spec.env = vec![("GUARD_TEST_TRIES".into(), "240".into())];
+            spec
         },
     );
 }
