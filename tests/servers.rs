@@ -16,22 +16,20 @@
 
 mod common;
 
-use std::collections::HashSet;
 use std::fs;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use common::GUARD;
+use common::{
+    alive, assert_no_leftovers, free_port, leftovers, processes, signal, which, Out, TempDir,
+};
 
 /// Served as /index.html by every server, so that the probe can tell it reached the server
 /// under test.
@@ -57,91 +55,14 @@ const PROXY_VARS: [&str; 8] = [
 ];
 
 // ---------------------------------------------------------------------------------------------
-// Temp dirs, ports, bounded commands
+// Temp dirs, ports, bounded commands (tests/common)
 // ---------------------------------------------------------------------------------------------
 
-/// A directory of its own for one scenario, removed at the end (kept when GUARD_TEST_KEEP is set).
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let n = N.fetch_add(1, Ordering::SeqCst);
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        let path = std::env::temp_dir().join(format!(
-            "guard-servers-{tag}-{}-{n}-{nanos}",
-            std::process::id()
-        ));
-        fs::create_dir_all(&path).unwrap_or_else(|e| panic!("mkdir {}: {e}", path.display()));
-        // Server workers drop privileges (nobody, www-data): they must reach the document root.
-        fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
-        TempDir(path)
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-
-    fn join(&self, rel: &str) -> PathBuf {
-        self.0.join(rel)
-    }
-
-    /// `self.join(rel)` as a string.
-    fn at(&self, rel: &str) -> String {
-        self.join(rel)
-            .to_str()
-            .expect("UTF-8 temp path")
-            .to_string()
-    }
-
-    fn s(&self) -> String {
-        self.0.to_str().expect("UTF-8 temp path").to_string()
-    }
-
-    fn write(&self, rel: &str, content: &str) -> PathBuf {
-        let p = self.join(rel);
-        if let Some(parent) = p.parent() {
-            fs::create_dir_all(parent).unwrap();
-            fs::set_permissions(parent, fs::Permissions::from_mode(0o755)).unwrap();
-        }
-        fs::write(&p, content).unwrap_or_else(|e| panic!("write {}: {e}", p.display()));
-        p
-    }
-
-    fn write_exec(&self, rel: &str, content: &str) -> PathBuf {
-        let p = self.write(rel, content);
-        fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
-        p
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        if std::env::var_os("GUARD_TEST_KEEP").is_none() {
-            let _ = fs::remove_dir_all(&self.0);
-        } else {
-            eprintln!("kept {}", self.0.display());
-        }
-    }
-}
-
-/// A port nobody listens on: bound on 127.0.0.1:0 and released. Never handed out twice in this
-/// process, so that tests running in parallel do not collide.
-fn free_port() -> u16 {
-    static USED: Mutex<Vec<u16>> = Mutex::new(Vec::new());
-    loop {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-        let port = listener.local_addr().unwrap().port();
-        drop(listener);
-        let mut used = USED.lock().unwrap_or_else(|e| e.into_inner());
-        if !used.contains(&port) {
-            used.push(port);
-            return port;
-        }
-    }
+/// A directory of its own for one scenario, removed at the end (kept when GUARD_TEST_KEEP is
+/// set). Server workers drop privileges (nobody, www-data): they must reach the document root,
+/// so its directories are mode 0755.
+fn temp_dir(tag: &str) -> TempDir {
+    TempDir::open_to_all(&format!("servers-{tag}"))
 }
 
 fn port_answers(port: u16) -> bool {
@@ -149,205 +70,29 @@ fn port_answers(port: u16) -> bool {
     TcpStream::connect_timeout(&addr, Duration::from_millis(500)).is_ok()
 }
 
-/// A finished command.
-struct Ran {
-    pid: u32,
-    code: Option<i32>,
-    signal: Option<i32>,
-    stdout: String,
-    stderr: String,
+/// Exit code, signal and both outputs of a finished command.
+fn describe(o: &Out) -> String {
+    format!(
+        "exit code {:?}, signal {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+        o.code, o.signal, o.stdout, o.stderr
+    )
 }
 
-impl Ran {
-    fn describe(&self) -> String {
-        format!(
-            "exit code {:?}, signal {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-            self.code, self.signal, self.stdout, self.stderr
-        )
-    }
-}
-
-/// Runs `cmd` in a process group of its own, stdout/stderr to files of `dir`, killing the whole
-/// group when it does not finish within `timeout`.
-fn run_bounded(mut cmd: Command, dir: &Path, label: &str, timeout: Duration) -> Ran {
-    let out_path = dir.join(format!("{label}.stdout"));
-    let err_path = dir.join(format!("{label}.stderr"));
-    cmd.stdin(Stdio::null())
-        .stdout(fs::File::create(&out_path).unwrap())
-        .stderr(fs::File::create(&err_path).unwrap())
-        .process_group(0);
-    let mut child = cmd
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {label} ({cmd:?}): {e}"));
-    let pid = child.id();
-    let deadline = Instant::now() + timeout;
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break status,
-            Ok(None) if Instant::now() >= deadline => {
-                signal(-(pid as i64), "KILL");
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!(
-                    "{label} did not finish within {timeout:?}: {cmd:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-                    read_lossy(&out_path),
-                    read_lossy(&err_path)
-                );
-            }
-            Ok(None) => thread::sleep(Duration::from_millis(20)),
-            Err(e) => panic!("waiting for {label}: {e}"),
-        }
-    };
-    Ran {
-        pid,
-        code: status.code(),
-        signal: status.signal(),
-        stdout: read_lossy(&out_path),
-        stderr: read_lossy(&err_path),
-    }
+/// `argv` in a process group of its own, the whole group killed (and the test failed) when it
+/// does not finish within `timeout`.
+fn bounded(argv: &[&str], timeout: Duration) -> common::Guard {
+    common::command(argv[0], &argv[1..])
+        .process_group()
+        .bound(timeout)
 }
 
 fn read_lossy(path: &Path) -> String {
     String::from_utf8_lossy(&fs::read(path).unwrap_or_default()).into_owned()
 }
 
-/// `kill -SIG -- TARGET` (a negative target is a process group), bounded.
-fn signal(target: i64, sig: &str) {
-    let child = Command::new("kill")
-        .arg(format!("-{sig}"))
-        .arg("--")
-        .arg(target.to_string())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn();
-    let Ok(mut child) = child else { return };
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = child.try_wait() {
-            return;
-        }
-        thread::sleep(Duration::from_millis(10));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-}
-
-/// A program in PATH.
-fn which(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
-}
-
 // ---------------------------------------------------------------------------------------------
-// Processes, from /proc
+// Processes, from /proc (tests/common)
 // ---------------------------------------------------------------------------------------------
-
-#[derive(Debug, Clone)]
-struct Proc {
-    pid: u32,
-    ppid: u32,
-    pgrp: u32,
-    state: char,
-    cmdline: String,
-}
-
-fn proc_stat(pid: u32) -> Option<(char, u32, u32)> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let mut f = rest.split_whitespace();
-    let state = f.next()?.chars().next()?;
-    let ppid = f.next()?.parse().ok()?;
-    let pgrp = f.next()?.parse().ok()?;
-    Some((state, ppid, pgrp))
-}
-
-/// Running (not a zombie: PID 1 of a container may not reap orphans).
-fn alive(pid: u32) -> bool {
-    proc_stat(pid).is_some_and(|(state, _, _)| state != 'Z' && state != 'X')
-}
-
-fn processes() -> Vec<Proc> {
-    let mut out = Vec::new();
-    let Ok(entries) = fs::read_dir("/proc") else {
-        return out;
-    };
-    for entry in entries.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let Some((state, ppid, pgrp)) = proc_stat(pid) else {
-            continue;
-        };
-        let cmdline = fs::read(format!("/proc/{pid}/cmdline"))
-            .map(|raw| {
-                String::from_utf8_lossy(&raw)
-                    .replace('\0', " ")
-                    .trim_end()
-                    .to_string()
-            })
-            .unwrap_or_default();
-        out.push(Proc {
-            pid,
-            ppid,
-            pgrp,
-            state,
-            cmdline,
-        });
-    }
-    out
-}
-
-/// Live processes in process group `pgid`, or whose command line names `marker`, and all
-/// their descendants.
-fn leftovers(pgid: Option<u32>, marker: &str) -> Vec<Proc> {
-    let me = std::process::id();
-    let all: Vec<Proc> = processes()
-        .into_iter()
-        .filter(|p| p.state != 'Z' && p.state != 'X' && p.pid != me)
-        .collect();
-    let mut found: HashSet<u32> = all
-        .iter()
-        .filter(|p| Some(p.pgrp) == pgid || p.cmdline.contains(marker))
-        .map(|p| p.pid)
-        .collect();
-    loop {
-        let before = found.len();
-        for p in &all {
-            if found.contains(&p.ppid) {
-                found.insert(p.pid);
-            }
-        }
-        if found.len() == before {
-            break;
-        }
-    }
-    all.into_iter().filter(|p| found.contains(&p.pid)).collect()
-}
-
-/// Waits (bounded) until nothing of a run is left; otherwise kills what is left and fails.
-fn assert_no_leftovers(pgid: Option<u32>, marker: &str, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let left = leftovers(pgid, marker);
-        if left.is_empty() {
-            return;
-        }
-        if Instant::now() >= deadline {
-            for p in &left {
-                signal(p.pid as i64, "KILL");
-            }
-            panic!("{what}: processes left running (now killed): {left:#?}");
-        }
-        thread::sleep(Duration::from_millis(50));
-    }
-}
 
 fn tracer_pid(pid: u32) -> Option<u32> {
     let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -364,7 +109,7 @@ struct KillOnDrop(String);
 impl Drop for KillOnDrop {
     fn drop(&mut self) {
         for p in leftovers(None, &self.0) {
-            signal(p.pid as i64, "KILL");
+            signal(p.pid as i32, libc::SIGKILL);
         }
     }
 }
@@ -374,7 +119,7 @@ impl Drop for KillOnDrop {
 // ---------------------------------------------------------------------------------------------
 
 struct GuardRun {
-    ran: Ran,
+    ran: Out,
     report: Value,
     trace: PathBuf,
 }
@@ -389,7 +134,7 @@ impl GuardRun {
     fn describe(&self) -> String {
         format!(
             "{}\n--- findings ---\n{}",
-            self.ran.describe(),
+            describe(&self.ran),
             serde_json::to_string_pretty(&self.report["findings"]).unwrap()
         )
     }
@@ -404,8 +149,9 @@ impl GuardRun {
     }
 }
 
-/// `guard run --report R --trace T -- ARGV...` in `dir`, with the proxy variables removed (only
-/// 127.0.0.1 may be contacted). With `clean`, also checks that nothing the run started is left.
+/// `guard run --report R --trace T -- ARGV...` in `dir`, in a process group of its own (killed
+/// whole beyond `timeout`), with the proxy variables removed (only 127.0.0.1 may be contacted).
+/// With `clean`, also checks that nothing the run started is left.
 fn guard_run(
     dir: &TempDir,
     label: &str,
@@ -414,35 +160,37 @@ fn guard_run(
     timeout: Duration,
     clean: bool,
 ) -> GuardRun {
-    let report = dir.join(&format!("{label}-report.json"));
-    let trace = dir.join(&format!("{label}-trace.jsonl"));
-    let mut cmd = Command::new(GUARD);
-    cmd.arg("run")
-        .arg("--report")
+    let report = dir.join(format!("{label}-report.json"));
+    let trace = dir.join(format!("{label}-trace.jsonl"));
+    let mut cmd = common::guard(["run", "--report"])
         .arg(&report)
         .arg("--trace")
         .arg(&trace)
         .arg("--")
         .args(argv)
-        .current_dir(dir.path());
+        .cwd(dir.path())
+        .process_group()
+        .bound(timeout);
     for var in PROXY_VARS {
-        cmd.env_remove(var);
+        cmd = cmd.env_remove(var);
     }
-    cmd.env("NO_PROXY", "127.0.0.1,localhost")
+    cmd = cmd
+        .env("NO_PROXY", "127.0.0.1,localhost")
         .env("no_proxy", "127.0.0.1,localhost")
         .env("NO_COLOR", "1");
     for (k, v) in env {
-        cmd.env(k, v);
+        cmd = cmd.env(k, v);
     }
-    let ran = run_bounded(cmd, dir.path(), label, timeout);
+    let ran = cmd.run();
     if clean {
+        // Nothing the run started (its process group, or anything naming its dir) is left.
         assert_no_leftovers(Some(ran.pid), &dir.s(), label);
     }
     let text = fs::read_to_string(&report).unwrap_or_else(|e| {
         panic!(
             "{label}: no report {}: {e}\n{}",
             report.display(),
-            ran.describe()
+            describe(&ran)
         )
     });
     let report: Value = serde_json::from_str(&text)
@@ -525,7 +273,7 @@ fn no_finding_run(
     env: &[(&str, &str)],
     expect_code: Option<i32>,
 ) -> GuardRun {
-    let dir = TempDir::new(tag);
+    let dir = temp_dir(tag);
     let argv: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
     let env: Vec<(String, String)> = env
         .iter()
@@ -645,12 +393,12 @@ fn server_detected(
     make: impl Fn(&TempDir, u16) -> ServerSpec,
 ) {
     for attempt in 1..=3 {
-        let dir = TempDir::new(tag);
-        dir.write("www/index.html", &format!("<p>{TOKEN}</p>\n"));
+        let dir = temp_dir(tag);
+        dir.write("www/index.html", format!("<p>{TOKEN}</p>\n"));
         let port = free_port();
         let spec = make(&dir, port);
         let probe = match spec.probe {
-            Probe::Token => dir.write("probe.py", &PROBE.replace("TOKEN", TOKEN)),
+            Probe::Token => dir.write("probe.py", PROBE.replace("TOKEN", TOKEN)),
             Probe::Tcp => dir.write("probe.py", TCP_PROBE),
         };
         let mut argv: Vec<String> = vec![
@@ -805,7 +553,7 @@ fn nginx_is_detected() {
         |e| ends_with(e, "nginx"),
         "base nginx",
         |dir, port| {
-            let conf = dir.write("nginx.conf", &nginx_conf(dir, port, false));
+            let conf = dir.write("nginx.conf", nginx_conf(dir, port, false));
             let mut spec = ServerSpec::new(&[
                 "nginx",
                 "-p",
@@ -829,7 +577,7 @@ fn apache2_is_detected() {
             let d = dir.s();
             let conf = dir.write(
                 "apache2.conf",
-                &format!(
+                format!(
                     "ServerRoot \"{d}\"
 LoadModule mpm_event_module /usr/lib/apache2/modules/mod_mpm_event.so
 LoadModule authz_core_module /usr/lib/apache2/modules/mod_authz_core.so
@@ -865,7 +613,7 @@ fn lighttpd_is_detected() {
             let d = dir.s();
             let conf = dir.write(
                 "lighttpd.conf",
-                &format!(
+                format!(
                     "server.document-root = \"{d}/www\"
 server.bind = \"127.0.0.1\"
 server.port = {port}
@@ -973,9 +721,9 @@ fn php_builtin_server_is_detected() {
 /// The realistic CI use: checking a configuration with `nginx -t` executes nginx.
 #[test]
 fn nginx_config_test_is_detected() {
-    let dir = TempDir::new("nginx-t");
+    let dir = temp_dir("nginx-t");
     dir.write("www/index.html", TOKEN);
-    let conf = dir.write("nginx.conf", &nginx_conf(&dir, free_port(), false));
+    let conf = dir.write("nginx.conf", nginx_conf(&dir, free_port(), false));
     let argv: Vec<String> = [
         "nginx",
         "-t",
@@ -1009,11 +757,11 @@ fn nginx_config_test_is_detected() {
 /// having outlived the command, and lets it go: it runs on untraced until the test stops it.
 #[test]
 fn daemonising_nginx_outlives_the_command_untraced() {
-    let dir = TempDir::new("nginx-daemon");
+    let dir = temp_dir("nginx-daemon");
     let _cleanup = KillOnDrop(dir.s());
-    dir.write("www/index.html", &format!("<p>{TOKEN}</p>\n"));
+    dir.write("www/index.html", format!("<p>{TOKEN}</p>\n"));
     let port = free_port();
-    let conf = dir.write("nginx.conf", &nginx_conf(&dir, port, true));
+    let conf = dir.write("nginx.conf", nginx_conf(&dir, port, true));
     let argv: Vec<String> = [
         "nginx",
         "-p",
@@ -1103,7 +851,7 @@ fn daemonising_nginx_outlives_the_command_untraced() {
     );
 
     // Stopped gracefully; gone.
-    signal(master as i64, "QUIT");
+    signal(master as i32, libc::SIGQUIT);
     let deadline = Instant::now() + Duration::from_secs(15);
     while (alive(master) || workers.iter().any(|w| alive(*w))) && Instant::now() < deadline {
         thread::sleep(Duration::from_millis(50));
@@ -1163,7 +911,7 @@ fn assert_apachectl_script(run: &GuardRun, script: &Path, what: &str) -> Value {
 
 #[test]
 fn apachectl_script_is_detected_by_its_path() {
-    let dir = TempDir::new("apachectl");
+    let dir = temp_dir("apachectl");
     let script = dir.write_exec("bin/apachectl", "#!/bin/sh\nexit 0\n");
     let argv = vec![script.to_str().unwrap().to_string(), "configtest".into()];
     let run = guard_run(&dir, "guard", &argv, &[], TOOL_TIMEOUT, true);
@@ -1174,7 +922,7 @@ fn apachectl_script_is_detected_by_its_path() {
 
 #[test]
 fn apachectl_script_found_in_path_is_detected() {
-    let dir = TempDir::new("apachectl-path");
+    let dir = temp_dir("apachectl-path");
     let script = dir.write_exec("bin/apachectl", "#!/bin/sh\nexit 0\n");
     let path = format!(
         "{}:{}",
@@ -1203,7 +951,7 @@ fn apachectl_script_found_in_path_is_detected() {
 
 #[test]
 fn c_build_with_make_has_no_finding() {
-    let dir = TempDir::new("cbuild");
+    let dir = temp_dir("cbuild");
     dir.write(
         "greet.h",
         "#ifndef GREET_H\n#define GREET_H\nconst char *greeting(void);\n#endif\n",
@@ -1316,11 +1064,8 @@ fn man_lighttpd_has_no_finding() {
 
 #[test]
 fn programs_in_an_nginx_tools_dir_have_no_finding() {
-    let dir = TempDir::new("nginx-tools");
-    let tool = dir.join("nginx-tools/bin/fmt-nginx-conf");
-    fs::create_dir_all(tool.parent().unwrap()).unwrap();
-    fs::copy("/bin/true", &tool).unwrap();
-    fs::set_permissions(&tool, fs::Permissions::from_mode(0o755)).unwrap();
+    let dir = temp_dir("nginx-tools");
+    let tool = dir.copy_exec("/bin/true", "nginx-tools/bin/fmt-nginx-conf");
     dir.write_exec(
         "nginx-tools/bin/nginx-lint.sh",
         "#!/bin/sh\ngrep -q worker_processes \"$1\"\n",
@@ -1436,7 +1181,7 @@ impl Drop for Responder {
 fn http_clients_have_no_finding() {
     let responder = Responder::start();
     let url = format!("http://127.0.0.1:{}/", responder.port);
-    let home = TempDir::new("clients-home");
+    let home = temp_dir("clients-home");
     let home_env = ("HOME", home.s());
     let mut clients: Vec<Vec<String>> = Vec::new();
     if which("curl").is_some() {
@@ -1465,7 +1210,7 @@ fn http_clients_have_no_finding() {
         );
     }
     clients.push(
-        // No -T: busybox 1.35 (Debian 12) wget crashes with SIGSEGV on -T; run_bounded bounds it.
+        // No -T: busybox 1.35 (Debian 12) wget crashes with SIGSEGV on -T; guard_run bounds it.
         ["busybox", "wget", "-q", "-O-", &url]
             .iter()
             .map(|s| s.to_string())
@@ -1554,23 +1299,18 @@ fn php_builtin_server_with_combined_options_is_detected() {
 #[test]
 
 fn python_http_server_run_from_its_file_is_detected() {
-    let dir = TempDir::new("py-file-lookup");
-    let lookup = run_bounded(
-        {
-            let mut c = Command::new("/usr/bin/python3");
-            c.args([
-                "-I",
-                "-c",
-                "import http.server; print(http.server.__file__)",
-            ]);
-            c
-        },
-        dir.path(),
-        "lookup",
+    let lookup = bounded(
+        &[
+            "/usr/bin/python3",
+            "-I",
+            "-c",
+            "import http.server; print(http.server.__file__)",
+        ],
         TOOL_TIMEOUT,
-    );
+    )
+    .run();
     let file = lookup.stdout.trim().to_string();
-    assert!(file.ends_with("/http/server.py"), "{}", lookup.describe());
+    assert!(file.ends_with("/http/server.py"), "{}", describe(&lookup));
     server_detected("py-file", is_python3, "http.server", move |dir, port| {
         ServerSpec::new(&[
             "/usr/bin/python3",
@@ -1724,7 +1464,7 @@ async def asgi(scope, receive, send):
 
 /// A Python application server started from the temp dir, with `app.py` importable there.
 fn py_app(dir: &TempDir, argv: &[&str], script: bool) -> ServerSpec {
-    dir.write("app.py", &PY_APP.replace("TOKEN", TOKEN));
+    dir.write("app.py", PY_APP.replace("TOKEN", TOKEN));
     let mut spec = ServerSpec::new(argv);
     spec.env = vec![("PYTHONPATH".into(), dir.s())];
     spec.script = script;
@@ -1939,15 +1679,18 @@ fn python_m_application_servers_are_detected() {
 
 /// Whether /usr/bin/python3 can run `-m module`.
 fn module_installed(module: &str) -> bool {
-    let dir = TempDir::new("py-find-spec");
-    let mut c = Command::new("/usr/bin/python3");
-    c.args([
-        "-I",
-        "-c",
-        "import importlib.util, sys; sys.exit(importlib.util.find_spec(sys.argv[1]) is None)",
-        module,
-    ]);
-    run_bounded(c, dir.path(), "find-spec", TOOL_TIMEOUT).code == Some(0)
+    let found = bounded(
+        &[
+            "/usr/bin/python3",
+            "-I",
+            "-c",
+            "import importlib.util, sys; sys.exit(importlib.util.find_spec(sys.argv[1]) is None)",
+            module,
+        ],
+        TOOL_TIMEOUT,
+    )
+    .run();
+    found.code == Some(0)
 }
 
 /// Twisted's web server in its three documented forms: `python3 -m twisted web`, `twist3 web`
@@ -2020,7 +1763,7 @@ fn php_fpm_is_detected() {
             let d = dir.s();
             let conf = dir.write(
                 "php-fpm.conf",
-                &format!(
+                format!(
                     "[global]
 pid = {d}/php-fpm.pid
 error_log = {d}/php-fpm.log
@@ -2053,7 +1796,7 @@ fn haproxy_is_detected() {
         |dir, port| {
             let conf = dir.write(
                 "haproxy.cfg",
-                &format!(
+                format!(
                     "defaults
     mode http
     timeout connect 5s
@@ -2087,7 +1830,7 @@ fn h2o_is_detected() {
             };
             let conf = dir.write(
                 "h2o.conf",
-                &format!(
+                format!(
                     "{user}crash-handler: /bin/true
 listen:
   host: 127.0.0.1
@@ -2171,8 +1914,8 @@ fn toybox_httpd_is_detected() {
     if !common::need_program(&common::test_name(), "toybox", "toybox") {
         return;
     }
-    let dir = TempDir::new("toybox");
-    dir.write("www/index.html", &format!("<p>{TOKEN}</p>\n"));
+    let dir = temp_dir("toybox");
+    dir.write("www/index.html", format!("<p>{TOKEN}</p>\n"));
     let www = dir.at("www");
     let script = "printf 'GET /index.html HTTP/1.0\\r\\n\\r\\n' | toybox httpd \"$1\"";
     let argv: Vec<String> = ["sh", "-c", script, "sh", &www]
@@ -2290,7 +2033,7 @@ fn catalina_base(dir: &TempDir, port: u16) -> String {
     let base = dir.join("tomcat");
     dir.write(
         "tomcat/conf/server.xml",
-        &format!(
+        format!(
             r#"<?xml version="1.0" encoding="UTF-8"?>
 <Server port="-1" shutdown="SHUTDOWN">
   <Service name="Catalina">
@@ -2306,7 +2049,7 @@ fn catalina_base(dir: &TempDir, port: u16) -> String {
     fs::copy(TOMCAT_WEB_XML, base.join("conf/web.xml")).unwrap();
     dir.write(
         "tomcat/webapps/ROOT/index.html",
-        &format!("<p>{TOKEN}</p>\n"),
+        format!("<p>{TOKEN}</p>\n"),
     );
     for d in ["logs", "temp", "work"] {
         fs::create_dir_all(base.join(d)).unwrap();
@@ -2384,10 +2127,7 @@ fn jetty_start_jar_is_detected() {
         "java Jetty (start.jar)",
         |dir, port| {
             dir.write("jetty/start.ini", "--module=http,deploy\n");
-            dir.write(
-                "jetty/webapps/ROOT/index.html",
-                &format!("<p>{TOKEN}</p>\n"),
-            );
+            dir.write("jetty/webapps/ROOT/index.html", format!("<p>{TOKEN}</p>\n"));
             let mut spec = ServerSpec::new(&[
                 "java",
                 &format!("-Djava.io.tmpdir={}", dir.s()),

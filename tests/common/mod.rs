@@ -165,7 +165,11 @@ pub fn tempdir(name: &str) -> PathBuf {
 }
 
 /// A fresh directory, removed when dropped (kept when `GUARD_TEST_KEEP` is set).
-pub struct TempDir(PathBuf);
+pub struct TempDir {
+    path: PathBuf,
+    /// Made with [`TempDir::open_to_all`].
+    open: bool,
+}
 
 impl TempDir {
     pub fn new(name: &str) -> TempDir {
@@ -173,13 +177,26 @@ impl TempDir {
             .duration_since(UNIX_EPOCH)
             .map(|d| d.subsec_nanos())
             .unwrap_or(0);
-        TempDir(tempdir(&format!("{name}-{nanos}")))
+        TempDir {
+            path: tempdir(&format!("{name}-{nanos}")),
+            open: false,
+        }
+    }
+    /// A [`TempDir::new`] that a program running as another user can enter (a server whose
+    /// workers drop to nobody or www-data must reach its document root): the directory, and the
+    /// one each [`TempDir::write`] puts a file in, are mode 0755 whatever the umask.
+    pub fn open_to_all(name: &str) -> TempDir {
+        let mut dir = TempDir::new(name);
+        dir.open = true;
+        std::fs::set_permissions(&dir.path, std::fs::Permissions::from_mode(0o755))
+            .unwrap_or_else(|e| panic!("chmod {}: {e}", dir.path.display()));
+        dir
     }
     pub fn path(&self) -> &Path {
-        &self.0
+        &self.path
     }
     pub fn join(&self, rel: impl AsRef<Path>) -> PathBuf {
-        self.0.join(rel)
+        self.path.join(rel)
     }
     /// `self.join(rel)` as a string.
     pub fn at(&self, rel: impl AsRef<Path>) -> String {
@@ -190,13 +207,16 @@ impl TempDir {
     }
     /// The directory as a string.
     pub fn s(&self) -> String {
-        self.0.to_str().expect("UTF-8 temp path").to_string()
+        self.path.to_str().expect("UTF-8 temp path").to_string()
     }
     /// Writes `bytes` to `rel` (its parent directories made first).
     pub fn write(&self, rel: impl AsRef<Path>, bytes: impl AsRef<[u8]>) -> PathBuf {
         let p = self.join(rel);
         if let Some(parent) = p.parent() {
             std::fs::create_dir_all(parent).unwrap();
+            if self.open {
+                std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o755)).unwrap();
+            }
         }
         std::fs::write(&p, bytes).unwrap_or_else(|e| panic!("write {}: {e}", p.display()));
         p
@@ -221,9 +241,9 @@ impl TempDir {
 impl Drop for TempDir {
     fn drop(&mut self) {
         if std::env::var_os("GUARD_TEST_KEEP").is_none() {
-            let _ = std::fs::remove_dir_all(&self.0);
+            let _ = std::fs::remove_dir_all(&self.path);
         } else {
-            eprintln!("kept {}", self.0.display());
+            eprintln!("kept {}", self.path.display());
         }
     }
 }
