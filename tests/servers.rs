@@ -225,6 +225,12 @@ fn file_name(path: &str) -> &str {
 
 /// The one failing webserver_exec finding of a run whose command succeeded.
 fn the_finding<'a>(run: &'a GuardRun, what: &str) -> &'a Value {
+    &the_findings(run, what, 1)[0]
+}
+
+/// The `count` failing webserver_exec findings of a run whose command succeeded, in the order
+/// of their execs.
+fn the_findings<'a>(run: &'a GuardRun, what: &str, count: usize) -> &'a [Value] {
     let d = run.describe();
     assert_eq!(run.ran.code, Some(3), "{what}: guard must exit 3\n{d}");
     assert_eq!(run.report["verdict"], "fail", "{what}: verdict\n{d}");
@@ -234,26 +240,31 @@ fn the_finding<'a>(run: &'a GuardRun, what: &str) -> &'a Value {
         "{what}: the command itself succeeded\n{d}"
     );
     let findings = run.findings();
-    assert_eq!(findings.len(), 1, "{what}: exactly one finding\n{d}");
-    let f = &findings[0];
-    assert_eq!(f["recipe"], "webserver_exec", "{what}\n{d}");
-    assert_eq!(f["name"], "webserver_exec", "{what}\n{d}");
-    assert_eq!(f["failing"], true, "{what}\n{d}");
-    assert!(f["allowed"].is_null(), "{what}\n{d}");
-    assert!(!strings(&f["evidence"]).is_empty(), "{what}: evidence\n{d}");
-    let exe = f["process"]["exe"].as_str().expect("exe");
+    assert_eq!(
+        findings.len(),
+        count,
+        "{what}: exactly {count} finding(s)\n{d}"
+    );
     let stderr = &run.ran.stderr;
+    for f in findings {
+        assert_eq!(f["recipe"], "webserver_exec", "{what}\n{d}");
+        assert_eq!(f["name"], "webserver_exec", "{what}\n{d}");
+        assert_eq!(f["failing"], true, "{what}\n{d}");
+        assert!(f["allowed"].is_null(), "{what}\n{d}");
+        assert!(!strings(&f["evidence"]).is_empty(), "{what}: evidence\n{d}");
+        let exe = f["process"]["exe"].as_str().expect("exe");
+        assert!(stderr.contains(exe), "{what}: stderr names {exe}\n{d}");
+    }
     assert!(
         stderr.contains("FINDING webserver_exec"),
         "{what}: stderr\n{d}"
     );
-    assert!(stderr.contains(exe), "{what}: stderr names {exe}\n{d}");
     assert!(
         stderr.contains("recommended actions"),
         "{what}: stderr\n{d}"
     );
     assert!(stderr.contains("FAIL"), "{what}: stderr\n{d}");
-    f
+    findings
 }
 
 /// A run without any finding.
@@ -369,6 +380,9 @@ struct ServerSpec {
     /// A `#!` script started by name (`gunicorn ...`): the report shows the interpreter's argv
     /// (`/usr/bin/python3 /usr/bin/gunicorn ...`) and the script's resolved path.
     script: bool,
+    /// A supervisor that starts the server as its child (`lighttpd-angel` runs `lighttpd`): a
+    /// second finding, for an exe of this name, whose parent is the first finding's process.
+    child: Option<&'static str>,
 }
 
 impl ServerSpec {
@@ -380,6 +394,7 @@ impl ServerSpec {
             pid_file: None,
             probe: Probe::Token,
             script: false,
+            child: None,
         }
     }
 }
@@ -454,7 +469,14 @@ fn server_detected(
             run.ran.stdout.contains(answered),
             "{tag}: the server must have answered ({answered})\n{d}"
         );
-        let f = the_finding(&run, tag);
+        let findings = the_findings(&run, tag, 1 + usize::from(spec.child.is_some()));
+        let f = &findings[0];
+        if let Some(child) = spec.child {
+            let c = &findings[1]["process"];
+            let exe = c["exe"].as_str().unwrap();
+            assert!(ends_with(exe, child), "{tag}: the child is {child}\n{d}");
+            assert_eq!(c["ppid"], f["process"]["pid"], "{tag}: started by it\n{d}");
+        }
         let p = &f["process"];
         let exe = p["exe"].as_str().unwrap();
         assert!(exe.starts_with('/'), "{tag}: absolute exe {exe}\n{d}");
@@ -603,6 +625,23 @@ Group www-data
     );
 }
 
+/// A lighttpd configuration in `dir` (serving `www/`, its pid file `lighttpd.pid`).
+fn lighttpd_conf(dir: &TempDir, port: u16) -> String {
+    let d = dir.s();
+    let conf = dir.write(
+        "lighttpd.conf",
+        format!(
+            "server.document-root = \"{d}/www\"
+server.bind = \"127.0.0.1\"
+server.port = {port}
+server.pid-file = \"{d}/lighttpd.pid\"
+server.errorlog = \"{d}/error.log\"
+"
+        ),
+    );
+    conf.to_str().unwrap().to_string()
+}
+
 #[test]
 fn lighttpd_is_detected() {
     server_detected(
@@ -610,20 +649,31 @@ fn lighttpd_is_detected() {
         |e| ends_with(e, "lighttpd"),
         "base lighttpd",
         |dir, port| {
-            let d = dir.s();
-            let conf = dir.write(
-                "lighttpd.conf",
-                format!(
-                    "server.document-root = \"{d}/www\"
-server.bind = \"127.0.0.1\"
-server.port = {port}
-server.pid-file = \"{d}/lighttpd.pid\"
-server.errorlog = \"{d}/error.log\"
-"
-                ),
-            );
-            let mut spec = ServerSpec::new(&["lighttpd", "-D", "-f", conf.to_str().unwrap()]);
+            let conf = lighttpd_conf(dir, port);
+            let mut spec = ServerSpec::new(&["lighttpd", "-D", "-f", &conf]);
             spec.pid_file = Some("lighttpd.pid");
+            spec
+        },
+    );
+}
+
+/// lighttpd's supervisor, `lighttpd-angel` (Debian's lighttpd): it starts `lighttpd` with its
+/// own arguments and restarts it unless told to stop (SIGTERM stops both). Both execs are
+/// findings, the angel's first.
+#[test]
+fn lighttpd_angel_is_detected() {
+    if !common::need_program(&common::test_name(), "lighttpd-angel", "lighttpd") {
+        return;
+    }
+    server_detected(
+        "lighttpd-angel",
+        |e| ends_with(e, "lighttpd-angel") || ends_with(e, "lighttpd"),
+        "base lighttpd-angel",
+        |dir, port| {
+            let conf = lighttpd_conf(dir, port);
+            let mut spec = ServerSpec::new(&["lighttpd-angel", "-D", "-f", &conf]);
+            spec.pid_file = Some("lighttpd.pid");
+            spec.child = Some("lighttpd");
             spec
         },
     );
