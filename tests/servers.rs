@@ -2160,15 +2160,10 @@ fn tomcat_is_detected() {
 
 const JETTY_HOME: &str = "/usr/share/jetty9";
 
-/// Jetty 9 (Debian's jetty9) started as `java -jar start.jar` with a jetty.base of its own (the
-/// http and deploy modules, the test page deployed as webapps/ROOT).
+/// Jetty 9 (Debian's jetty9) started as `java -jar start.jar` with a jetty.base of its own.
 #[test]
 fn jetty_start_jar_is_detected() {
-    let start_jar = format!("{JETTY_HOME}/start.jar");
-    let test = common::test_name();
-    if !common::need_path(&test, &start_jar, "jetty9")
-        || !common::need_program(&test, "java", "default-jre-headless")
-    {
+    if !need_jetty(&common::test_name()) {
         return;
     }
     server_detected(
@@ -2176,19 +2171,104 @@ fn jetty_start_jar_is_detected() {
         |e| file_name(e) == "java",
         "java Jetty (start.jar)",
         |dir, port| {
-            dir.write("jetty/start.ini", "--module=http,deploy\n");
-            dir.write("jetty/webapps/ROOT/index.html", format!("<p>{TOKEN}</p>\n"));
+            let base = jetty_base(dir);
             let mut spec = ServerSpec::new(&[
                 "java",
                 &format!("-Djava.io.tmpdir={}", dir.s()),
                 "-jar",
-                &start_jar,
+                &format!("{JETTY_HOME}/start.jar"),
                 &format!("jetty.home={JETTY_HOME}"),
-                &format!("jetty.base={}", dir.at("jetty")),
+                &format!("jetty.base={base}"),
                 "jetty.http.host=127.0.0.1",
                 &format!("jetty.http.port={port}"),
             ]);
             spec.env = vec![("GUARD_TEST_TRIES".into(), "240".into())];
+            spec
+        },
+    );
+}
+
+/// A jetty.base of its own in `dir` (the http and deploy modules, the test page deployed as
+/// webapps/ROOT).
+fn jetty_base(dir: &TempDir) -> String {
+    dir.write("jetty/start.ini", "--module=http,deploy\n");
+    dir.write("jetty/webapps/ROOT/index.html", format!("<p>{TOKEN}</p>\n"));
+    dir.at("jetty")
+}
+
+/// Whether Jetty 9 and a JVM are installed; a [`common::skip`] when not.
+fn need_jetty(test: &str) -> bool {
+    common::need_path(test, &format!("{JETTY_HOME}/start.jar"), "jetty9")
+        && common::need_program(test, "java", "default-jre-headless")
+}
+
+/// Jetty 9's launcher class run from the class path: `java -cp start.jar
+/// org.eclipse.jetty.start.Main` (matched by the class name).
+#[test]
+fn jetty_start_main_class_is_detected() {
+    if !need_jetty(&common::test_name()) {
+        return;
+    }
+    server_detected(
+        "jetty-main",
+        |e| file_name(e) == "java",
+        "java Jetty (start.jar)",
+        |dir, port| {
+            let base = jetty_base(dir);
+            let mut spec = ServerSpec::new(&[
+                "java",
+                &format!("-Djava.io.tmpdir={}", dir.s()),
+                "-cp",
+                &format!("{JETTY_HOME}/start.jar"),
+                "org.eclipse.jetty.start.Main",
+                &format!("jetty.home={JETTY_HOME}"),
+                &format!("jetty.base={base}"),
+                "jetty.http.host=127.0.0.1",
+                &format!("jetty.http.port={port}"),
+            ]);
+            spec.env = vec![("GUARD_TEST_TRIES".into(), "240".into())];
+            spec
+        },
+    );
+}
+
+/// Jetty 9's own start script in the foreground, `jetty.sh run` (matched by the script's path;
+/// it is `#!/usr/bin/env bash` and execs java in the same process, so the exec chain env ->
+/// bash -> java is the one finding, env's), configured by its environment: JETTY_HOME,
+/// JETTY_BASE, JETTY_RUN (its pid and state files) and JETTY_ARGS.
+#[test]
+fn jetty_sh_run_is_detected() {
+    let test = common::test_name();
+    let jetty_sh = format!("{JETTY_HOME}/bin/jetty.sh");
+    if !need_jetty(&test)
+        || !common::need_path(&test, &jetty_sh, "jetty9")
+        || !common::need_program(&test, "bash", "bash")
+    {
+        return;
+    }
+    server_detected(
+        "jetty-sh",
+        |e| ends_with(e, "env") || file_name(e) == "java",
+        "matches base jetty.sh",
+        |dir, port| {
+            let base = jetty_base(dir);
+            fs::create_dir_all(dir.join("run")).unwrap();
+            let mut spec = ServerSpec::new(&[&jetty_sh, "run"]);
+            spec.script = true;
+            spec.env = vec![
+                ("JETTY_HOME".into(), JETTY_HOME.into()),
+                ("JETTY_BASE".into(), base),
+                ("JETTY_RUN".into(), dir.at("run")),
+                (
+                    "JETTY_ARGS".into(),
+                    format!("jetty.http.host=127.0.0.1 jetty.http.port={port}"),
+                ),
+                (
+                    "JAVA_OPTIONS".into(),
+                    format!("-Djava.io.tmpdir={}", dir.s()),
+                ),
+                ("GUARD_TEST_TRIES".into(), "240".into()),
+            ];
             spec
         },
     );
