@@ -2158,6 +2158,174 @@ fn tomcat_is_detected() {
     );
 }
 
+/// Debian's systemd start script for Tomcat 10, /usr/libexec/tomcat10/tomcat-start.sh (matched
+/// by its path): it finds a JVM, then execs `catalina.sh run` and java in the same process, one
+/// finding. CATALINA_HOME and CATALINA_BASE come from the environment, as the unit sets them.
+#[test]
+fn tomcat_start_sh_is_detected() {
+    let start = "/usr/libexec/tomcat10/tomcat-start.sh";
+    let test = common::test_name();
+    if !common::need_path(&test, start, "tomcat10")
+        || !common::need_path(&test, TOMCAT_WEB_XML, "tomcat10")
+        || !common::need_program(&test, "java", "default-jre-headless")
+    {
+        return;
+    }
+    server_detected(
+        "tomcat-start-sh",
+        |e| e == canonical("/bin/sh"),
+        "matches base tomcat-start.sh",
+        |dir, port| {
+            let base = catalina_base(dir, port);
+            let mut spec = ServerSpec::new(&[start]);
+            spec.script = true;
+            spec.env = vec![
+                ("CATALINA_HOME".into(), CATALINA_HOME.into()),
+                ("CATALINA_BASE".into(), base),
+                ("GUARD_TEST_TRIES".into(), "240".into()),
+            ];
+            spec
+        },
+    );
+}
+
+/// Started by the traced shell with Tomcat's `startup.sh`, which returns once java runs in the
+/// background (its pid in $CATALINA_PID); probed until it answers (bounded), stopped by that pid
+/// and waited for (bounded). $1: the probe, $2: the port.
+const STARTUP_SCRIPT: &str = r#"probe=$1
+port=$2
+"$CATALINA_HOME/bin/startup.sh" || exit 1
+ready=no
+tries=0
+while [ "$tries" -lt 240 ]; do
+    if /usr/bin/python3 -I "$probe" "$port"; then
+        ready=yes
+        break
+    fi
+    sleep 0.25
+    tries=$((tries + 1))
+done
+pid=$(cat "$CATALINA_PID")
+kill "$pid"
+tries=0
+while [ "$tries" -lt 300 ] && kill -0 "$pid" 2>/dev/null \
+    && ! grep -q '^[0-9]* ([^)]*) Z' "/proc/$pid/stat" 2>/dev/null; do
+    sleep 0.1
+    tries=$((tries + 1))
+done
+if [ "$ready" = yes ]; then
+    exit 0
+fi
+echo "test: the server did not answer on 127.0.0.1:$port" >&2
+exit 7
+"#;
+
+/// Tomcat 10's `startup.sh` (matched by its path, `…tomcat…/bin/startup.sh`): it execs
+/// `catalina.sh start` in the same process, which starts java in the background and returns.
+/// The script's exec is a finding; the java it leaves running is Tomcat's Bootstrap, reported
+/// by its arguments, and stopped by the traced shell before the command ends.
+#[test]
+fn tomcat_startup_sh_is_detected() {
+    let startup = format!("{CATALINA_HOME}/bin/startup.sh");
+    let test = common::test_name();
+    if !common::need_path(&test, &startup, "tomcat10")
+        || !common::need_path(&test, TOMCAT_WEB_XML, "tomcat10")
+        || !common::need_program(&test, "java", "default-jre-headless")
+    {
+        return;
+    }
+    for attempt in 1..=3 {
+        let dir = temp_dir("tomcat-startup");
+        let port = free_port();
+        let base = catalina_base(&dir, port);
+        let probe = dir.write("probe.py", PROBE.replace("TOKEN", TOKEN));
+        let argv: Vec<String> = [
+            "sh",
+            "-c",
+            STARTUP_SCRIPT,
+            "sh",
+            probe.to_str().unwrap(),
+            &port.to_string(),
+        ]
+        .map(String::from)
+        .to_vec();
+        let env: Vec<(String, String)> = vec![
+            ("CATALINA_HOME".into(), CATALINA_HOME.into()),
+            ("CATALINA_BASE".into(), base),
+            ("CATALINA_PID".into(), dir.at("tomcat.pid")),
+        ];
+        let run = guard_run(&dir, "guard", &argv, &env, SERVER_TIMEOUT, true);
+        assert!(
+            !port_answers(port),
+            "something still answers on 127.0.0.1:{port}"
+        );
+        if run.ran.code == Some(NO_ANSWER) && attempt < 3 {
+            eprintln!(
+                "tomcat startup.sh: no answer on port {port} (attempt {attempt}), retrying:\n{}",
+                run.describe()
+            );
+            continue;
+        }
+        let d = run.describe();
+        assert!(
+            run.ran.stdout.contains("answered HTTP 200, token served"),
+            "Tomcat must have answered\n{d}"
+        );
+        assert_eq!(run.ran.code, Some(3), "guard must exit 3\n{d}");
+        assert_eq!(run.report["verdict"], "fail", "{d}");
+        let findings = run.findings();
+        assert!(
+            findings
+                .iter()
+                .all(|f| f["recipe"] == "webserver_exec" && f["failing"] == true),
+            "{d}"
+        );
+        let script = canonical(&startup);
+        let f = findings
+            .iter()
+            .find(|f| f["process"]["script"] == script.as_str())
+            .unwrap_or_else(|| panic!("no finding for {script}\n{d}"));
+        assert_eq!(f["process"]["exe"], canonical("/bin/sh").as_str(), "{d}");
+        assert!(
+            strings(&f["evidence"])
+                .join("\n")
+                .contains("script /usr/share/tomcat10/bin/startup.sh matches"),
+            "evidence names startup.sh\n{d}"
+        );
+        assert!(run.ran.stderr.contains("FINDING webserver_exec"), "{d}");
+        // The other finding: the java that catalina.sh started in the background, the pid of
+        // $CATALINA_PID (its parent may have exited, and it been reparented, by its exec).
+        assert_eq!(findings.len(), 2, "startup.sh and its java\n{d}");
+        let pid_file = fs::read_to_string(dir.join("tomcat.pid")).unwrap_or_default();
+        let pid: u64 = pid_file
+            .trim()
+            .parse()
+            .unwrap_or_else(|e| panic!("$CATALINA_PID {pid_file:?}: {e}\n{d}"));
+        let java = findings
+            .iter()
+            .find(|j| j["process"]["pid"] == pid)
+            .unwrap_or_else(|| panic!("no finding for the java of $CATALINA_PID\n{d}"));
+        assert_eq!(
+            file_name(java["process"]["exe"].as_str().unwrap()),
+            "java",
+            "{d}"
+        );
+        assert!(
+            strings(&java["evidence"])
+                .join("\n")
+                .contains("java Tomcat (Bootstrap)"),
+            "{d}"
+        );
+        assert_eq!(
+            run.report["command"]["outlived"],
+            serde_json::json!([]),
+            "Tomcat was stopped by the script\n{d}"
+        );
+        assert_eq!(run.report["stats"]["lost"], 0, "{d}");
+        return;
+    }
+}
+
 const JETTY_HOME: &str = "/usr/share/jetty9";
 
 /// Jetty 9 (Debian's jetty9) started as `java -jar start.jar` with a jetty.base of its own.
