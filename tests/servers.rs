@@ -1575,6 +1575,37 @@ fn gunicorn_is_detected() {
     );
 }
 
+/// `gunicorn3`, the name Debian's gunicorn package gives its script too. On Debian it is a link
+/// to `gunicorn`, so the script's resolved path matches as `gunicorn`; a copy of the script
+/// named `gunicorn3` (as older packages shipped it) must match by that name.
+#[test]
+fn gunicorn3_is_detected() {
+    let test = common::test_name();
+    if !common::need_program(&test, "gunicorn3", "gunicorn") {
+        return;
+    }
+    let app = |argv0: &str, dir: &TempDir, port: u16| {
+        py_app(
+            dir,
+            &[argv0, "--bind", &format!("127.0.0.1:{port}"), "app:app"],
+            true,
+        )
+    };
+    server_detected("gunicorn3", is_python3, "base gunicorn", |dir, port| {
+        app("gunicorn3", dir, port)
+    });
+    let script = which("gunicorn3").unwrap();
+    server_detected(
+        "gunicorn3-copy",
+        is_python3,
+        "matches base gunicorn3",
+        |dir, port| {
+            let copy = dir.copy_exec(&script, "bin/gunicorn3");
+            app(copy.to_str().unwrap(), dir, port)
+        },
+    );
+}
+
 #[test]
 fn uvicorn_is_detected() {
     real_server_detected(
