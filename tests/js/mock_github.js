@@ -3,8 +3,9 @@
 //
 // It serves the few endpoints the guard uses, statefully and in memory, and checks every request
 // the way GitHub would: the path is matched against GitHub's official OpenAPI description
-// (@octokit/openapi, dereferenced api.github.com description), the JSON body is validated against
-// the matching operation's requestBody schema (Ajv), the Authorization header must carry the test
+// (@octokit/openapi, dereferenced api.github.com description), the path and query parameters are
+// validated against the matching operation's parameters (unknown query parameters included) and
+// the JSON body against its requestBody schema (Ajv), the Authorization header must carry the test
 // token. Invalid requests are answered 422 (401 for a bad token) and recorded.
 //
 // Usage: node tests/js/mock_github.js [--token T] [--prefix /api/v3] [--pr N] [--seed N]
@@ -76,21 +77,29 @@ const OPERATIONS = (() => {
   for (const [template, item] of Object.entries(spec.paths)) {
     const segments = template.split('/').slice(1);
     const literal = segments.filter((s) => !s.startsWith('{')).length;
-    const names = [];
-    const re = new RegExp('^/' + segments.map((s) => {
-      if (s.startsWith('{')) {
-        names.push(s.slice(1, -1));
-        return '([^/]+)';
-      }
-      return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-    }).join('/') + '$');
     for (const method of ['get', 'post', 'patch', 'put', 'delete']) {
       const op = item[method];
       if (!op) continue;
+      const parameters = [...(item.parameters || []), ...(op.parameters || [])];
+      // A parameter marked x-multi-segment (a file path) spans several segments.
+      const multi = new Set(parameters.filter((p) => p.in === 'path' && p['x-multi-segment']).map((p) => p.name));
+      const names = [];
+      const re = new RegExp('^/' + segments.map((s) => {
+        if (s.startsWith('{')) {
+          const name = s.slice(1, -1);
+          names.push(name);
+          return multi.has(name) ? '(.+)' : '([^/]+)';
+        }
+        return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+      }).join('/') + '$');
       const body = op.requestBody && op.requestBody.content && op.requestBody.content['application/json'];
       ops.push({
         template, method: method.toUpperCase(), re, names, literal,
         operationId: op.operationId,
+        pathSchema: parameterSchema(parameters, 'path'),
+        querySchema: parameterSchema(parameters, 'query'),
+        validatePath: null,
+        validateQuery: null,
         bodySchema: body ? body.schema : null,
         bodyRequired: !!(op.requestBody && op.requestBody.required),
         example: exampleOf(op),
@@ -102,6 +111,19 @@ const OPERATIONS = (() => {
   ops.sort((a, b) => b.literal - a.literal);
   return ops;
 })();
+
+// The parameters of one kind (path, query) as the JSON Schema of an object of strings: values are
+// coerced to the declared types (per_page=100 is an integer), unknown names are errors.
+function parameterSchema(parameters, where) {
+  const properties = {};
+  const required = [];
+  for (const p of parameters) {
+    if (p.in !== where) continue;
+    properties[p.name] = p.schema || {};
+    if (p.required) required.push(p.name);
+  }
+  return { type: 'object', properties, required, additionalProperties: false };
+}
 
 function exampleOf(op) {
   for (const code of ['200', '201']) {
@@ -117,6 +139,9 @@ function exampleOf(op) {
 
 const ajv = new Ajv({ strict: false, allErrors: true, logger: false });
 addFormats(ajv);
+// Path and query parameters arrive as strings.
+const ajvParams = new Ajv({ strict: false, allErrors: true, logger: false, coerceTypes: 'array' });
+addFormats(ajvParams);
 
 function findOperation(method, apiPath) {
   for (const op of OPERATIONS) {
@@ -124,8 +149,16 @@ function findOperation(method, apiPath) {
     const m = op.re.exec(apiPath);
     if (m) {
       const params = {};
-      op.names.forEach((n, i) => { params[n] = decodeURIComponent(m[i + 1]); });
-      return { op, params };
+      const errors = [];
+      op.names.forEach((n, i) => {
+        try {
+          params[n] = decodeURIComponent(m[i + 1]);
+        } catch (e) {
+          errors.push(`path parameter ${n}: bad percent-encoding in ${JSON.stringify(m[i + 1])}`);
+          params[n] = m[i + 1];
+        }
+      });
+      return { op, params, errors };
     }
   }
   return null;
@@ -305,6 +338,13 @@ function handle(req, res, url, raw, record) {
   const { op, params } = found;
   record.operation = op.operationId;
 
+  const paramErrors = found.errors.concat(validateParameters(op, params, url.searchParams));
+  if (paramErrors.length) {
+    state.invalid.push({ method: req.method, path: url.pathname, query: url.search, operation: op.operationId, errors: paramErrors });
+    error(res, 422, 'Validation Failed', { errors: paramErrors.map((m) => ({ resource: op.operationId, code: 'invalid', message: m })) });
+    return 422;
+  }
+
   let body;
   if (req.method === 'POST' || req.method === 'PATCH' || req.method === 'PUT') {
     const errors = validateBody(op, req, raw);
@@ -320,6 +360,25 @@ function handle(req, res, url, raw, record) {
     }
   }
   return dispatch(req, res, url, op, params, body, base, record);
+}
+
+// Path and query parameters against the operation's declared parameters.
+function validateParameters(op, params, searchParams) {
+  const list = [];
+  if (!op.validatePath) op.validatePath = ajvParams.compile(op.pathSchema);
+  if (!op.validateQuery) op.validateQuery = ajvParams.compile(op.querySchema);
+  if (!op.validatePath(Object.assign({}, params))) {
+    for (const e of op.validatePath.errors) list.push(`path parameters: ${e.instancePath || '/'} ${e.message} ${JSON.stringify(e.params)}`);
+  }
+  const query = {};
+  for (const [k, v] of searchParams) {
+    if (k in query) query[k] = [].concat(query[k], v);
+    else query[k] = v;
+  }
+  if (!op.validateQuery(query)) {
+    for (const e of op.validateQuery.errors) list.push(`query parameters: ${e.instancePath || '/'} ${e.message} ${JSON.stringify(e.params)}`);
+  }
+  return list;
 }
 
 function validateBody(op, req, raw) {
