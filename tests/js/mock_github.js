@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-// A local stand-in for the GitHub REST API, for tests of the pull request feedback (src/github/api.rs).
+// A local stand-in for the GitHub REST API, for tests of the pull request feedback (src/github/api.rs)
+// and of the repository files read at the job's commit (src/github/contents.rs).
 //
 // It serves the few endpoints the guard uses, statefully and in memory, and checks every request
 // the way GitHub would: the path is matched against GitHub's official OpenAPI description
@@ -10,6 +11,8 @@
 //
 // Usage: node tests/js/mock_github.js [--token T] [--prefix /api/v3] [--pr N] [--seed N]
 //          [--decoy-marker] [--login NAME] [--forbid-writes]
+//          [--files DIR] [--commit SHA] [--inline-limit BYTES] [--contents-status CODE]
+//          [--tamper PATH] [--submodule PATH=URL]
 //   --token T         the token clients must send (default: env MOCK_GITHUB_TOKEN or "test-token")
 //   --prefix P        serve the API under path P, as GitHub Enterprise Server does (/api/v3)
 //   --pr N            the pull request whose comments are pre-seeded (default 7)
@@ -22,13 +25,42 @@
 //   --forbid-writes   POST and PATCH answer 403 "Resource not accessible by integration", like the
 //                     read-only token of a pull request from a fork (also env MOCK_GITHUB_MODE=read-only)
 //
+// The repository's files, for GET /repos/{owner}/{repo}/contents/{path} and
+// GET /repos/{owner}/{repo}/git/blobs/{file_sha} (any owner and repo), answered as GitHub documents:
+// a directory is an array of entries, or one object with `entries` under the `object` media type
+// (Accept: application/vnd.github.object+json); a submodule is listed as a "file"; a symlink to a
+// file of the repository is answered with that file, any other with the symlink itself; a file
+// over the inline limit comes without content under the `object` media type and as 403 "too_large"
+// under the default one. The mock checks its own answers against the description's schemas and
+// records a mismatch as invalid.
+//   --files DIR       the tree of the commit: DIR's files, directories and symbolic links (served as
+//                     git stores them: a symlink entry whose blob is the link's target); default none
+//   --commit SHA      the commit those files are at (default 3dca65fa3e8d4b3da3f3d056c59aee1c50f41390);
+//                     another ref answers 404 "No commit found for the ref …", as GitHub does. A
+//                     contents request without `ref` is recorded as invalid: it reads the default
+//                     branch, not the job's commit
+//   --inline-limit N  files larger than N bytes come without content (`content: ""`, `encoding:
+//                     "none"`), as GitHub sends files over 1 MB; get them from the blob endpoint
+//                     (default 1048576)
+//   --contents-status CODE
+//                     every contents and blob request answers CODE (403: "Resource not accessible by
+//                     integration", like a token without `contents: read`; 500: "Server Error"; …)
+//   --tamper PATH     the file PATH (relative to DIR) is served with one byte changed but the blob id
+//                     of its real bytes, as a corrupted or altered answer would be (contents and blob
+//                     endpoints)
+//   --submodule PATH=URL
+//                     add a submodule entry at PATH (repeatable)
+//
 // The first line on stdout is the port it listens on (127.0.0.1, port chosen by the system), printed
 // once the OpenAPI description is loaded. GET /__state (no prefix, no token) returns
 // {comments, check_runs, requests, invalid}: comments per "owner/repo#number", check runs with their
 // accumulated annotations and the annotation count of every request, every request (method, path,
-// status), and the requests rejected as invalid with the validation errors.
+// query, status, operation; for the contents and blob endpoints also `repo_path`, and `media`:
+// "object" or "json"), and the requests rejected as invalid with the validation errors.
 'use strict';
 
+const crypto = require('crypto');
+const fs = require('fs');
 const http = require('http');
 const path = require('path');
 const Ajv = require('ajv');
@@ -46,6 +78,12 @@ function parseArgs(argv) {
     login: null,
     forbidWrites: process.env.MOCK_GITHUB_MODE === 'read-only',
     echoAuth: false,
+    files: null,
+    commit: '3dca65fa3e8d4b3da3f3d056c59aee1c50f41390',
+    inlineLimit: 1048576,
+    contentsStatus: 0,
+    tamper: [],
+    submodules: [],
   };
   for (let i = 2; i < argv.length; i++) {
     const a = argv[i];
@@ -61,6 +99,17 @@ function parseArgs(argv) {
     else if (a === '--login') o.login = next();
     else if (a === '--forbid-writes') o.forbidWrites = true;
     else if (a === '--echo-auth') o.echoAuth = true;
+    else if (a === '--files') o.files = next();
+    else if (a === '--commit') o.commit = next();
+    else if (a === '--inline-limit') o.inlineLimit = Number(next());
+    else if (a === '--contents-status') o.contentsStatus = Number(next());
+    else if (a === '--tamper') o.tamper.push(next());
+    else if (a === '--submodule') {
+      const v = next();
+      const eq = v.indexOf('=');
+      if (eq < 1) throw new Error(`--submodule needs PATH=URL, not ${v}`);
+      o.submodules.push([v.slice(0, eq), v.slice(eq + 1)]);
+    }
     else throw new Error(`unknown argument ${a}`);
   }
   return o;
@@ -103,6 +152,7 @@ const OPERATIONS = (() => {
         bodySchema: body ? body.schema : null,
         bodyRequired: !!(op.requestBody && op.requestBody.required),
         example: exampleOf(op),
+        responses200: op.responses && op.responses['200'] && op.responses['200'].content,
         validate: null,
       });
     }
@@ -162,6 +212,214 @@ function findOperation(method, apiPath) {
     }
   }
   return null;
+}
+
+// --- the repository at one commit (--files) -----------------------------------------------------------
+
+// git's blob id: SHA-1 of "blob <length>\0" and the bytes.
+function blobId(bytes) {
+  return crypto.createHash('sha1').update(`blob ${bytes.length}\0`).update(bytes).digest('hex');
+}
+
+// path -> { type: 'file', bytes } | { type: 'symlink', target } | { type: 'submodule', url, sha }
+// | { type: 'dir' }; paths relative to the repository root, '/'-separated, the root is ''.
+const tree = new Map([['', { type: 'dir' }]]);
+// blob id -> bytes, for the blob endpoint.
+const blobs = new Map();
+
+function addEntry(rel, entry) {
+  tree.set(rel, entry);
+  if (entry.type === 'file') blobs.set(blobId(entry.bytes), entry.bytes);
+  if (entry.type === 'symlink') blobs.set(blobId(Buffer.from(entry.target)), Buffer.from(entry.target));
+  // Parent directories exist.
+  for (let i = rel.lastIndexOf('/'); i > 0; i = rel.lastIndexOf('/', i - 1)) {
+    if (!tree.has(rel.slice(0, i))) tree.set(rel.slice(0, i), { type: 'dir' });
+  }
+}
+
+function loadTree(dir, rel) {
+  for (const name of fs.readdirSync(path.join(dir, rel))) {
+    const r = rel ? `${rel}/${name}` : name;
+    const full = path.join(dir, r);
+    const st = fs.lstatSync(full);
+    if (st.isSymbolicLink()) addEntry(r, { type: 'symlink', target: fs.readlinkSync(full) });
+    else if (st.isDirectory()) {
+      addEntry(r, { type: 'dir' });
+      loadTree(dir, r);
+    } else if (st.isFile()) addEntry(r, { type: 'file', bytes: fs.readFileSync(full) });
+  }
+}
+
+if (opts.files) loadTree(opts.files, '');
+for (const [p, url] of opts.submodules) {
+  addEntry(p, { type: 'submodule', url, sha: crypto.createHash('sha1').update(`submodule ${url}`).digest('hex') });
+}
+
+// The bytes served for a file: --tamper changes one byte and keeps the blob id of the real ones.
+function servedBytes(rel, bytes) {
+  if (!opts.tamper.includes(rel)) return bytes;
+  const copy = Buffer.from(bytes.length ? bytes : Buffer.from('\n'));
+  copy[0] ^= 0x20;
+  return copy;
+}
+
+// Base64 in lines of 60 characters, each ending with a newline, as GitHub sends it.
+function base64Lines(bytes) {
+  const b64 = bytes.toString('base64');
+  let out = '';
+  for (let i = 0; i < b64.length; i += 60) out += b64.slice(i, i + 60) + '\n';
+  return out;
+}
+
+// A symlink's target, resolved inside the repository, if it names a path there.
+function resolveLink(rel, target) {
+  if (target.startsWith('/')) return null;
+  const parts = rel.split('/').slice(0, -1);
+  for (const seg of target.split('/')) {
+    if (seg === '' || seg === '.') continue;
+    if (seg === '..') {
+      if (!parts.length) return null;
+      parts.pop();
+    } else parts.push(seg);
+  }
+  return parts.join('/');
+}
+
+function entrySha(rel, e) {
+  if (e.type === 'file') return blobId(e.bytes);
+  if (e.type === 'symlink') return blobId(Buffer.from(e.target));
+  if (e.type === 'submodule') return e.sha;
+  // Not a real tree id; nothing checks it.
+  return crypto.createHash('sha1').update(`tree ${rel}`).digest('hex');
+}
+
+function entrySize(e) {
+  if (e.type === 'file') return e.bytes.length;
+  if (e.type === 'symlink') return Buffer.byteLength(e.target);
+  return 0;
+}
+
+// The fields every contents object has. `listed`: as an entry of a directory listing, where a
+// submodule's type is "file" (GitHub's documented backwards compatibility).
+function contentObject(base, owner, repo, rel, e, listed) {
+  const sha = entrySha(rel, e);
+  const enc = rel.split('/').map(encodeURIComponent).join('/');
+  const web = `http://github.invalid/${owner}/${repo}`;
+  const self = `${base}/repos/${owner}/${repo}/contents/${enc}?ref=${opts.commit}`;
+  let gitUrl = `${base}/repos/${owner}/${repo}/git/${e.type === 'dir' ? 'trees' : 'blobs'}/${sha}`;
+  let html = `${web}/${e.type === 'dir' ? 'tree' : 'blob'}/${opts.commit}/${enc}`;
+  if (e.type === 'submodule') {
+    gitUrl = null;
+    html = null;
+  }
+  const download = e.type === 'file' ? `http://raw.github.invalid/${owner}/${repo}/${opts.commit}/${enc}` : null;
+  const type = listed && e.type === 'submodule' ? 'file' : e.type;
+  return {
+    type, size: entrySize(e), name: rel.split('/').pop(), path: rel, sha,
+    url: self, git_url: gitUrl, html_url: html, download_url: download,
+    _links: { self, git: gitUrl, html },
+  };
+}
+
+function repoGetContent(req, res, url, params, base, record) {
+  const { owner, repo } = params;
+  if (!url.searchParams.has('ref')) {
+    state.invalid.push({ method: req.method, path: url.pathname, operation: 'repos/get-content', errors: ['no ref: this reads the default branch, not the job\'s commit'] });
+  }
+  const ref = url.searchParams.get('ref');
+  if (ref !== null && ref !== opts.commit) {
+    error(res, 404, `No commit found for the ref ${ref}`);
+    return 404;
+  }
+  const accept = req.headers.accept || '';
+  const objectFormat = accept.includes('application/vnd.github.object');
+  record.media = objectFormat ? 'object' : 'json';
+  const rel = params.path.replace(/\/+$/, '');
+  record.repo_path = rel;
+  let e = tree.get(rel);
+  if (!e) {
+    error(res, 404, 'Not Found');
+    return 404;
+  }
+  let at = rel;
+  if (e.type === 'symlink') {
+    // GitHub answers with the target when it is a file of the repository.
+    const target = resolveLink(rel, e.target);
+    if (target !== null && tree.has(target) && tree.get(target).type === 'file') {
+      at = target;
+      e = tree.get(target);
+    }
+  }
+  const obj = contentObject(base, owner, repo, at, e, false);
+  if (e.type === 'file') {
+    if (e.bytes.length > opts.inlineLimit) {
+      if (!objectFormat) {
+        error(res, 403, 'This API returns blobs up to 1 MB in size. The requested blob is too large to fetch via the API, but you can use the Git Data API to request blobs up to 100 MB in size.', { errors: [{ resource: 'Blob', field: 'data', code: 'too_large' }] });
+        return 403;
+      }
+      obj.content = '';
+      obj.encoding = 'none';
+    } else {
+      obj.content = base64Lines(servedBytes(at, e.bytes));
+      obj.encoding = 'base64';
+    }
+  } else if (e.type === 'symlink') {
+    obj.target = e.target;
+  } else if (e.type === 'submodule') {
+    obj.submodule_git_url = e.url;
+  } else if (e.type === 'dir') {
+    const prefix = at ? `${at}/` : '';
+    const entries = [...tree.keys()]
+      .filter((k) => k.startsWith(prefix) && k !== at && !k.slice(prefix.length).includes('/'))
+      .sort()
+      .map((k) => contentObject(base, owner, repo, k, tree.get(k), true));
+    if (!objectFormat) {
+      selfCheck(req, url, 'repos/get-content', 'application/json', entries);
+      send(res, 200, entries);
+      return 200;
+    }
+    obj.entries = entries;
+  }
+  selfCheck(req, url, 'repos/get-content', objectFormat ? 'application/vnd.github.object' : 'application/json', obj);
+  send(res, 200, obj);
+  return 200;
+}
+
+function repoGetBlob(req, res, url, params, base, record) {
+  const { owner, repo } = params;
+  const sha = params.file_sha.toLowerCase();
+  const bytes = blobs.get(sha);
+  if (!bytes) {
+    error(res, 404, 'Not Found');
+    return 404;
+  }
+  let rel = null;
+  for (const [k, e] of tree) if (e.type === 'file' && blobId(e.bytes) === sha) rel = k;
+  record.repo_path = rel;
+  const served = rel === null ? bytes : servedBytes(rel, bytes);
+  const blob = {
+    sha, node_id: `B_${sha.slice(0, 12)}`, size: bytes.length,
+    url: `${base}/repos/${owner}/${repo}/git/blobs/${sha}`,
+    content: base64Lines(served), encoding: 'base64',
+  };
+  selfCheck(req, url, 'git/get-blob', 'application/json', blob);
+  send(res, 200, blob);
+  return 200;
+}
+
+// The mock's own answers must match GitHub's description of them; a mismatch is the mock's bug.
+const responseValidators = new Map();
+function selfCheck(req, url, operationId, mediaType, body) {
+  const key = `${operationId} ${mediaType}`;
+  if (!responseValidators.has(key)) {
+    const op = operationById(operationId);
+    const spec = op.responses200 && op.responses200[mediaType];
+    responseValidators.set(key, spec ? ajv.compile(spec.schema) : null);
+  }
+  const validate = responseValidators.get(key);
+  if (validate && !validate(body)) {
+    state.invalid.push({ method: req.method, path: url.pathname, operation: operationId, errors: validate.errors.map((e) => `mock answer: ${e.instancePath || '/'} ${e.message}`) });
+  }
 }
 
 // --- state ------------------------------------------------------------------------------------------
@@ -510,6 +768,17 @@ function dispatch(req, res, url, op, params, body, base, record) {
       run.requests.push({ method: 'PATCH', annotations: annotations.length });
       send(res, 200, checkRunObject(base, `${owner}/${repo}`, run));
       return 200;
+    }
+    case 'repos/get-content':
+    case 'git/get-blob': {
+      if (opts.contentsStatus) {
+        const messages = { 401: 'Bad credentials', 403: 'Resource not accessible by integration', 404: 'Not Found', 500: 'Server Error', 502: 'Bad Gateway', 503: 'Service Unavailable' };
+        error(res, opts.contentsStatus, messages[opts.contentsStatus] || `HTTP ${opts.contentsStatus}`);
+        return opts.contentsStatus;
+      }
+      return op.operationId === 'repos/get-content'
+        ? repoGetContent(req, res, url, params, base, record)
+        : repoGetBlob(req, res, url, params, base, record);
     }
     default:
       state.invalid.push({ method: req.method, path: url.pathname, operation: op.operationId, errors: ['operation not implemented by the mock'] });
