@@ -6,14 +6,10 @@
 mod common;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc;
-use std::time::Duration;
 
+use common::mock_github::{assert_no_invalid_request, MockGitHub, TOKEN};
 use guard::github::api::{publish, PrContext};
 use guard::github::pr::{
     batches, check_run_create_body, check_run_update_body, comment_body, AnnotationLevel,
@@ -21,79 +17,10 @@ use guard::github::pr::{
 };
 use serde_json::Value;
 
-const TOKEN: &str = "ghs_testTOKEN0123456789abcdefSECRET";
 const HEAD_SHA: &str = "3dca65fa3e8d4b3da3f3d056c59aee1c50f41390";
 const PR: u64 = 7;
-/// Time the mock may take to load the 70 MB OpenAPI description on a busy machine.
-const MOCK_START_TIMEOUT: Duration = Duration::from_secs(120);
-
-/// The mock GitHub API, a `node` child process; killed when dropped.
-struct MockGitHub {
-    child: Child,
-    port: u16,
-    prefix: String,
-    // Held open: the mock exits when its stdin closes, so a crashed test leaves nothing behind.
-    _stdin: ChildStdin,
-}
 
 impl MockGitHub {
-    fn start(args: &[&str]) -> MockGitHub {
-        let js = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/js");
-        assert!(
-            js.join("node_modules/@octokit/openapi").is_dir()
-                && js.join("node_modules/ajv").is_dir(),
-            "tests/js/node_modules is missing: run `npm ci --prefix tests/js`"
-        );
-        let mut child = Command::new("node")
-            .arg(js.join("mock_github.js"))
-            .args(["--token", TOKEN])
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("cannot run `node` (Node.js is needed for the GitHub API tests)");
-        let stdin = child.stdin.take().expect("piped stdin");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        let line = match rx.recv_timeout(MOCK_START_TIMEOUT) {
-            Ok(line) => line,
-            Err(_) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("mock_github.js did not print its port within {MOCK_START_TIMEOUT:?}");
-            }
-        };
-        let port = match line.trim().parse() {
-            Ok(port) => port,
-            Err(_) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("mock_github.js printed {line:?} instead of its port");
-            }
-        };
-        let prefix = args
-            .iter()
-            .position(|a| *a == "--prefix")
-            .map(|i| args[i + 1].to_string())
-            .unwrap_or_default();
-        MockGitHub {
-            child,
-            port,
-            prefix,
-            _stdin: stdin,
-        }
-    }
-
-    fn api_url(&self) -> String {
-        format!("http://127.0.0.1:{}{}", self.port, self.prefix)
-    }
-
     fn context(&self) -> PrContext {
         PrContext {
             api_url: self.api_url(),
@@ -105,45 +32,12 @@ impl MockGitHub {
         }
     }
 
-    /// `GET /__state`: comments, check runs, requests, invalid requests.
-    fn state(&self) -> Value {
-        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).expect("connect to mock");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(30)))
-            .unwrap();
-        write!(
-            stream,
-            "GET /__state HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-        )
-        .unwrap();
-        let mut response = String::new();
-        stream.read_to_string(&mut response).expect("read state");
-        let (head, body) = response.split_once("\r\n\r\n").expect("HTTP response");
-        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-        serde_json::from_str(body).expect("state JSON")
-    }
-
     fn comments(&self) -> Vec<Value> {
         self.state()["comments"][format!("octo-org/hello.world#{PR}")]
             .as_array()
             .cloned()
             .unwrap_or_default()
     }
-}
-
-impl Drop for MockGitHub {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn assert_no_invalid_request(state: &Value) {
-    let invalid = state["invalid"].as_array().expect("invalid list");
-    assert!(
-        invalid.is_empty(),
-        "requests rejected by the OpenAPI description or the mock: {invalid:#?}"
-    );
 }
 
 fn marker_comments(comments: &[Value]) -> Vec<&Value> {

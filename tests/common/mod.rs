@@ -1,5 +1,6 @@
 //! What every integration-test crate shares (`mod common;`): one way to run `guard`, the
-//! terminal-escape decoder, temp dirs, bounded waits, free ports, and the skip policy.
+//! terminal-escape decoder, temp dirs, bounded waits, free ports, the skip policy, and the mock
+//! GitHub API ([`mock_github`]).
 //!
 //! Skip policy: a test whose program or privilege is missing calls [`skip`] (through
 //! [`need_program`], [`need_path`] or [`need_root`]). Under `CI=true` or `GUARD_TEST_STRICT=1`
@@ -9,6 +10,8 @@
 
 // Each test crate uses a part of this module.
 #![allow(dead_code)]
+
+pub mod mock_github;
 
 use std::collections::HashSet;
 use std::ffi::{OsStr, OsString};
