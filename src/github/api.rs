@@ -133,7 +133,7 @@ impl PrContext {
 }
 
 /// An owner or repository name as GitHub allows them; anything else would change the API path.
-fn is_name(s: &str) -> bool {
+pub(super) fn is_name(s: &str) -> bool {
     !s.is_empty()
         && s != "."
         && s != ".."
@@ -186,7 +186,7 @@ pub fn publish(
 }
 
 /// A token must be a valid HTTP header value; octocrab panics otherwise.
-fn check_token(token: &str) -> Result<(), &'static str> {
+pub(super) fn check_token(token: &str) -> Result<(), &'static str> {
     if token.is_empty() {
         Err("no token")
     } else if !token.bytes().all(|b| b.is_ascii_graphic()) {
@@ -207,7 +207,7 @@ fn run_features(
         .map_err(|e| format!("cannot start the async runtime: {e}"))?;
     runtime.block_on(async {
         // octocrab's client needs the runtime to exist while it is built.
-        let crab = client(ctx)?;
+        let crab = client(&ctx.api_url, &ctx.token)?;
         let mut warnings = Vec::new();
         if let Some(body) = comment {
             let body = if body.contains(pr::MARKER) {
@@ -230,21 +230,17 @@ fn run_features(
     })
 }
 
-fn client(ctx: &PrContext) -> Result<Octocrab, String> {
+/// The client every request to the API goes through: the token, the timeouts of one request,
+/// and `api_url` as the base of every route. Call it inside the runtime that will drive it.
+pub(super) fn client(api_url: &str, token: &str) -> Result<Octocrab, String> {
     Octocrab::builder()
-        .personal_token(ctx.token.clone())
+        .personal_token(token.to_string())
         .set_connect_timeout(Some(CONNECT_TIMEOUT))
         .set_read_timeout(Some(READ_WRITE_TIMEOUT))
         .set_write_timeout(Some(READ_WRITE_TIMEOUT))
-        .base_uri(ctx.api_url.as_str())
+        .base_uri(api_url)
         .and_then(|b| b.build())
-        .map_err(|e| {
-            format!(
-                "cannot use the API URL {:?}: {}",
-                ctx.api_url,
-                error_chain(&e)
-            )
-        })
+        .map_err(|e| format!("cannot use the API URL {api_url:?}: {}", error_chain(&e)))
 }
 
 async fn within_deadline<F>(work: F) -> Result<(), Failure>
@@ -484,7 +480,7 @@ impl Failure {
 }
 
 /// An error and its causes, `: `-separated, without repeating a cause already quoted.
-fn error_chain(e: &dyn std::error::Error) -> String {
+pub(super) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut parts: Vec<String> = vec![e.to_string()];
     let mut cause = e.source();
     while let Some(c) = cause {
@@ -498,7 +494,7 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 }
 
 /// `s` on one line and at most [`MAX_DETAIL_CHARS`] characters (an error page can be long).
-fn one_line(s: &str) -> String {
+pub(super) fn one_line(s: &str) -> String {
     let flat = s.split_whitespace().collect::<Vec<_>>().join(" ");
     if flat.chars().count() <= MAX_DETAIL_CHARS {
         flat
@@ -510,7 +506,7 @@ fn one_line(s: &str) -> String {
 }
 
 /// `s` with every occurrence of the token replaced.
-fn scrub(s: &str, token: &str) -> String {
+pub(super) fn scrub(s: &str, token: &str) -> String {
     if token.is_empty() {
         s.to_string()
     } else {
