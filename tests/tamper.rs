@@ -1,16 +1,124 @@
 //! The Action attacked from inside the job it guards (issue H), on a runner stand-in
 //! (tests/standin) that runs the job the way a hosted runner does: as an unprivileged user with
 //! passwordless sudo, the action and the runner's `node` owned by that user, `$GITHUB_ENV` and
-//! `$GITHUB_PATH` applied as the runner applies them. The tests here are of the stand-in itself,
-//! which the attacks rely on. Jobs that use the guard take turns (the stand-in serialises them):
-//! one host, one watcher.
+//! `$GITHUB_PATH` applied as the runner applies them. The tests here are the baseline the
+//! attacks are measured against — a clean job passes and is watched, a job that runs nginx
+//! fails, NODE_OPTIONS in $GITHUB_ENV is refused — and tests of the stand-in itself, which the
+//! attacks rely on. Jobs that use the guard take turns (the stand-in serialises them): one host,
+//! one watcher.
 
 mod common;
 mod standin;
 
 use std::time::{Duration, Instant};
 
-use standin::{Conclusion, Outcome, Standin, GUARD_ID};
+use standin::{Conclusion, Outcome, Phase, Standin, GUARD_ID};
+
+#[test]
+fn a_clean_job_succeeds_and_the_post_says_it_was_watched() {
+    let test = "a_clean_job_succeeds_and_the_post_says_it_was_watched";
+    let Some(s) = Standin::new(test) else { return };
+    if !common::need_program(test, "make", "make") {
+        return;
+    }
+    let job = s
+        .job()
+        .uses_guard(GUARD_ID)
+        .run_step("__run", "true")
+        .run_step("__run_2", "make --version")
+        .run();
+    assert!(job.success(), "{job}");
+    // The job, the action and the runner's node are the runner user's.
+    for path in [s.node(), s.action_dir().join("dist/post.js"), s.workspace()] {
+        let owner = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(&path).unwrap());
+        assert_eq!(owner, s.user().uid, "{}", path.display());
+    }
+    assert_eq!(job.uid, s.user().uid);
+    let expected = [
+        (Phase::Pre, GUARD_ID),
+        (Phase::Main, GUARD_ID),
+        (Phase::Main, "__run"),
+        (Phase::Main, "__run_2"),
+        (Phase::Post, GUARD_ID),
+    ];
+    let ran: Vec<(Phase, &str)> = job.steps.iter().map(|s| (s.phase, s.id.as_str())).collect();
+    assert_eq!(ran, expected, "{job}");
+    // The pre step found the worker (node's parent) and attached to it.
+    let watching = format!(
+        "watching every exec of this job (and following the runner's worker, pid {}, with ptrace)",
+        job.worker_pid
+    );
+    assert!(job.pre().log.contains(&watching), "{job}");
+    let summary = job.post().summary.as_deref().unwrap_or_default();
+    assert!(
+        summary.contains("webserver-exec-guard: no web server was started"),
+        "{job}\nsummary: {summary}"
+    );
+    assert_eq!(
+        job.post().outputs.get("findings").map(String::as_str),
+        Some("0")
+    );
+    assert!(!job.watcher_left_running, "the post stops the watcher");
+    assert!(job.leftovers.is_empty(), "{:?}", job.leftovers);
+}
+
+#[test]
+fn a_job_that_runs_nginx_fails_in_the_guards_post() {
+    let test = "a_job_that_runs_nginx_fails_in_the_guards_post";
+    let Some(s) = Standin::new(test) else { return };
+    if !common::need_program(test, "nginx", "nginx-light") {
+        return;
+    }
+    let job = s
+        .job()
+        .uses_guard(GUARD_ID)
+        .run_step("serve", "nginx -v")
+        .run();
+    assert_eq!(job.conclusion, Conclusion::Failure, "{job}");
+    assert_eq!(job.step("serve").outcome, Outcome::Success, "{job}");
+    let post = job.post();
+    assert_eq!(post.outcome, Outcome::Failure, "{job}");
+    assert!(post.log.contains("webserver_exec"), "{job}");
+    assert!(
+        post.log
+            .contains("::error::webserver-exec-guard: 1 failing finding"),
+        "{job}"
+    );
+}
+
+#[test]
+fn node_options_in_github_env_is_refused_and_the_job_goes_on() {
+    let test = "node_options_in_github_env_is_refused_and_the_job_goes_on";
+    let Some(s) = Standin::new(test) else { return };
+    let job = s
+        .job()
+        .uses_guard(GUARD_ID)
+        .run_step(
+            "poison",
+            "echo 'NODE_OPTIONS=--require /tmp/x' >> \"$GITHUB_ENV\"\n\
+             echo 'node_options=--require /tmp/x' >> \"$GITHUB_ENV\"\n",
+        )
+        .run_step(
+            "after",
+            "echo \"NODE_OPTIONS=${NODE_OPTIONS-unset} node_options=${node_options-unset}\"",
+        )
+        .run();
+    assert!(job.success(), "{job}");
+    // Refused as the runner refuses it, case-insensitively, in the log of the step that wrote it,
+    // without failing that step.
+    let poison = job.step("poison");
+    let refusal =
+        "##[error]Can't store NODE_OPTIONS output parameter using '$GITHUB_ENV' command.\n";
+    assert_eq!(poison.log.matches(refusal).count(), 2, "{job}");
+    assert_eq!(poison.outcome, Outcome::Success, "{job}");
+    assert!(
+        job.step("after")
+            .log
+            .contains("NODE_OPTIONS=unset node_options=unset"),
+        "{job}"
+    );
+    assert_eq!(job.post().outcome, Outcome::Success, "{job}");
+}
 
 #[test]
 fn github_env_and_github_path_reach_later_steps_as_the_runner_applies_them() {
