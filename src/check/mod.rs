@@ -116,14 +116,19 @@ pub enum GuardKind {
     TraceIncomplete,
     /// The watcher's trace is sealed, but the kernel dropped events.
     EventsLost,
+    /// Something the verdict depends on was changed by the build: the post step's program,
+    /// script or loader environment, the watcher's sealed policy or trace, or the watcher itself
+    /// (killed, frozen, impersonated).
+    VerdictTampered,
 }
 
 impl GuardKind {
-    pub const ALL: [GuardKind; 4] = [
+    pub const ALL: [GuardKind; 5] = [
         GuardKind::TraceAltered,
         GuardKind::WatcherStopped,
         GuardKind::TraceIncomplete,
         GuardKind::EventsLost,
+        GuardKind::VerdictTampered,
     ];
 
     /// Its id in every report (`trace_altered`).
@@ -133,6 +138,7 @@ impl GuardKind {
             GuardKind::WatcherStopped => "watcher_stopped",
             GuardKind::TraceIncomplete => "trace_incomplete",
             GuardKind::EventsLost => "events_lost",
+            GuardKind::VerdictTampered => "verdict_tampered",
         }
     }
 
@@ -372,7 +378,7 @@ impl std::str::FromStr for Mode {
 }
 
 /// The result of a check in a mode.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
     /// No failing finding.

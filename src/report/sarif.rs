@@ -1,6 +1,7 @@
 //! SARIF 2.1.0 for GitHub code scanning (`guard check --format sarif`, the action's `sarif`
 //! input): one rule per evaluated recipe, plus one per critical finding about the guard itself
-//! (`trace_altered`, `watcher_stopped`, `trace_incomplete`, `events_lost`); one result per finding.
+//! (`trace_altered`, `watcher_stopped`, `trace_incomplete`, `events_lost`,
+//! `verdict_tampered`); one result per finding.
 //!
 //! ```json
 //! {"$schema": "https://json.schemastore.org/sarif-2.1.0.json", "version": "2.1.0",
@@ -493,7 +494,7 @@ struct GuardRule {
 }
 
 /// Indexed by [`GuardKind`] (in the order of [`GuardKind::ALL`]).
-const GUARD_RULES: [GuardRule; 4] = [
+const GUARD_RULES: [GuardRule; GuardKind::ALL.len()] = [
     // GuardKind::TraceAltered
     GuardRule {
         description: "trace altered",
@@ -530,6 +531,16 @@ const GUARD_RULES: [GuardRule; 4] = [
         actions: &[
             "Re-run the job with the guard; if events are lost again, raise `guard start --rcvbuf` or use `guard run -- CMD` (ptrace loses nothing).",
             "Review what the job ran around the loss with the records that are present.",
+        ],
+    },
+    // GuardKind::VerdictTampered
+    GuardRule {
+        description: "verdict tampered",
+        explanation: "A step of the job changed something the guard's verdict depends on: the post step's program, script or loader environment (a variable such as LD_PRELOAD added through $GITHUB_ENV), the watcher's sealed policy or trace, or the watcher itself (killed, frozen, impersonated). A build step that knows the guard is there tried to make the job pass anyway.",
+        actions: &[
+            "Treat the job as compromised: find the step that made the change (the finding says what changed) and review the code it ran.",
+            "Rotate the secrets the job could reach and review what it published.",
+            "Re-run the job with `disable-sudo: true` so that no step can stop or edit the watcher.",
         ],
     },
 ];
@@ -840,7 +851,8 @@ mod tests {
                 "trace_altered",
                 "watcher_stopped",
                 "trace_incomplete",
-                "events_lost"
+                "events_lost",
+                "verdict_tampered"
             ]
         );
         let rule = &rules[0];
