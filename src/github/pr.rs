@@ -8,7 +8,6 @@
 //!   batch of 50 with one "update a check run", which appends them;
 //! - an annotation's `title` at most 255 characters, its `message` at most 64 KB.
 
-use serde::Serialize;
 use serde_json::{json, Map, Value};
 
 /// Hidden marker that identifies our sticky comment among a pull request's comments. HTML
@@ -50,47 +49,7 @@ pub fn comment_body(summary_markdown: &str) -> String {
     )
 }
 
-/// Severity of a check run annotation.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum AnnotationLevel {
-    Notice,
-    Warning,
-    Failure,
-}
-
-/// One annotation of the check run: a finding pinned to a line of the repository.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CheckAnnotation {
-    /// Relative to the repository root, `/`-separated.
-    pub path: String,
-    /// 1-based.
-    pub start_line: u32,
-    /// 1-based, at least `start_line`.
-    pub end_line: u32,
-    pub level: AnnotationLevel,
-    pub title: String,
-    pub message: String,
-}
-
-/// What the check run shows.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CheckRunOutput {
-    pub title: String,
-    /// Markdown; cut to 65,535 characters when sent.
-    pub summary: String,
-    /// All annotations; they are sent in batches of 50.
-    pub annotations: Vec<CheckAnnotation>,
-}
-
-/// The check run's conclusion.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Conclusion {
-    Success,
-    Failure,
-    Neutral,
-}
+pub use crate::report::github::{AnnotationLevel, CheckAnnotation, CheckRunOutput, Conclusion};
 
 /// The annotations in request-sized batches of at most 50 (none for no annotations).
 pub fn batches(a: &[CheckAnnotation]) -> Vec<&[CheckAnnotation]> {

@@ -211,6 +211,50 @@ pub fn write(run: &Run, out: &mut dyn Write) -> io::Result<()> {
     Ok(())
 }
 
+// The check run's data (sent by crate::github::api, built by crate::github::pr).
+
+/// Severity of a check run annotation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AnnotationLevel {
+    Notice,
+    Warning,
+    Failure,
+}
+
+/// One annotation of the check run: a finding pinned to a line of the repository.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CheckAnnotation {
+    /// Relative to the repository root, `/`-separated.
+    pub path: String,
+    /// 1-based.
+    pub start_line: u32,
+    /// 1-based, at least `start_line`.
+    pub end_line: u32,
+    pub level: AnnotationLevel,
+    pub title: String,
+    pub message: String,
+}
+
+/// What the check run shows.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CheckRunOutput {
+    pub title: String,
+    /// Markdown; cut to 65,535 characters when sent.
+    pub summary: String,
+    /// All annotations; they are sent in batches of 50.
+    pub annotations: Vec<CheckAnnotation>,
+}
+
+/// The check run's conclusion.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Conclusion {
+    Success,
+    Failure,
+    Neutral,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
