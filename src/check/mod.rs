@@ -825,10 +825,22 @@ pub fn check_trace(
     config: &Config,
     watcher_last_seen: Option<&str>,
 ) -> Result<Checked, TraceError> {
+    check_trace_as_of(trace, recipes, config, watcher_last_seen, Date::today())
+}
+
+/// [`check_trace`], judging allowlist expiry dates as of `today` (the Action: the day its `pre`
+/// step recorded, which no later step can turn back).
+pub fn check_trace_as_of(
+    trace: &Path,
+    recipes: &RecipeSet,
+    config: &Config,
+    watcher_last_seen: Option<&str>,
+    today: Date,
+) -> Result<Checked, TraceError> {
     let mut reader = TraceReader::open(trace)?;
     let command = reader.header().command.clone();
     let from_watcher = reader.header().watcher == "watcher";
-    let mut checker = Checker::new(recipes, config, Date::today());
+    let mut checker = Checker::new(recipes, config, today);
     while let Some(record) = reader.next_record()? {
         checker.observe(record);
     }

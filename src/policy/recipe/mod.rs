@@ -122,23 +122,30 @@ impl RecipeSet {
     pub fn load_path(&mut self, path: &Path) -> Result<(), LoadError> {
         for file in recipe_files(path)? {
             let text = read_yaml_file(&file, "recipe file")?;
-            let recipes = parse(&file.display().to_string(), &text)?;
-            let mut names = std::collections::HashSet::new();
-            for recipe in recipes {
-                if !names.insert(recipe.name.clone()) {
-                    let line = find_name_line(&text, &recipe.name);
-                    return Err(LoadError {
-                        file: file.display().to_string(),
-                        line,
-                        column: line.map(|_| 1),
-                        message: format!("duplicate recipe name {:?} in this file", recipe.name),
-                    });
-                }
-                self.add(LoadedRecipe {
-                    recipe,
-                    origin: Origin::File(file.clone()),
+            self.load_text(&file, &text)?;
+        }
+        Ok(())
+    }
+
+    /// Adds the recipes of one file's text; `file` names it in errors and reports (the Action
+    /// loads sealed copies under the names of their origins).
+    pub fn load_text(&mut self, file: &Path, text: &[u8]) -> Result<(), LoadError> {
+        let recipes = parse(&file.display().to_string(), text)?;
+        let mut names = std::collections::HashSet::new();
+        for recipe in recipes {
+            if !names.insert(recipe.name.clone()) {
+                let line = find_name_line(text, &recipe.name);
+                return Err(LoadError {
+                    file: file.display().to_string(),
+                    line,
+                    column: line.map(|_| 1),
+                    message: format!("duplicate recipe name {:?} in this file", recipe.name),
                 });
             }
+            self.add(LoadedRecipe {
+                recipe,
+                origin: Origin::File(file.to_path_buf()),
+            });
         }
         Ok(())
     }
