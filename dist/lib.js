@@ -6,8 +6,12 @@
 // itself. This file only answers "which binary?" and then runs
 // `<guard> action <phase>` with the same environment and inherited stdio.
 //
-// Lookup order (the first that works wins; every step that is skipped or fails
-// says why in one `webserver-exec-guard: ...` line on stderr):
+// The post step runs only the binary pre sealed: the root-owned copy named by the
+// state pre saved (STATE_guard), never one named by the environment, PATH or a
+// build — a build step can set environment variables for later steps and write
+// this directory (sealedGuard below). For pre and main, the lookup order (the
+// first that works wins; every step that is skipped or fails says why in one
+// `webserver-exec-guard: ...` line on stderr):
 //   1. $WEBSERVER_EXEC_GUARD_BIN — an explicit path; if set it must be an
 //      executable file, otherwise that is an error (no silent fallback).
 //   2. dist/bin/guard-<platform>-<arch>, in Node's terms (guard-linux-x64).
@@ -313,16 +317,49 @@ function giveUp(phase, env, message) {
   process.exit(required ? 1 : 0);
 }
 
+// The binary the post step runs: the copy pre sealed in a root-owned directory.
+// Resolves to {path, how: 'sealed'}, or null when pre did not start the watcher
+// (it said why); throws when the saved path is not a root-owned file that only
+// root can change.
+function sealedGuard(env) {
+  if (env.STATE_started !== 'true') return null;
+  const p = env.STATE_guard || '';
+  if (!path.isAbsolute(p)) throw new Error(`the guard binary saved by pre is not an absolute path: ${JSON.stringify(p)}`);
+  for (let at = p; ; at = path.dirname(at)) {
+    const st = fs.statSync(at);
+    // A sticky directory (/tmp) lets nobody but root rename or remove root's entries.
+    const sticky = at !== p && st.isDirectory() && (st.mode & 0o1000) !== 0;
+    if (st.uid !== 0 || ((st.mode & 0o022) !== 0 && !sticky)) {
+      throw new Error(`${at} is not owned by root and writable by root only: refusing to run ${p}`);
+    }
+    if (at === path.dirname(at)) break;
+  }
+  return { path: p, how: 'sealed' };
+}
+
 // Entrypoint of dist/{pre,main,post}.js: `<guard> action <phase>`, same
 // environment, inherited stdio; exits with its status (128+N for signal N).
 async function run(phase) {
   if (!PHASES.includes(phase)) throw new Error(`unknown phase ${phase}`);
   const env = process.env;
   let guard;
-  try {
-    guard = await findGuard(env);
-  } catch (e) {
-    return giveUp(phase, env, errText(e));
+  if (phase === 'post') {
+    try {
+      guard = sealedGuard(env);
+    } catch (e) {
+      process.stdout.write(`::error::${escapeData(`${NAME}: verdict_tampered: ${errText(e)}`)}\n`);
+      return process.exit(1);
+    }
+    if (!guard) {
+      log('the pre step did not start the watcher (its log says why): nothing to check');
+      return process.exit(0);
+    }
+  } else {
+    try {
+      guard = await findGuard(env);
+    } catch (e) {
+      return giveUp(phase, env, errText(e));
+    }
   }
   log(`running ${guard.path} (${guard.how}) action ${phase}`);
 
@@ -356,4 +393,4 @@ async function run(phase) {
   });
 }
 
-module.exports = { findGuard, run, escapeData, parseSums, sha256File, assetName };
+module.exports = { findGuard, sealedGuard, run, escapeData, parseSums, sha256File, assetName };

@@ -135,6 +135,11 @@ enum Command {
         /// Follow this process and all its future descendants with ptrace (repeatable).
         #[arg(long, value_name = "PID")]
         attach: Vec<u32>,
+        /// With --attach: let each process the attached ones start go at its first exec, so
+        /// that only the attached processes are followed (what the Action does by default with
+        /// the runner's worker: each step runs untraced after its first exec).
+        #[arg(long, requires = "attach")]
+        let_go_at_exec: bool,
         /// State directory (root-owned, 0700) [default: $GUARD_STATE_DIR or /run/webserver-exec-guard]
         #[arg(long, value_name = "DIR")]
         state_dir: Option<PathBuf>,
@@ -150,6 +155,11 @@ enum Command {
         /// unprivileged caller such as the Action's pre step).
         #[arg(long)]
         message: bool,
+        /// The Action's job (JSON, from the pre step; `-` for standard input): the watcher
+        /// seals it, follows the runner's worker to verify the Action's own steps, and gives
+        /// the verdict on its channel. --trace, --attach and --recipes do not apply.
+        #[arg(long, value_name = "FILE", conflicts_with_all = ["trace", "attach", "recipes", "let_go_at_exec"])]
+        job: Option<PathBuf>,
     },
     /// Stop the watcher, seal its trace and check it (exit 3 on failing findings).
     Stop {
@@ -264,29 +274,42 @@ fn main() -> ExitCode {
         Command::Start {
             trace,
             attach,
+            let_go_at_exec,
             state_dir,
             recipes,
             rcvbuf,
             message,
+            job,
         } => (
-            start(state_dir.as_deref(), trace, attach, &recipes, rcvbuf)
-                .inspect(|info| {
-                    if message {
-                        print_message(&Message::Started {
-                            pid: info.pid,
-                            trace: info.trace.clone(),
-                            attached: info.attached.clone(),
-                        })
-                    }
-                })
-                .inspect_err(|e| {
-                    if message {
-                        print_message(&Message::Error {
-                            message: format!("{e:#}"),
-                        })
-                    }
-                })
-                .map(|_| 0),
+            match job {
+                Some(job) => start_job(state_dir.as_deref(), &job),
+                None => start(
+                    state_dir.as_deref(),
+                    trace,
+                    (attach, let_go_at_exec),
+                    &recipes,
+                    rcvbuf,
+                )
+                .map(|info| (info, None)),
+            }
+            .inspect(|(info, job)| {
+                if message {
+                    print_message(&Message::Started {
+                        pid: info.pid,
+                        trace: info.trace.clone(),
+                        attached: info.attached.clone(),
+                        job: job.clone(),
+                    })
+                }
+            })
+            .inspect_err(|e| {
+                if message {
+                    print_message(&Message::Error {
+                        message: format!("{e:#}"),
+                    })
+                }
+            })
+            .map(|_| 0),
             EXIT_GUARD_FAILED,
         ),
         Command::Stop {
@@ -317,7 +340,7 @@ fn main() -> ExitCode {
             let mut out = std::io::stdout().lock();
             let code = match phase {
                 Phase::Pre => guard::github::action::pre(&env, &mut out),
-                Phase::Main => guard::github::action::main_step(&mut out),
+                Phase::Main => guard::github::action::main_step(&env),
                 Phase::Post => guard::github::action::post(&env, &mut out),
             };
             let _ = out.flush();
@@ -400,6 +423,8 @@ fn run(
         // from each process's environment.
         extras: guard::sources::proc::Extras { step: false },
         step: std::env::var_os("GITHUB_ACTION").map(|s| Bytes::from(s.as_bytes())),
+        at_exec: None,
+        let_go_at_exec: false,
     };
     let result = traced.follow(follow, &mut |mut record: Record| {
         recorder.record(&mut record);
@@ -501,10 +526,36 @@ fn check(
     Ok(pipeline::verdict_status(run.verdict()))
 }
 
+/// `guard start --job FILE`: the Action's job, sealed and watched.
+fn start_job(
+    state: Option<&Path>,
+    job: &Path,
+) -> anyhow::Result<(
+    daemon::WatcherInfo,
+    Option<guard::watcher::message::StartedJob>,
+)> {
+    let job = if job == Path::new("-") {
+        guard::watcher::session::Job::read(std::io::stdin().lock())
+    } else {
+        std::fs::File::open(job)
+            .map_err(|e| format!("{}: {e}", job.display()))
+            .and_then(guard::watcher::session::Job::read)
+    }
+    .map_err(anyhow::Error::msg)?;
+    let (info, started) = guard::github::action::start_job(&job, &daemon::state_dir(state))
+        .map_err(anyhow::Error::msg)?;
+    say!(
+        "guard: watcher recording the Action's job (pid {}); trace {}",
+        info.pid,
+        info.trace.display()
+    );
+    Ok((info, Some(started)))
+}
+
 fn start(
     state: Option<&Path>,
     trace: Option<PathBuf>,
-    attach: Vec<u32>,
+    (attach, let_go_at_exec): (Vec<u32>, bool),
     recipes: &[PathBuf],
     rcvbuf: usize,
 ) -> anyhow::Result<daemon::WatcherInfo> {
@@ -514,7 +565,9 @@ fn start(
         state_dir: daemon::state_dir(state),
         trace,
         attach,
+        let_go_at_exec,
         fingerprinter: Fingerprinter::new(&recipes),
+        sealed: None,
     };
     let info = daemon::start(&opts)?;
     say!(

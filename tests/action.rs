@@ -16,6 +16,8 @@ use std::time::Duration;
 
 use common::GUARD;
 const TOKEN: &str = "ghs_test_token_0123456789";
+/// The job's commit (`GITHUB_SHA`), whose files the API mock serves.
+const COMMIT: &str = "3dca65fa3e8d4b3da3f3d056c59aee1c50f41390";
 static SERIAL: Mutex<()> = Mutex::new(());
 
 fn repo() -> PathBuf {
@@ -29,9 +31,13 @@ struct Mock {
 
 impl Mock {
     fn start() -> Mock {
+        // The job's commit has no allowlist: the default file is looked up there, not found.
+        let files = common::tempdir("action-commit");
         let mut child = Command::new("node")
             .arg(repo().join("tests/js/mock_github.js"))
             .args(["--token", TOKEN, "--pr", "7", "--seed", "3"])
+            .args(["--files".as_ref(), files.as_os_str()])
+            .args(["--commit", COMMIT])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -119,9 +125,8 @@ fn job(name: &str, mode: &str, mock: &Mock) -> Job {
     )
     .unwrap();
     // The fake runner: pre, the steps (each with its GITHUB_ACTION and its own output file),
-    // then post with STATE_* from the state file. Hostile argv in the last step. (Inputs with a
-    // dash in their name are set with `env`: a shell does not pass such names on, the runner
-    // does.)
+    // then post with STATE_* from the state file. Hostile argv in the last step. (bash: dash
+    // drops the inputs whose names hold a dash from the environment of what it runs.)
     let runner = dir.join("runner.sh");
     std::fs::write(
         &runner,
@@ -135,7 +140,7 @@ GITHUB_ACTION=__run make -v > /dev/null 2>&1
 GITHUB_ACTION=integration ./scripts/integration.sh > /dev/null 2>&1
 GITHUB_ACTION=hostile ./bin/nginx '%0A::error::forged' "$(printf 'x\n::add-mask::secret')" '[link](http://evil.example)' '@admin' '<img src=x>'
 while IFS='=' read -r k v; do export "STATE_$k=$v"; done < "$GITHUB_STATE"
-GITHUB_ACTION=__org_webserver-exec-guard GITHUB_OUTPUT={d}/out-post env "INPUT_GITHUB-TOKEN=$TEST_TOKEN" "INPUT_CHECK-RUN=true" node {dist}/post.js > {d}/post.out 2> {d}/post.err
+GITHUB_ACTION=__org_webserver-exec-guard GITHUB_OUTPUT={d}/out-post node {dist}/post.js > {d}/post.out 2> {d}/post.err
 echo $? > {d}/post.code
 "#,
             d = dir.display(),
@@ -145,7 +150,7 @@ echo $? > {d}/post.code
     .unwrap();
     let state = dir.join("state");
     // Killed, and the test failed, when the fake runner does not finish within 120 s.
-    common::command("sh", [&runner])
+    common::command("bash", [&runner])
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap())
         .env("HOME", &dir)
@@ -157,6 +162,7 @@ echo $? > {d}/post.code
         .env("GITHUB_STEP_SUMMARY", dir.join("summary.md"))
         .env("GITHUB_ENV", dir.join("env"))
         .env("GITHUB_REPOSITORY", "owner/repo")
+        .env("GITHUB_SHA", COMMIT)
         .env(
             "GITHUB_WORKFLOW_REF",
             "owner/repo/.github/workflows/ci.yml@refs/pull/7/merge",
@@ -165,7 +171,10 @@ echo $? > {d}/post.code
         .env("GITHUB_EVENT_NAME", "pull_request")
         .env("GITHUB_EVENT_PATH", &event)
         .env("GITHUB_API_URL", format!("http://127.0.0.1:{}", mock.port))
-        .env("TEST_TOKEN", TOKEN)
+        // Inputs reach every phase, as the runner passes them (names with a dash: a shell does
+        // not pass them on, so they are set here, for the whole fake runner).
+        .env("INPUT_GITHUB-TOKEN", TOKEN)
+        .env("INPUT_CHECK-RUN", "true")
         .env("INPUT_MODE", mode)
         .env("INPUT_COMMENT", "true")
         .env("INPUT_SARIF", "results.sarif")
@@ -377,7 +386,17 @@ fn pre_warns_once_and_goes_on_unguarded_where_it_cannot_run() {
     );
     assert!(summary.contains("is not guarding this job"), "{summary}");
     let state = std::fs::read_to_string(dir.join("state.env")).unwrap();
-    assert!(state.starts_with("unguarded="), "{state}");
+    // Every key post reads is saved (a key pre did not save could be set through $GITHUB_ENV).
+    assert!(state.starts_with("started=false\n"), "{state}");
+    for key in [
+        "channel",
+        "watcher",
+        "watcher_starttime",
+        "guard",
+        "require",
+    ] {
+        assert!(state.contains(&format!("\n{key}=\n")), "{key}: {state}");
+    }
 
     let (code, out, _) = pre("Linux", "true");
     assert_eq!(code, Some(1), "require: true fails the job: {out}");

@@ -1206,29 +1206,100 @@ struct Job {
     outputs: String,
 }
 
-/// `guard action post` on the fixture's trace, as the runner starts it: a state directory whose
-/// watcher has sealed its trace and exited, the runner's environment, the token in both the
-/// input and `GITHUB_TOKEN`, a secret, and every debug switch we can think of.
+/// What the watcher would hand the post step for the fixture's trace: its verdict, computed by
+/// the same function as the watcher's, with the job's context as pre would have sealed it.
+fn sealed_session(dir: &Path, api_url: &str) -> guard::watcher::session::Session {
+    use guard::watcher::session::{FileSeal, Lockdown, PullRequest, Session};
+    let f = fixture();
+    let guard_seal = FileSeal::of(Path::new(GUARD)).unwrap();
+    let context = [
+        ("GITHUB_WORKSPACE", f.ws.display().to_string()),
+        ("GITHUB_REPOSITORY", OWNER_REPO.to_string()),
+        ("GITHUB_API_URL", api_url.to_string()),
+        ("GITHUB_JOB", "build".to_string()),
+        ("RUNNER_TEMP", dir.join("temp").display().to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    Session {
+        started: "2026-11-29T00:00:00.000000Z".into(),
+        mode: "fail".into(),
+        notes: Vec::new(),
+        guard: guard_seal.clone(),
+        recipes: Vec::new(),
+        config: None,
+        worker: 1,
+        worker_starttime: 0,
+        node: guard_seal,
+        scripts_dir: dir.to_path_buf(),
+        scripts: Vec::new(),
+        follow_steps: false,
+        code_env: BTreeMap::new(),
+        api_env: BTreeMap::new(),
+        context,
+        pull_request: Some(PullRequest {
+            number: 7,
+            head_sha: HEAD_SHA.into(),
+        }),
+        sarif: Some(dir.join("results.sarif").display().to_string()),
+        comment: true,
+        check_run: true,
+        lockdown: Lockdown::None,
+        container_sockets: Vec::new(),
+        user: 0,
+        mounts: Vec::new(),
+        channel: String::new(),
+    }
+}
+
+/// Serves the verdict on `session` and `trace` on a channel of this process (root, as the
+/// watcher is: the post step checks the peer's pid, start time and uid as it checks the
+/// watcher's) for one request; returns the state pre would have saved for it.
+fn serve_verdict(
+    name: &str,
+    session: &guard::watcher::session::Session,
+    trace: &Path,
+) -> Vec<(&'static str, String)> {
+    use guard::watcher::message::Message;
+    let message = guard::github::verdict::compute(&guard::watcher::VerdictInput {
+        session,
+        trace,
+        last_seen: None,
+        tampered: Vec::new(),
+        notes: Vec::new(),
+    });
+    let channel = format!("webserver-exec-guard-test/{}/{name}", std::process::id());
+    let listener = guard::watcher::channel::bind(&channel).unwrap();
+    std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        let mut line = Vec::new();
+        BufReader::new(&conn).read_until(b'\n', &mut line).unwrap();
+        writeln!(conn, "{}", Message::Accepted.to_line()).unwrap();
+        guard::watcher::channel::answer(&mut conn, &message);
+    });
+    let me = std::process::id();
+    vec![
+        ("STATE_started", "true".into()),
+        ("STATE_channel", channel),
+        ("STATE_watcher", me.to_string()),
+        (
+            "STATE_watcher_starttime",
+            guard::watcher::starttime(me).unwrap().to_string(),
+        ),
+    ]
+}
+
+/// `guard action post` as the runner starts it, given the verdict on the fixture's trace by a
+/// stand-in for the watcher; the runner's environment, the token in both the input and
+/// `GITHUB_TOKEN`, a secret, and every debug switch we can think of.
 fn post(name: &str, api_url: &str) -> Job {
     let f = fixture();
     let dir = f.base.join(format!("job-{name}"));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(dir.join("temp")).unwrap();
-    let state = dir.join("state");
-    std::fs::create_dir(&state).unwrap();
-    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o700)).unwrap();
-    let mut gone = Command::new("true").spawn().unwrap();
-    gone.wait().unwrap();
-    let watcher = serde_json::json!({
-        "pid": gone.id(), "starttime": 1, "started": "2026-11-29T00:00:00.000000Z",
-        "trace": f.trace, "attached": []
-    });
-    std::fs::write(state.join("watcher.json"), watcher.to_string()).unwrap();
-    let status = serde_json::json!({
-        "time": "2026-11-29T00:00:01.000000Z", "records": 0, "execs": 0, "lost": 0,
-        "merged": 0, "sealed": true
-    });
-    std::fs::write(state.join("status.json"), status.to_string()).unwrap();
+    let session = sealed_session(&dir, api_url);
+    let state = serve_verdict(name, &session, &f.trace);
     let event = dir.join("event.json");
     std::fs::write(
         &event,
@@ -1236,7 +1307,11 @@ fn post(name: &str, api_url: &str) -> Job {
             .to_string(),
     )
     .unwrap();
-    let o = common::guard(["action", "post"])
+    let mut post = common::guard(["action", "post"]);
+    for (k, v) in state {
+        post = post.env(k, v);
+    }
+    let o = post
         .cwd(&f.ws)
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap())
@@ -1254,8 +1329,6 @@ fn post(name: &str, api_url: &str) -> Job {
         .env("GITHUB_API_URL", api_url)
         .env("GITHUB_ACTION", "__org_webserver-exec-guard")
         .env("GITHUB_JOB", "build")
-        .env("STATE_started", "true")
-        .env("STATE_state_dir", &state)
         .env("INPUT_MODE", "fail")
         .env("INPUT_SARIF", dir.join("results.sarif"))
         .env("INPUT_COMMENT", "true")
@@ -1922,6 +1995,7 @@ echo $? > "$D/post.code"
         .env("GITHUB_OUTPUT", dir.join("outputs"))
         .env("GITHUB_STEP_SUMMARY", dir.join("summary.md"))
         .env("GITHUB_REPOSITORY", OWNER_REPO)
+        .env("GITHUB_SHA", HEAD_SHA)
         .env("GITHUB_EVENT_NAME", "pull_request")
         .env("GITHUB_EVENT_PATH", &event)
         .env("GITHUB_API_URL", api.url())

@@ -1,38 +1,63 @@
 //! The GitHub Action: `guard action pre|main|post`, run by `dist/*.js`. All of the Action's
 //! logic is here, and it speaks the runner's protocol itself: inputs from `INPUT_*`, file
-//! commands (`GITHUB_STATE`, `GITHUB_OUTPUT`, `GITHUB_STEP_SUMMARY`, `GITHUB_ENV`) and workflow
-//! commands on stdout.
+//! commands (`GITHUB_STATE`, `GITHUB_OUTPUT`, `GITHUB_STEP_SUMMARY`) and workflow commands on
+//! stdout.
 //!
-//! - **pre** starts the host watcher as root (`sudo -n` when not root), attached with ptrace to
-//!   the runner's worker (the parent of the `node` that runs us), so that every later step is
-//!   traced; where that is impossible it warns once and the job goes on unguarded, unless
-//!   `require: true`.
-//! - **main** reports the watcher's status.
-//! - **post** stops the watcher, checks the trace, writes the annotations, the job summary, the
-//!   outputs, the JSON report and SARIF, gives pull request feedback, and fails in fail mode.
+//! The threat model is a build step that knows the guard is there: it runs as the runner's
+//! user, can write `$GITHUB_ENV`, `$GITHUB_PATH`, the action's files and the runner's `node`,
+//! and may have sudo. So:
+//!
+//! - **pre** (before any build step: trusted) gathers everything the verdict depends on into a
+//!   [`Job`] — the policy read from the job's commit (never the working tree), the runner's
+//!   worker and `node`, the action's scripts, the loader environment, the GitHub context — and
+//!   starts the root watcher with it (`sudo -n guard start --job -` when not root), which seals
+//!   it ([`crate::watcher::session`]). It saves in `GITHUB_STATE` every key post reads.
+//! - **main** says whether the watcher runs.
+//! - **post** reads nothing but its saved state: it asks the watcher, over the watcher's
+//!   channel ([`crate::watcher::channel`]), for the verdict, which the watcher (root) computes
+//!   from its sealed trace ([`crate::github::verdict`]); the watcher's door
+//!   ([`crate::watcher::door`]) verified this very process before it ran. Post then writes the
+//!   annotations, the summary, the report and SARIF it was given, sends the pull request
+//!   feedback and exits with the verdict's status. A watcher that does not answer as the one
+//!   `pre` started is the critical finding `verdict_tampered`.
 
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 
-use crate::check::{Mode, Verdict};
+use crate::check::Mode;
 use crate::github::runner::{append_summary, command, set, Env};
-use crate::github::workflow::{locate, workflow_path};
-use crate::pipeline::{self, ConfigSource, Policy, PolicyOptions};
-use crate::report::{self, Run};
+use crate::github::{api, contents};
+use crate::pipeline;
+use crate::policy::config::{Config, DEFAULT_PATH};
+use crate::policy::recipe::RecipeSet;
+use crate::report;
 use crate::sources::fingerprint::Fingerprinter;
 use crate::watcher;
-use crate::watcher::message::{Message, StopKind};
+use crate::watcher::channel::{self, ClientError};
+use crate::watcher::message::{Message, StartedJob};
+use crate::watcher::session::{self, Job, Lockdown, PullRequest, Source, JOB_VERSION};
+
+/// The keys `pre` saves and post reads (every one is saved, empty when it does not apply: a
+/// key `pre` did not save could be set through `$GITHUB_ENV`).
+const STATE_KEYS: [&str; 6] = [
+    "started",
+    "channel",
+    "watcher",
+    "watcher_starttime",
+    "guard",
+    "require",
+];
 
 /// The paths of the `recipes` input (one per line, or comma-separated).
-fn recipe_inputs(env: &Env) -> Vec<PathBuf> {
+fn recipe_inputs(env: &Env) -> Vec<String> {
     env.input("recipes")
         .map(|paths| {
             paths
                 .split(['\n', ','])
                 .map(str::trim)
                 .filter(|p| !p.is_empty())
-                .map(PathBuf::from)
+                .map(String::from)
                 .collect()
         })
         .unwrap_or_default()
@@ -62,20 +87,6 @@ fn mode_input(env: &Env, out: &mut dyn Write) -> Result<Mode, String> {
     }
 }
 
-/// The policy the inputs name: the built-in and `recipes` recipes, and the `config` allowlist
-/// (default [`crate::policy::config::DEFAULT_PATH`] when it exists).
-fn policy_options(env: &Env, mode: Mode) -> PolicyOptions {
-    PolicyOptions {
-        recipes: recipe_inputs(env),
-        config: ConfigSource::from_option(env.input("config").map(PathBuf::from)),
-        mode,
-    }
-}
-
-/// Where `stop --export` leaves a read-only copy of the sealed trace for the unprivileged post
-/// step (a root-owned directory: the build cannot swap the copy).
-pub const EXPORT_DIR: &str = "/run/webserver-exec-guard-export";
-
 /// Why the job cannot be guarded here, if it cannot.
 fn unguardable(env: &Env) -> Option<String> {
     if !cfg!(target_os = "linux") || env.var("RUNNER_OS").is_some_and(|os| os != "Linux") {
@@ -90,16 +101,51 @@ fn unguardable(env: &Env) -> Option<String> {
     None
 }
 
-/// The runner's worker: the parent of the `node` process that runs us.
-fn worker_pid() -> Option<u32> {
+/// The `node` process that runs us (our parent), and the runner's worker (its parent).
+struct Runner {
+    worker: u32,
+    node: PathBuf,
+    scripts: PathBuf,
+}
+
+fn runner_processes() -> Result<Runner, String> {
     // SAFETY: getppid(2) cannot fail.
     let node = unsafe { libc::getppid() };
-    let status = std::fs::read_to_string(format!("/proc/{node}/status")).ok()?;
-    status
+    let status = std::fs::read_to_string(format!("/proc/{node}/status"))
+        .map_err(|e| format!("/proc/{node}/status: {e}"))?;
+    let worker = status
         .lines()
         .find_map(|l| l.strip_prefix("PPid:"))
         .and_then(|v| v.trim().parse().ok())
         .filter(|p| *p > 1)
+        .ok_or("the runner's worker (the parent of node) is not known")?;
+    let exe = std::fs::read_link(format!("/proc/{node}/exe"))
+        .map_err(|e| format!("the program of node (pid {node}): {e}"))?;
+    // node's first argument is the script that runs us: `<action>/dist/pre.js`.
+    let cmdline = std::fs::read(format!("/proc/{node}/cmdline"))
+        .map_err(|e| format!("/proc/{node}/cmdline: {e}"))?;
+    let script = cmdline
+        .split(|&b| b == 0)
+        .skip(1)
+        .find(|a| a.ends_with(b".js"))
+        .map(|a| PathBuf::from(String::from_utf8_lossy(a).into_owned()))
+        .ok_or("node's script is not known")?;
+    let script = if script.is_absolute() {
+        script
+    } else {
+        std::fs::read_link(format!("/proc/{node}/cwd"))
+            .map_err(|e| format!("/proc/{node}/cwd: {e}"))?
+            .join(script)
+    };
+    let scripts = script
+        .parent()
+        .ok_or("node's script has no directory")?
+        .to_path_buf();
+    Ok(Runner {
+        worker,
+        node: exe,
+        scripts,
+    })
 }
 
 fn is_root() -> bool {
@@ -111,15 +157,294 @@ fn self_exe() -> PathBuf {
     std::env::current_exe().unwrap_or_else(|_| PathBuf::from("guard"))
 }
 
+/// A repository file (or every `*.yml` of a directory) as it is in the job's commit.
+fn read_at_commit(env: &Env, path: &str) -> Result<Option<Vec<Source>>, String> {
+    let get = |k: &str| env.var(k);
+    let at = contents::repo_at_from_env(&get)?;
+    let origin = |p: &str| format!("{p}@{}", &at.sha[..at.sha.len().min(12)]);
+    match contents::read_at_commit(&at, path)? {
+        contents::RepoPath::Missing => Ok(None),
+        contents::RepoPath::File(bytes) => Ok(Some(vec![Source {
+            origin: origin(path),
+            text: String::from_utf8(bytes).map_err(|_| format!("{path} is not UTF-8"))?,
+        }])),
+        contents::RepoPath::Dir(files) => files
+            .into_iter()
+            .map(|(p, bytes)| {
+                Ok(Source {
+                    origin: origin(&p),
+                    text: String::from_utf8(bytes).map_err(|_| format!("{p} is not UTF-8"))?,
+                })
+            })
+            .collect::<Result<Vec<_>, String>>()
+            .map(Some),
+    }
+}
+
+/// A file (or every `*.yml`/`*.yaml` of a directory) of the runner's disk, read now.
+fn read_local(path: &Path) -> Result<Vec<Source>, String> {
+    let files = if path.is_dir() {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(path)
+            .map_err(|e| format!("{}: {e}", path.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "yml" || e == "yaml"))
+            .collect();
+        files.sort();
+        files
+    } else {
+        vec![path.to_path_buf()]
+    };
+    files
+        .into_iter()
+        .map(|f| {
+            Ok(Source {
+                origin: f.display().to_string(),
+                text: std::fs::read_to_string(&f).map_err(|e| format!("{}: {e}", f.display()))?,
+            })
+        })
+        .collect()
+}
+
+/// The `recipes` input: absolute paths from the runner's disk, others from the job's commit.
+/// Any that cannot be read or does not load is an error: the guard does not start without the
+/// recipes it was given.
+fn recipes_of(env: &Env) -> Result<Vec<Source>, String> {
+    let mut all = Vec::new();
+    for p in recipe_inputs(env) {
+        let sources = if Path::new(&p).is_absolute() {
+            read_local(Path::new(&p))?
+        } else {
+            read_at_commit(env, &p)
+                .map_err(|e| format!("recipes {p:?}: {e}"))?
+                .ok_or_else(|| format!("recipes {p:?}: no such path in the job's commit"))?
+        };
+        all.extend(sources);
+    }
+    let mut set = RecipeSet::builtin();
+    for s in &all {
+        set.load_text(Path::new(&s.origin), s.text.as_bytes())
+            .map_err(|e| format!("recipes: {e}"))?;
+    }
+    Ok(all)
+}
+
+/// The allowlist: input `allowlist` (inline YAML), else input `config` or the default file, as
+/// in the job's commit (an absolute `config` path: the runner's disk). When it cannot be read
+/// that way, or does not load, the job runs with no allowlist, and the summary says why.
+fn allowlist_of(env: &Env, notes: &mut Vec<String>) -> Option<Source> {
+    let source = if let Some(text) = env.var("INPUT_ALLOWLIST") {
+        Some(Source {
+            origin: "input allowlist".into(),
+            text,
+        })
+    } else {
+        let (path, explicit) = match env.input("config") {
+            Some(p) => (p, true),
+            None => (DEFAULT_PATH.to_string(), false),
+        };
+        let read = if Path::new(&path).is_absolute() {
+            read_local(Path::new(&path)).map(Some)
+        } else {
+            read_at_commit(env, &path)
+        };
+        match read {
+            Ok(Some(mut files)) if files.len() == 1 => files.pop(),
+            Ok(Some(_)) => {
+                notes.push(format!(
+                    "the allowlist {path} is a directory: the job runs with no allowlist"
+                ));
+                None
+            }
+            Ok(None) => {
+                if explicit {
+                    notes.push(format!(
+                        "the allowlist {path} is not in the job's commit: the job runs with no allowlist"
+                    ));
+                }
+                None
+            }
+            Err(e) => {
+                notes.push(format!(
+                    "the allowlist {path} could not be read as it is in the job's commit ({e}): the job runs with no allowlist"
+                ));
+                None
+            }
+        }
+    }?;
+    match Config::parse(Path::new(&source.origin), source.text.as_bytes()) {
+        Ok(_) => Some(source),
+        Err(e) => {
+            notes.push(format!(
+                "the allowlist does not load ({e}): the job runs with no allowlist"
+            ));
+            None
+        }
+    }
+}
+
+/// The pull request of the event, as the payload says at `pre`.
+fn pull_request_of(env: &Env) -> Option<PullRequest> {
+    let event = env.var("GITHUB_EVENT_NAME")?;
+    if event != "pull_request" && event != "pull_request_target" {
+        return None;
+    }
+    let text = std::fs::read_to_string(env.var("GITHUB_EVENT_PATH")?).ok()?;
+    let payload: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let pull = &payload["pull_request"];
+    let number = payload["number"]
+        .as_u64()
+        .or_else(|| pull["number"].as_u64())
+        .filter(|&n| n > 0)?;
+    let head_sha = pull["head"]["sha"]
+        .as_str()
+        .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_hexdigit()))?
+        .to_string();
+    Some(PullRequest { number, head_sha })
+}
+
+/// The absolute path of sudo (`$PATH` is the build's to change).
+fn sudo_path() -> Result<&'static str, String> {
+    ["/usr/bin/sudo", "/bin/sudo"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .ok_or_else(|| "sudo is not installed (root is needed to watch the host)".to_string())
+}
+
+/// Whether `sudo -n` lets us become root, or why not.
+fn sudo_works() -> Result<(), String> {
+    let o = Command::new(sudo_path()?)
+        .args(["-n", "true"])
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run sudo (root is needed to watch the host): {e}"))?;
+    if o.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "root is needed to watch the host, and `sudo -n` refuses: {}",
+            String::from_utf8_lossy(&o.stderr).trim()
+        ))
+    }
+}
+
+/// Everything the verdict will depend on, as `pre` sees it.
+fn job_of(env: &Env, mode: Mode, out: &mut dyn Write) -> Result<Job, String> {
+    let runner = runner_processes()?;
+    let mut notes = Vec::new();
+    let recipes = recipes_of(env)?;
+    let config = allowlist_of(env, &mut notes);
+    let pick = |names: &mut dyn Iterator<Item = String>| {
+        names
+            .filter_map(|n| std::env::var(&n).ok().map(|v| (n, v)))
+            .collect()
+    };
+    let code_env = pick(&mut std::env::vars_os().filter_map(|(k, _)| {
+        let k = k.into_string().ok()?;
+        (session::is_code_variable(&k) || session::DISARMED_VARIABLES.contains(&k.as_str()))
+            .then_some(k)
+    }));
+    let api_env = pick(&mut session::API_VARIABLES.iter().map(|s| s.to_string()));
+    let context = session::CONTEXT_VARIABLES
+        .iter()
+        .filter_map(|n| env.var(n).map(|v| (n.to_string(), v)))
+        .collect();
+    Ok(Job {
+        v: JOB_VERSION,
+        mode: if mode == Mode::Warn { "warn" } else { "fail" }.into(),
+        recipes,
+        config,
+        notes,
+        worker: runner.worker,
+        node: runner.node,
+        scripts: runner.scripts,
+        follow_steps: env.flag("ptrace", false, out),
+        code_env,
+        api_env,
+        context,
+        pull_request: pull_request_of(env),
+        sarif: env.input("sarif"),
+        comment: env.flag("comment", true, out),
+        check_run: env.flag("check-run", false, out),
+        lockdown: if env.flag("disable-sudo-and-containers", false, out) {
+            Lockdown::SudoAndContainers
+        } else if env.flag("disable-sudo", false, out) {
+            Lockdown::Sudo
+        } else {
+            Lockdown::None
+        },
+        container_sockets: watcher::lockdown::sockets_from(
+            std::env::var("WEBSERVER_EXEC_GUARD_CONTAINER_SOCKETS")
+                .ok()
+                .as_deref(),
+        ),
+        // SAFETY: getuid(2) cannot fail.
+        user: unsafe { libc::getuid() },
+    })
+}
+
+/// The root side of `pre` (`guard start --job`, or `pre` itself as root): seals the job and
+/// starts its watcher.
+pub fn start_job(
+    job: &Job,
+    state_dir: &Path,
+) -> Result<(watcher::WatcherInfo, StartedJob), String> {
+    watcher::prepare_state_dir(state_dir).map_err(|e| e.to_string())?;
+    let guard_exe =
+        std::fs::read_link("/proc/self/exe").map_err(|e| format!("/proc/self/exe: {e}"))?;
+    let session = session::seal(job, state_dir, &guard_exe)?;
+    let (recipes, _) = crate::github::verdict::policy_of(&session)?;
+    let session = std::sync::Arc::new(session);
+    let started = watcher::start(&watcher::StartOptions {
+        state_dir: state_dir.to_path_buf(),
+        rcvbuf: watcher::RCVBUF,
+        trace: None,
+        attach: Vec::new(),
+        let_go_at_exec: false,
+        fingerprinter: Fingerprinter::new(&recipes),
+        sealed: Some(watcher::Sealed {
+            session: session.clone(),
+            verdict: Box::new(crate::github::verdict::compute),
+        }),
+    });
+    match started {
+        Ok(info) => {
+            let job = StartedJob {
+                starttime: info.starttime,
+                channel: session.channel.clone(),
+                guard: session.guard.path.clone(),
+            };
+            Ok((info, job))
+        }
+        Err(e) => {
+            session.release();
+            Err(e.to_string())
+        }
+    }
+}
+
 /// `pre`: start the watcher.
 pub fn pre(env: &Env, out: &mut dyn Write) -> u8 {
     let require = env.flag("require", false, out);
-    if let Err(why) = mode_input(env, out) {
-        command(out, "error", &format!("webserver-exec-guard: {why}"));
-        return 1;
-    }
+    let save = |values: &[(&str, String)], out: &mut dyn Write| {
+        for key in STATE_KEYS {
+            let value = values
+                .iter()
+                .find(|(k, _)| *k == key)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default();
+            set(env, "GITHUB_STATE", key, &value, out);
+        }
+    };
+    let mode = match mode_input(env, out) {
+        Ok(m) => m,
+        Err(why) => {
+            save(&[], out);
+            command(out, "error", &format!("webserver-exec-guard: {why}"));
+            return 1;
+        }
+    };
     let unguarded = |why: String, out: &mut dyn Write| -> u8 {
-        set(env, "GITHUB_STATE", "unguarded", &why, out);
+        save(&[("started", "false".into())], out);
         append_summary(
             env,
             &format!(
@@ -147,87 +472,48 @@ pub fn pre(env: &Env, out: &mut dyn Write) -> u8 {
     if let Some(why) = unguardable(env) {
         return unguarded(why, out);
     }
-    let attach: Vec<u32> = if env.flag("ptrace", true, out) {
-        worker_pid().into_iter().collect()
-    } else {
-        Vec::new()
+    if !is_root() {
+        if let Err(why) = sudo_works() {
+            return unguarded(why, out);
+        }
+    }
+    let job = match job_of(env, mode, out) {
+        Ok(job) => job,
+        Err(why) => {
+            save(&[], out);
+            command(out, "error", &format!("webserver-exec-guard: {why}"));
+            return 1;
+        }
     };
+    for note in &job.notes {
+        command(out, "warning", &format!("webserver-exec-guard: {note}"));
+    }
     let state_dir = watcher::state_dir(None);
-    // The recipes' fingerprints identify executables as they run; a recipe that does not load
-    // is reported by the post step, which loads them again.
-    let recipe_paths = recipe_inputs(env);
     let started = if is_root() {
-        let recipes = match pipeline::load_recipes(&recipe_paths) {
-            Ok(r) => r,
-            Err(e) => {
-                command(
-                    out,
-                    "warning",
-                    &format!("webserver-exec-guard: recipes: {e}; the watcher fingerprints with the built-in recipes only, and the post step reports the error"),
-                );
-                pipeline::load_recipes(&[]).expect("the built-in recipes load")
-            }
-        };
-        watcher::start(&watcher::StartOptions {
-            state_dir: state_dir.clone(),
-            rcvbuf: watcher::RCVBUF,
-            trace: None,
-            attach: attach.clone(),
-            fingerprinter: Fingerprinter::new(&recipes),
-        })
-        .map(|info| info.pid)
-        .map_err(|e| e.to_string())
+        start_job(&job, &state_dir).map(|(info, j)| (info.pid, j))
     } else {
-        let mut cmd = Command::new("sudo");
-        cmd.arg("-n")
-            .arg(self_exe())
-            .arg("start")
-            .arg("--message")
-            .arg("--state-dir")
-            .arg(&state_dir);
-        for pid in &attach {
-            cmd.arg("--attach").arg(pid.to_string());
-        }
-        for p in &recipe_paths {
-            cmd.arg("--recipes").arg(p);
-        }
-        match cmd.stdin(std::process::Stdio::null()).output() {
-            Err(e) => Err(format!(
-                "cannot run sudo (root is needed to watch the host): {e}"
-            )),
-            Ok(o) => match Message::parse(&o.stdout) {
-                Ok(Message::Started { pid, .. }) if o.status.success() => Ok(pid),
-                Ok(Message::Error { message }) => {
-                    Err(format!("`sudo -n guard start` failed: {message}"))
-                }
-                // No message: sudo itself refused (no passwordless sudo), or the command died.
-                _ => Err(format!(
-                    "`sudo -n guard start` failed: {}",
-                    String::from_utf8_lossy(&o.stderr).trim()
-                )),
-            },
-        }
+        start_with_sudo(&job, &state_dir)
     };
     match started {
-        Ok(_) => {
-            set(env, "GITHUB_STATE", "started", "true", out);
-            set(
-                env,
-                "GITHUB_STATE",
-                "state_dir",
-                &state_dir.display().to_string(),
+        Ok((pid, started)) => {
+            save(
+                &[
+                    ("started", "true".into()),
+                    ("channel", started.channel.clone()),
+                    ("watcher", pid.to_string()),
+                    ("watcher_starttime", started.starttime.to_string()),
+                    ("guard", started.guard.display().to_string()),
+                    ("require", require.to_string()),
+                ],
                 out,
             );
             let _ = writeln!(
                 io::stderr(),
-                "webserver-exec-guard: watching every exec of this job{}",
-                if attach.is_empty() {
-                    String::new()
+                "webserver-exec-guard: watching every exec of this job (watcher pid {pid}; {})",
+                if job.follow_steps {
+                    "following every step with ptrace"
                 } else {
-                    format!(
-                        " (and following the runner's worker, pid {}, with ptrace)",
-                        attach[0]
-                    )
+                    "the runner's worker is followed up to each step's first exec"
                 }
             );
             0
@@ -236,136 +522,70 @@ pub fn pre(env: &Env, out: &mut dyn Write) -> u8 {
     }
 }
 
-/// `main`: say whether the watcher runs.
-pub fn main_step(out: &mut dyn Write) -> u8 {
-    match watcher::status(&watcher::state_dir(None)) {
-        Ok((info, true, st)) => {
-            let _ = writeln!(
-                io::stderr(),
-                "webserver-exec-guard: the watcher (pid {}) is recording since {}{}",
-                info.pid,
-                info.started,
-                st.map(|s| format!(": {} execs so far, {} lost", s.execs, s.lost)).unwrap_or_default()
-            );
-        }
-        Ok((info, false, _)) => command(
-            out,
-            "warning",
-            &format!("webserver-exec-guard: the watcher (pid {}) is not running; the post step will report it", info.pid),
-        ),
-        // Not started (or not readable without root): the pre step has said why.
-        Err(_) => {}
+/// `sudo -n guard start --job -` with the job on its standard input.
+fn start_with_sudo(job: &Job, state_dir: &Path) -> Result<(u32, StartedJob), String> {
+    let mut child = Command::new(sudo_path()?)
+        .arg("-n")
+        .arg(self_exe())
+        .args(["start", "--message", "--job", "-", "--state-dir"])
+        .arg(state_dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run sudo (root is needed to watch the host): {e}"))?;
+    let text = serde_json::to_vec(job).expect("a job serialises");
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = stdin.write_all(&text);
+    }
+    let o = child.wait_with_output().map_err(|e| format!("sudo: {e}"))?;
+    match Message::parse(&o.stdout) {
+        Ok(Message::Started {
+            pid, job: Some(j), ..
+        }) if o.status.success() => Ok((pid, j)),
+        Ok(Message::Error { message }) => Err(format!("`sudo -n guard start` failed: {message}")),
+        // No message: sudo itself refused (no passwordless sudo), or the command died.
+        _ => Err(format!(
+            "`sudo -n guard start` failed: {}",
+            String::from_utf8_lossy(&o.stderr).trim()
+        )),
+    }
+}
+
+/// `main`: say that the watcher was started (it cannot be asked without root).
+pub fn main_step(env: &Env) -> u8 {
+    if env.var("STATE_started").as_deref() == Some("true") {
+        let _ = writeln!(
+            io::stderr(),
+            "webserver-exec-guard: the watcher (pid {}) records this job; the post step gives the verdict",
+            env.var("STATE_watcher").unwrap_or_default()
+        );
     }
     0
 }
 
-/// `post`: stop, check, report.
+/// `post`: get the verdict from the watcher, show it, exit with it.
 pub fn post(env: &Env, out: &mut dyn Write) -> u8 {
-    let require = env.flag("require", false, out);
-    if env.var("STATE_started").as_deref() != Some("true") {
+    let state = |k: &str| env.var(&format!("STATE_{k}"));
+    if state("started").as_deref() != Some("true") {
         set(env, "GITHUB_OUTPUT", "findings", "0", out);
         // The pre step warned (and failed, if required) already.
         return 0;
     }
-    // `pre` refused an `enforce` mode and failed the job; the trace is still checked.
-    let mode = mode_input(env, &mut io::sink()).unwrap_or(Mode::Fail);
-    let state_dir = env
-        .var("STATE_state_dir")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| watcher::state_dir(None));
-    let fail = |why: String, out: &mut dyn Write| -> u8 {
-        command(out, "error", &format!("webserver-exec-guard: {why}"));
-        append_summary(
-            env,
-            &format!(
-                "## ❌ webserver-exec-guard could not check this job\n\n{}\n\n",
-                report::markdown::escape(&why)
-            ),
-            out,
-        );
-        u8::from(require || mode == Mode::Fail)
+    let channel = state("channel").unwrap_or_default();
+    let pid = state("watcher").and_then(|p| p.parse().ok()).unwrap_or(0);
+    let starttime = state("watcher_starttime")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    let verdict = match channel::request_verdict(&channel, pid, starttime) {
+        Ok(v) => v,
+        Err(e) => return tampered(env, &e, out),
     };
 
-    // Stop the watcher (as root) and get the sealed trace.
-    let (trace, last_seen) = if is_root() {
-        match watcher::stop(&state_dir) {
-            Ok((info, stopped)) => (
-                info.trace,
-                match stopped {
-                    watcher::Stopped::Died { last_seen } => Some(last_seen),
-                    _ => None,
-                },
-            ),
-            Err(e) => return fail(format!("cannot stop the watcher: {e}"), out),
-        }
-    } else {
-        let export = PathBuf::from(EXPORT_DIR).join(format!("trace-{}.jsonl", std::process::id()));
-        let o = Command::new("sudo")
-            .arg("-n")
-            .arg(self_exe())
-            .args(["stop", "--state-dir"])
-            .arg(&state_dir)
-            .arg("--export")
-            .arg(&export)
-            .stdin(std::process::Stdio::null())
-            .output();
-        let o = match o {
-            Ok(o) => o,
-            Err(e) => return fail(format!("cannot run sudo: {e}"), out),
-        };
-        match Message::parse(&o.stdout) {
-            Ok(Message::Stopped {
-                stopped, last_seen, ..
-            }) if o.status.success() => (export, last_seen.filter(|_| stopped == StopKind::Died)),
-            Ok(Message::Error { message }) => {
-                return fail(format!("`sudo -n guard stop` failed: {message}"), out)
-            }
-            _ => {
-                return fail(
-                    format!(
-                        "`sudo -n guard stop` failed: {}",
-                        String::from_utf8_lossy(&o.stderr).trim()
-                    ),
-                    out,
-                )
-            }
-        }
-    };
-
-    let options = policy_options(env, mode);
-    let recipes = match pipeline::load_recipes(&options.recipes) {
-        Ok(r) => r,
-        Err(e) => return fail(format!("recipes: {e}"), out),
-    };
-    let config = match pipeline::load_config(&options.config) {
-        Ok(c) => c,
-        Err(e) => return fail(format!("config: {e}"), out),
-    };
-    let policy = Policy {
-        recipes,
-        config,
-        mode,
-    };
-    let checked = match policy.check_trace(&trace, last_seen.as_deref()) {
-        Ok(c) => c,
-        Err(e) => return fail(format!("cannot read the trace: {e}"), out),
-    };
-    let workflow_file = workflow_path(env);
-    let workflow = workflow_file.clone().and_then(|rel| {
-        let root = env.var("GITHUB_WORKSPACE")?;
-        let text = std::fs::read_to_string(Path::new(&root).join(&rel)).ok()?;
-        Some((rel, text))
-    });
-    let locations = checked
-        .outcome
-        .findings
-        .iter()
-        .map(|f| locate(env, f, workflow.as_ref()))
-        .collect();
-    let mut run = Run::checked(&checked, &policy.recipes, mode, locations);
-    run.workflow = workflow_file;
-
-    // Reports: the JSON report, SARIF, annotations, the summary, the outputs.
+    for a in &verdict.annotations {
+        let _ = writeln!(out, "{a}");
+    }
+    append_summary(env, &verdict.summary, out);
     let dir = env
         .var("RUNNER_TEMP")
         .map(PathBuf::from)
@@ -373,9 +593,7 @@ pub fn post(env: &Env, out: &mut dyn Write) -> u8 {
         .join("webserver-exec-guard");
     let _ = std::fs::create_dir_all(&dir);
     let report_path = dir.join("report.json");
-    let written =
-        std::fs::File::create(&report_path).and_then(|mut f| report::json::write(&run, &mut f));
-    if let Err(e) = written {
+    if let Err(e) = std::fs::write(&report_path, &verdict.report) {
         command(
             out,
             "warning",
@@ -385,15 +603,12 @@ pub fn post(env: &Env, out: &mut dyn Write) -> u8 {
             ),
         );
     }
-    if let Some(sarif) = env.input("sarif") {
-        let path = match env.var("GITHUB_WORKSPACE") {
-            Some(ws) if !Path::new(&sarif).is_absolute() => Path::new(&ws).join(&sarif),
-            _ => PathBuf::from(&sarif),
-        };
+    if let Some((path, content)) = &verdict.sarif {
+        let path = Path::new(path);
         if let Some(parent) = path.parent() {
             let _ = std::fs::create_dir_all(parent);
         }
-        match std::fs::File::create(&path).and_then(|mut f| report::sarif::write(&run, &mut f)) {
+        match std::fs::write(path, content) {
             Ok(()) => set(
                 env,
                 "GITHUB_OUTPUT",
@@ -408,14 +623,13 @@ pub fn post(env: &Env, out: &mut dyn Write) -> u8 {
             ),
         }
     }
-    let annotations = report::github::annotations(&run);
-    for a in &annotations {
-        let _ = writeln!(out, "{}", a.command());
-    }
-    let summary = report::markdown::render(&run);
-    append_summary(env, &summary, out);
-    let failing = checked.outcome.failing();
-    set(env, "GITHUB_OUTPUT", "findings", &failing.to_string(), out);
+    set(
+        env,
+        "GITHUB_OUTPUT",
+        "findings",
+        &verdict.failing.to_string(),
+        out,
+    );
     set(
         env,
         "GITHUB_OUTPUT",
@@ -425,93 +639,73 @@ pub fn post(env: &Env, out: &mut dyn Write) -> u8 {
     );
 
     // Pull request feedback, which never changes the verdict.
-    let want_comment = env.flag("comment", true, out);
-    let want_check = env.flag("check-run", false, out);
-    if want_comment || want_check {
-        let get = |k: &str| env.var(k);
-        match crate::github::api::PrContext::from_env(&get) {
-            Ok(Some(ctx)) => {
-                let body = crate::github::pr::comment_body(&summary);
-                let check = want_check.then(|| check_run_output(&run, &annotations));
-                let conclusion = if run.verdict() == Verdict::Fail {
-                    crate::github::pr::Conclusion::Failure
-                } else if failing > 0 {
-                    crate::github::pr::Conclusion::Neutral
-                } else {
-                    crate::github::pr::Conclusion::Success
+    if let Some(f) = &verdict.feedback {
+        // The API calls use the proxy and certificate settings pre saw, not the build's.
+        for name in session::API_VARIABLES {
+            match f.api_env.get(*name) {
+                // SAFETY (set_var/remove_var): single-threaded here; the API client's runtime
+                // starts after.
+                Some(v) => std::env::set_var(name, v),
+                None => std::env::remove_var(name),
+            }
+        }
+        let token = env
+            .var("INPUT_GITHUB-TOKEN")
+            .or_else(|| env.var("GITHUB_TOKEN"));
+        match token {
+            Some(token) => {
+                let ctx = api::PrContext {
+                    api_url: f.api_url.clone(),
+                    token,
+                    owner: f.owner.clone(),
+                    repo: f.repo.clone(),
+                    pr_number: f.number,
+                    head_sha: f.head_sha.clone(),
                 };
-                let warnings = crate::github::api::publish(
+                let warnings = api::publish(
                     &ctx,
-                    want_comment.then_some(body.as_str()),
-                    check.as_ref().map(|c| (c, conclusion)),
+                    f.comment.as_deref(),
+                    f.check_run.as_ref().map(|(c, conclusion)| (c, *conclusion)),
                 );
                 for w in warnings {
                     command(out, "warning", &format!("webserver-exec-guard: {w}"));
                 }
             }
-            Ok(None) => {}
-            Err(e) => command(
+            None => command(
                 out,
                 "warning",
-                &format!("webserver-exec-guard: no pull request feedback: {e}"),
+                "webserver-exec-guard: no pull request feedback: no token (input github-token)",
             ),
         }
     }
-    if run.verdict() == Verdict::Fail {
+    if verdict.status != 0 {
+        let n = verdict.failing;
         command(
             out,
             "error",
-            &format!("webserver-exec-guard: {failing} failing finding{}: see the annotations and the job summary", if failing == 1 { "" } else { "s" }),
+            &format!(
+                "webserver-exec-guard: {n} failing finding{}: see the annotations and the job summary",
+                if n == 1 { "" } else { "s" }
+            ),
         );
-        1
-    } else {
-        0
     }
+    verdict.status
 }
 
-/// The check run's output: the summary's verdict and every finding as an annotation.
-fn check_run_output(
-    run: &Run,
-    annotations: &[report::github::Annotation],
-) -> crate::github::pr::CheckRunOutput {
-    use crate::github::pr::{AnnotationLevel, CheckAnnotation};
-    let mut all = Vec::new();
-    for (i, f) in run.outcome.findings.iter().enumerate() {
-        let Some(loc) = run.location(i).cloned().or_else(|| {
-            annotations
-                .iter()
-                .find(|a| a.findings.contains(&i))
-                .and_then(|a| a.location.clone())
-        }) else {
-            continue;
-        };
-        let level = match report::github::level_of(f, run.mode) {
-            report::github::Level::Error => AnnotationLevel::Failure,
-            report::github::Level::Warning => AnnotationLevel::Warning,
-            report::github::Level::Notice => AnnotationLevel::Notice,
-        };
-        let a = annotations.iter().find(|a| a.findings.contains(&i));
-        all.push(CheckAnnotation {
-            path: loc.path,
-            start_line: loc.line,
-            end_line: loc.line,
-            level,
-            title: a
-                .map(|a| a.title.clone())
-                .unwrap_or_else(|| f.recipe.to_string()),
-            message: a
-                .map(|a| a.message.clone())
-                .unwrap_or_else(|| f.evidence.join("\n")),
-        });
-    }
-    let failing = run.outcome.failing();
-    crate::github::pr::CheckRunOutput {
-        title: if failing == 0 {
-            "No failing finding".into()
-        } else {
-            format!("{failing} failing finding(s)")
-        },
-        summary: report::markdown::render(run),
-        annotations: all,
-    }
+/// The watcher could not give a verdict this step can trust: the job fails, whatever the mode.
+fn tampered(env: &Env, e: &ClientError, out: &mut dyn Write) -> u8 {
+    let why = format!("verdict_tampered: {e}");
+    command(out, "error", &format!("webserver-exec-guard: {why}"));
+    append_summary(
+        env,
+        &format!(
+            "## ❌ webserver-exec-guard: the verdict cannot be trusted\n\n{}\n\nTreat the job as compromised: a step of this job stopped, replaced or impersonated the watcher.\n\n",
+            report::markdown::escape(&why)
+        ),
+        out,
+    );
+    1
 }
+
+#[doc(hidden)]
+pub use pipeline::EXIT_GUARD_FAILED as _EXIT_GUARD_FAILED;

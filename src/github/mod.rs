@@ -7,4 +7,5 @@ pub mod api;
 pub mod contents;
 pub mod pr;
 pub mod runner;
+pub mod verdict;
 pub mod workflow;

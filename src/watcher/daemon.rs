@@ -5,8 +5,8 @@ use std::fs::File;
 use std::io::Write;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
-use std::sync::{mpsc, Arc};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
 
 use nix::sys::signal::{SigSet, Signal};
 
@@ -14,10 +14,14 @@ use crate::event::Source;
 use crate::recorder::{AfterError, Recorder};
 use crate::trace::{Header, Record};
 
+use super::door::{Door, Ledger};
 use super::reader::{close_sequence_gaps, WATCHER_EXTRAS};
 use super::shared::{Msg, Shared};
 use super::writer::Writer;
-use super::{probe, reader, starttime, tracer, write_json_atomic, StartOptions, WatcherInfo};
+use super::{
+    channel, lockdown, probe, reader, starttime, tracer, write_json_atomic, StartOptions,
+    WatcherInfo,
+};
 
 /// Runs the watcher in the (second) child of `start`; returns its exit code.
 pub(super) fn daemon_main(
@@ -44,22 +48,86 @@ pub(super) fn daemon_main(
     if let Err(e) = probe::self_test(&shared) {
         return ready.fail(e);
     }
-    let tracer = if opts.attach.is_empty() {
+    // The Action's job: the channel is bound before anything else can take its name, and the
+    // door watches the worker's children.
+    let ledger = Arc::new(Mutex::new(Ledger::default()));
+    let pending: channel::Pending = Arc::new(Mutex::new(None));
+    let listener = match &opts.sealed {
+        Some(sealed) => match channel::bind(&sealed.session.channel) {
+            Ok(l) => Some(l),
+            Err(e) => return ready.fail(format!("the watcher's channel: {e}")),
+        },
+        None => None,
+    };
+    let (attach, follow_steps) = match &opts.sealed {
+        Some(sealed) => (vec![sealed.session.worker], sealed.session.follow_steps),
+        None => (opts.attach.clone(), !opts.let_go_at_exec),
+    };
+    // disable-sudo: from now on no step can stop, trace or read us. (Before the tracer starts:
+    // its waitpid(-1) would reap the children this runs.)
+    let lockdown = match &opts.sealed {
+        Some(sealed) => match lockdown::apply(
+            sealed.session.lockdown,
+            sealed.session.user,
+            &sealed.session.container_sockets,
+        ) {
+            Ok(applied) => applied,
+            Err(e) => return ready.fail(e),
+        },
+        None => lockdown::Applied::default(),
+    };
+    let door = opts
+        .sealed
+        .as_ref()
+        .map(|s| Door::new(s.session.clone(), ledger.clone(), shared.stop.clone()));
+    let tracer = if attach.is_empty() {
         None
     } else {
-        match tracer::start(&opts.attach, &shared, &tx, opts.fingerprinter.clone()) {
+        match tracer::start(
+            &attach,
+            &shared,
+            &tx,
+            opts.fingerprinter.clone(),
+            door,
+            follow_steps,
+        ) {
             Ok(t) => Some(t),
-            Err(e) => return ready.fail(e),
+            Err(e) => {
+                lockdown::release(&lockdown);
+                return ready.fail(e);
+            }
         }
     };
     let recorder = match open_trace(trace_file) {
         Ok(r) => r,
-        Err(e) => return ready.fail(format!("{}: {e}", trace.display())),
+        Err(e) => {
+            lockdown::release(&lockdown);
+            return ready.fail(format!("{}: {e}", trace.display()));
+        }
     };
     let pid = match write_watcher_info(opts, &trace) {
         Ok(pid) => pid,
-        Err(e) => return ready.fail(e),
+        Err(e) => {
+            lockdown::release(&lockdown);
+            return ready.fail(e);
+        }
     };
+    if let (Some(sealed), Some(listener)) = (&opts.sealed, listener) {
+        channel::serve(
+            listener,
+            sealed.session.clone(),
+            ledger.clone(),
+            pending.clone(),
+            shared.stop.clone(),
+            close_sequence_gaps,
+        );
+        watch_for_sigcont();
+        end_with_the_worker(
+            sealed.session.worker,
+            sealed.session.worker_starttime,
+            &shared,
+        );
+    }
     ready.ok();
     log!(
         "{} watcher: recording (pid {pid}, trace {})",
@@ -73,7 +141,102 @@ pub(super) fn daemon_main(
     let mut writer = Writer::new(&shared, recorder, opts.state_dir.clone(), tracer);
     writer.run(&rx);
     let _ = reader.join();
-    writer.seal()
+    let code = writer.seal();
+    if let Some(sealed) = &opts.sealed {
+        // What the job's steps lost is given back before the post step has its answer: the
+        // runner's own clean-up runs right after it.
+        let answer = verdict(sealed, &trace, code, &ledger);
+        sealed.session.release();
+        lockdown::release(&lockdown);
+        match pending.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            Some(mut conn) => {
+                channel::answer(&mut conn, &answer);
+                log!("{} watcher: verdict given", crate::time::now());
+                // Closed by our exit, which the post step waits for.
+                std::mem::forget(conn);
+            }
+            None => log!(
+                "{} watcher: stopped with no verdict requested",
+                crate::time::now()
+            ),
+        }
+    }
+    // The post step reads until the channel closes, which is our exit.
+    code
+}
+
+/// The verdict on the sealed trace, with what the door and the watcher itself found.
+fn verdict(
+    sealed: &super::Sealed,
+    trace: &Path,
+    sealed_code: i32,
+    ledger: &Mutex<Ledger>,
+) -> super::message::Message {
+    let (mut tampered, notes) = {
+        let l = ledger.lock().unwrap_or_else(|e| e.into_inner());
+        (l.tampered.clone(), l.notes.clone())
+    };
+    tampered.extend(sealed.session.tampered_files());
+    if CONTINUED.load(Ordering::SeqCst) {
+        tampered.push(
+            "the watcher was stopped (SIGSTOP) and continued during the job: what ran meanwhile was seen late, if at all".into(),
+        );
+    }
+    let input = super::VerdictInput {
+        session: &sealed.session,
+        trace,
+        last_seen: (sealed_code != 0).then(crate::time::now),
+        tampered,
+        notes,
+    };
+    (sealed.verdict)(&input)
+}
+
+/// Stops the watcher once the runner's worker is gone: the job is over, and no post step will
+/// ask for the verdict (the runner died, or the post step was stopped at the door).
+fn end_with_the_worker(worker: u32, since: u64, shared: &Arc<Shared>) {
+    let shared = shared.clone();
+    std::thread::Builder::new()
+        .name("worker".into())
+        .spawn(move || loop {
+            std::thread::sleep(std::time::Duration::from_secs(1));
+            if shared.stop.load(Ordering::SeqCst) {
+                return;
+            }
+            let gone = procfs::process::Process::new(worker as i32)
+                .and_then(|p| p.stat())
+                .map_or(true, |st| {
+                    st.starttime != since || matches!(st.state, 'Z' | 'X')
+                });
+            if gone {
+                log!(
+                    "{} watcher: the runner's worker (pid {worker}) is gone: the job is over",
+                    crate::time::now()
+                );
+                close_sequence_gaps();
+                shared.stop.store(true, Ordering::SeqCst);
+                return;
+            }
+        })
+        .expect("spawning the worker thread");
+}
+
+/// Set when the watcher receives SIGCONT: it was stopped, which nothing but an attack does.
+static CONTINUED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_sigcont(_: libc::c_int) {
+    CONTINUED.store(true, Ordering::SeqCst);
+}
+
+fn watch_for_sigcont() {
+    // SAFETY: installing a handler that only stores to an atomic; sigaction is plain data.
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = on_sigcont as *const () as usize;
+        sa.sa_flags = libc::SA_RESTART;
+        libc::sigemptyset(&mut sa.sa_mask);
+        libc::sigaction(libc::SIGCONT, &sa, std::ptr::null_mut());
+    }
 }
 
 /// Keeps nothing of the caller's terminal, pipes or working directory: stdin from `/dev/null`,
@@ -171,7 +334,10 @@ fn write_watcher_info(opts: &StartOptions, trace: &Path) -> Result<u32, String> 
         starttime: starttime(pid).unwrap_or(0),
         started: crate::time::now(),
         trace: trace.to_path_buf(),
-        attached: opts.attach.clone(),
+        attached: opts
+            .sealed
+            .as_ref()
+            .map_or_else(|| opts.attach.clone(), |s| vec![s.session.worker]),
     };
     let info_path = opts.state_dir.join("watcher.json");
     write_json_atomic(&info_path, &info).map_err(|e| format!("{}: {e}", info_path.display()))?;

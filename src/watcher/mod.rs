@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 pub mod message;
+pub mod session;
 
 /// A line in the watcher's log (its stderr). A log that cannot be written (a full disk) must not
 /// bring the watcher down.
@@ -33,7 +34,10 @@ macro_rules! log {
     }};
 }
 
+pub mod channel;
 mod daemon;
+pub mod door;
+pub mod lockdown;
 mod probe;
 mod reader;
 mod shared;
@@ -179,8 +183,31 @@ pub struct StartOptions {
     pub rcvbuf: usize,
     pub trace: Option<PathBuf>,
     pub attach: Vec<u32>,
+    /// Let each process the attached ones start go at its first exec (follow only them).
+    pub let_go_at_exec: bool,
     /// Fingerprints the executed files (each source keeps a cache of its own).
     pub fingerprinter: crate::sources::fingerprint::Fingerprinter,
+    /// The Action's sealed job: the door, the channel and the verdict.
+    pub sealed: Option<Sealed>,
+}
+
+/// What the watcher of an Action job has besides its trace (see [`session`]).
+pub struct Sealed {
+    pub session: std::sync::Arc<session::Session>,
+    /// Computes the verdict once the trace is sealed (the Action's reports, [`crate::github`]).
+    pub verdict: Box<dyn Fn(&VerdictInput) -> message::Message + Send + Sync>,
+}
+
+/// What the verdict is computed from.
+pub struct VerdictInput<'a> {
+    pub session: &'a session::Session,
+    pub trace: &'a Path,
+    /// Set when the trace is not sealed (the writer failed).
+    pub last_seen: Option<String>,
+    /// Each a `verdict_tampered` finding.
+    pub tampered: Vec<String>,
+    /// Said in the summary.
+    pub notes: Vec<String>,
 }
 
 /// Starts the watcher in the background and returns once it is recording (or why it is not).

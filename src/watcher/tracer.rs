@@ -1,15 +1,17 @@
-//! The ptrace follower (`--attach PID`): race-free exec records for the attached process trees,
-//! on a thread of its own.
+//! The ptrace follower of the runner's worker, on a thread of its own: the door of the
+//! Action's own steps ([`super::door`]), and with `follow_steps` (input `ptrace: true`, or
+//! `guard start --attach`) race-free exec records for every step's whole process tree.
 
 use std::sync::atomic::Ordering;
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crate::event::Source;
+use crate::event::{ExecEvent, Source};
 use crate::sources::fingerprint::Fingerprinter;
 use crate::trace::Record;
 
+use super::door::Door;
 use super::reader::WATCHER_EXTRAS;
 use super::shared::{Msg, Shared};
 
@@ -17,12 +19,15 @@ use super::shared::{Msg, Shared};
 const ATTACH_BOUND: Duration = Duration::from_secs(20);
 
 /// Starts following `pids` and returns once attaching worked (the follower's first record) or
-/// why it did not.
+/// why it did not. With a `door`, each process the attached ones start is looked at at its first
+/// exec; unless `follow_steps`, it is let go right after.
 pub(super) fn start(
     pids: &[u32],
     shared: &Arc<Shared>,
     tx: &mpsc::Sender<Msg>,
     fingerprinter: Fingerprinter,
+    door: Option<Door>,
+    follow_steps: bool,
 ) -> Result<JoinHandle<()>, String> {
     let (shared, tx, pids) = (shared.clone(), tx.clone(), pids.to_vec());
     let (att_tx, att_rx) = mpsc::channel::<Result<(), String>>();
@@ -39,12 +44,19 @@ pub(super) fn start(
                 }
                 let _ = tx.send(Msg::Record(Box::new(r), Source::Ptrace));
             };
+            let at_exec = |pid: i32, e: &ExecEvent| {
+                if let Some(door) = &door {
+                    door.at_exec(pid, e);
+                }
+            };
             let follow = crate::sources::ptrace::Follow {
                 fingerprinter,
                 refuse: None,
                 refuse_reads_ids: false,
                 extras: WATCHER_EXTRAS,
                 step: None,
+                at_exec: Some(&at_exec),
+                let_go_at_exec: !follow_steps,
             };
             let result = crate::sources::ptrace::attach_and_follow(
                 &pids,

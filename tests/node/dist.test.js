@@ -188,11 +188,49 @@ test('dist/bin/guard-<platform>-<arch> is used: args are `action pre`, env passe
   assert.match(r.stderr, /^webserver-exec-guard: WEBSERVER_EXEC_GUARD_BIN not set$/m);
   assert.ok(!fs.existsSync(sb.cargoMarker), 'cargo must not run');
 
-  for (const phase of ['main', 'post']) {
-    const rp = await runPhase(sb, phase);
-    assert.strictEqual(rp.status, 7, show(rp));
-    assert.match(rp.stdout, new RegExp(`^fake-guard args: action ${phase}$`, 'm'));
+  const rp = await runPhase(sb, 'main');
+  assert.strictEqual(rp.status, 7, show(rp));
+  assert.match(rp.stdout, /^fake-guard args: action main$/m);
+});
+
+// The post step runs only the copy pre sealed (STATE_guard): never WEBSERVER_EXEC_GUARD_BIN,
+// dist/bin, a download or cargo, which a build step can set or write.
+test('post runs only the sealed binary, and only from a root-owned place', async (t) => {
+  const sb = sandbox(t);
+  writeExec(path.join(sb.dist, 'bin', ASSET), fakeGuard(7));
+  const decoy = path.join(sb.root, 'decoy');
+  writeExec(decoy, fakeGuard(9));
+
+  // Not started by pre: nothing runs, nothing fails.
+  const none = await runPhase(sb, 'post', { WEBSERVER_EXEC_GUARD_BIN: decoy, INPUT_REQUIRE: 'true' });
+  assert.strictEqual(none.status, 0, show(none));
+  assert.doesNotMatch(none.stdout, /fake-guard/);
+  assert.match(none.stderr, /the pre step did not start the watcher/);
+
+  const sealedDir = fs.mkdtempSync(path.join(os.tmpdir(), 'guard-sealed-'));
+  t.after(() => fs.rmSync(sealedDir, { recursive: true, force: true }));
+  fs.chmodSync(sealedDir, 0o755);
+  const sealed = path.join(sealedDir, 'guard');
+  writeExec(sealed, fakeGuard(3));
+  const state = { STATE_started: 'true', STATE_guard: sealed, WEBSERVER_EXEC_GUARD_BIN: decoy };
+  if (process.getuid() === 0) {
+    const r = await runPhase(sb, 'post', state);
+    assert.strictEqual(r.status, 3, show(r));
+    assert.match(r.stdout, /^fake-guard args: action post$/m);
+    assert.match(r.stderr, /\(sealed\) action post/);
   }
+
+  // A sealed path anyone could have replaced is refused, never run.
+  fs.chmodSync(sealedDir, 0o777);
+  const open = await runPhase(sb, 'post', state);
+  assert.strictEqual(open.status, 1, show(open));
+  assert.match(open.stdout, /^::error::webserver-exec-guard: verdict_tampered: .*writable by root only/m);
+  assert.doesNotMatch(open.stdout, /fake-guard/);
+  fs.chmodSync(sealedDir, 0o755);
+
+  const relative = await runPhase(sb, 'post', { ...state, STATE_guard: 'guard' });
+  assert.strictEqual(relative.status, 1, show(relative));
+  assert.match(relative.stdout, /not an absolute path/);
 });
 
 test('release download with the right hash is used, then reused from the cache after re-hashing', async (t) => {
@@ -220,9 +258,9 @@ test('release download with the right hash is used, then reused from the cache a
   // A tampered cache is never run: it is deleted and downloaded again.
   const marker = path.join(sb.root, 'tampered-ran');
   fs.writeFileSync(cached, `#!/bin/sh\n: > '${marker}'\nexit 0\n`);
-  const r3 = await runPhase(sb, 'post', srv.env);
+  const r3 = await runPhase(sb, 'main', srv.env);
   assert.strictEqual(r3.status, 5, show(r3));
-  assert.match(r3.stdout, /^fake-guard args: action post$/m);
+  assert.match(r3.stdout, /^fake-guard args: action main$/m);
   assert.match(r3.stderr, /cached .* has SHA-256 [0-9a-f]{64}, expected [0-9a-f]{64}/);
   assert.ok(!fs.existsSync(marker), 'tampered cached binary must not run');
   assert.deepStrictEqual([srv.hits.asset, srv.hits.blob], [2, 2]);
@@ -312,7 +350,6 @@ test('nothing works: ::error:: and exit 1 when required, ::warning:: and exit 0 
   for (const [phase, env] of [
     ['pre', {}],
     ['main', { INPUT_REQUIRE: 'false' }],
-    ['post', { INPUT_REQUIRE: 'true' }],
   ]) {
     const r = await runPhase(sb, phase, env);
     assert.strictEqual(r.status, 0, `${phase} ${JSON.stringify(env)}: ${show(r)}`);
@@ -339,7 +376,7 @@ test('a guard killed by a signal gives 128+N', async (t) => {
   const r = await runPhase(sb, 'main');
   assert.strictEqual(r.status, 128 + os.constants.signals.SIGTERM, show(r));
   writeExec(path.join(sb.dist, 'bin', ASSET), '#!/bin/sh\nkill -KILL $$\nsleep 5\n');
-  const r2 = await runPhase(sb, 'post');
+  const r2 = await runPhase(sb, 'pre');
   assert.strictEqual(r2.status, 128 + os.constants.signals.SIGKILL, show(r2));
 });
 
@@ -375,7 +412,7 @@ test('a guard that cannot be started (ETXTBSY) is handled like a missing one', a
   const r = await runPhase(sb, 'pre', { INPUT_REQUIRE: 'true' });
   assert.strictEqual(r.status, 1, show(r));
   assert.match(r.stdout, /^::error::webserver-exec-guard: cannot run .*ETXTBSY/);
-  const r2 = await runPhase(sb, 'post', { INPUT_REQUIRE: 'true' });
+  const r2 = await runPhase(sb, 'main');
   assert.strictEqual(r2.status, 0, show(r2));
   assert.match(r2.stdout, /^::warning::webserver-exec-guard: cannot run .*ETXTBSY/);
 });

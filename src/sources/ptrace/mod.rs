@@ -29,6 +29,9 @@ pub use stop::Stop;
 use crate::event::ExecEvent;
 use crate::sources::fingerprint::Fingerprinter;
 
+/// Called with a process stopped at its exec, and the exec.
+pub type AtExec<'a> = dyn Fn(i32, &ExecEvent) + 'a;
+
 /// What the tracer does besides recording execs.
 #[derive(Default)]
 pub struct Follow<'s> {
@@ -46,4 +49,10 @@ pub struct Follow<'s> {
     /// The GitHub Actions step of every exec, when it is known once for all (`guard run`
     /// inside a step: its own `GITHUB_ACTION`).
     pub step: Option<crate::event::Bytes>,
+    /// Asked about every exec at its exec stop, before the new program runs an instruction (the
+    /// Action's door, [`crate::watcher`]); it may kill the process.
+    pub at_exec: Option<&'s AtExec<'s>>,
+    /// Attached: let every process go at its first exec (after `at_exec`), so that only the
+    /// attached processes are followed, not what they start.
+    pub let_go_at_exec: bool,
 }
