@@ -12,7 +12,36 @@ mod standin;
 
 use std::time::{Duration, Instant};
 
-use standin::{Conclusion, Outcome, Phase, Standin, GUARD_ID};
+use common::mock_github::{MockGitHub, TOKEN};
+use standin::{Conclusion, JobResult, Outcome, Phase, Standin, GUARD_ID};
+
+/// The job's commit (`GITHUB_SHA`), whose files the API mock serves.
+const COMMIT: &str = "3dca65fa3e8d4b3da3f3d056c59aee1c50f41390";
+
+/// The GitHub API, serving the job's commit with no file in it.
+fn api() -> MockGitHub {
+    let files = common::tempdir("tamper-commit");
+    MockGitHub::start(&["--files", files.to_str().unwrap(), "--commit", COMMIT])
+}
+
+/// A job whose first step is the guard, with the API of `mock`.
+fn guarded<'a>(s: &'a Standin, mock: &MockGitHub) -> standin::Job<'a> {
+    s.job()
+        .github("api_url", &mock.api_url())
+        .github("sha", COMMIT)
+        .github("token", TOKEN)
+        .uses_guard(GUARD_ID)
+}
+
+/// The job failed in the guard's post step, whose log says `said`.
+fn caught(job: &JobResult, said: &str) {
+    assert_eq!(job.conclusion, Conclusion::Failure, "{job}");
+    assert_eq!(job.post().outcome, Outcome::Failure, "{job}");
+    assert!(
+        job.post().log.contains(said),
+        "post log lacks {said:?}\n{job}"
+    );
+}
 
 #[test]
 fn a_clean_job_succeeds_and_the_post_says_it_was_watched() {
@@ -21,13 +50,14 @@ fn a_clean_job_succeeds_and_the_post_says_it_was_watched() {
     if !common::need_program(test, "make", "make") {
         return;
     }
-    let job = s
-        .job()
-        .uses_guard(GUARD_ID)
+    let mock = api();
+    let job = guarded(&s, &mock)
         .run_step("__run", "true")
         .run_step("__run_2", "make --version")
         .run();
     assert!(job.success(), "{job}");
+    // The default allowlist was looked up in the job's commit (it has none): no warning.
+    assert!(!job.pre().log.contains("::warning::"), "{job}");
     // The job, the action and the runner's node are the runner user's.
     for path in [s.node(), s.action_dir().join("dist/post.js"), s.workspace()] {
         let owner = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(&path).unwrap());
@@ -43,12 +73,13 @@ fn a_clean_job_succeeds_and_the_post_says_it_was_watched() {
     ];
     let ran: Vec<(Phase, &str)> = job.steps.iter().map(|s| (s.phase, s.id.as_str())).collect();
     assert_eq!(ran, expected, "{job}");
-    // The pre step found the worker (node's parent) and attached to it.
-    let watching = format!(
-        "watching every exec of this job (and following the runner's worker, pid {}, with ptrace)",
-        job.worker_pid
+    // The pre step found the worker (node's parent) and follows it up to each step's exec.
+    assert!(
+        job.pre()
+            .log
+            .contains("the runner's worker is followed up to each step's first exec"),
+        "{job}"
     );
-    assert!(job.pre().log.contains(&watching), "{job}");
     let summary = job.post().summary.as_deref().unwrap_or_default();
     assert!(
         summary.contains("webserver-exec-guard: no web server was started"),
@@ -69,11 +100,8 @@ fn a_job_that_runs_nginx_fails_in_the_guards_post() {
     if !common::need_program(test, "nginx", "nginx-light") {
         return;
     }
-    let job = s
-        .job()
-        .uses_guard(GUARD_ID)
-        .run_step("serve", "nginx -v")
-        .run();
+    let mock = api();
+    let job = guarded(&s, &mock).run_step("serve", "nginx -v").run();
     assert_eq!(job.conclusion, Conclusion::Failure, "{job}");
     assert_eq!(job.step("serve").outcome, Outcome::Success, "{job}");
     let post = job.post();
@@ -302,4 +330,337 @@ fn a_step_that_leaves_its_output_open_is_waited_for_5_s_and_its_orphan_killed() 
         "{job}"
     );
     assert!(job.leftovers.is_empty(), "{:?}", job.leftovers);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Attacks: a step after `nginx -v` tries to make the job pass anyway (issue H). Each must leave
+// the job failed, saying what happened.
+// ---------------------------------------------------------------------------------------------
+
+/// The watcher of the job, for `sudo pkill -f`: `guard start --message --job - …` (pre ran it
+/// through sudo).
+const WATCHER: &str = "'[s]tart --message --job'";
+
+#[test]
+fn overrides_through_github_env_and_github_path_do_not_reach_the_post_step() {
+    let test = "overrides_through_github_env_and_github_path_do_not_reach_the_post_step";
+    let Some(s) = Standin::new(test) else { return };
+    if !common::need_program(test, "nginx", "nginx-light") {
+        return;
+    }
+    // A fake `sudo`, `guard` and `node` on $GITHUB_PATH, and the guard's binary, state
+    // directory, state keys and mode set through $GITHUB_ENV.
+    let attack = r#"
+mkdir -p "$RUNNER_TEMP/fake"
+for tool in sudo guard node; do printf '#!/bin/sh\nexit 0\n' > "$RUNNER_TEMP/fake/$tool"; chmod +x "$RUNNER_TEMP/fake/$tool"; done
+echo "$RUNNER_TEMP/fake" >> "$GITHUB_PATH"
+mkdir -p "$RUNNER_TEMP/state"
+cat >> "$GITHUB_ENV" <<VARS
+WEBSERVER_EXEC_GUARD_BIN=/bin/true
+GUARD_STATE_DIR=$RUNNER_TEMP/state
+STATE_guard=/bin/true
+STATE_started=false
+STATE_channel=nothing-here
+INPUT_MODE=warn
+VARS
+"#;
+    let mock = api();
+    let job = guarded(&s, &mock)
+        .run_step("serve", "nginx -v")
+        .run_step("attack", attack)
+        .run();
+    caught(&job, "webserver_exec");
+    assert!(
+        job.post().log.contains("-bin/guard (sealed) action post"),
+        "{job}"
+    );
+    assert!(!job.post().log.contains("verdict_tampered"), "{job}");
+}
+
+#[test]
+fn the_action_and_node_cannot_be_rewritten_by_the_runner_user() {
+    let test = "the_action_and_node_cannot_be_rewritten_by_the_runner_user";
+    let Some(s) = Standin::new(test) else { return };
+    if !common::need_program(test, "nginx", "nginx-light") {
+        return;
+    }
+    let dist = s.action_dir().join("dist");
+    let node = s.node();
+    let attack = format!(
+        r#"
+try() {{ if "$@" 2>&1; then echo "ALLOWED: $*"; else echo "refused: $*"; fi; }}
+try sh -c 'echo "process.exit(0)" > {dist}/post.js'
+try sh -c 'echo "process.exit(0)" > {dist}/lib.js'
+try cp /bin/true {dist}/bin/guard-linux-x64
+try sh -c 'echo "process.exit(0)" > {dist}/evil.js'
+try cp /bin/true {node}
+try mv {node} {node}.old
+try mv {dist} {dist}.old
+"#,
+        dist = dist.display(),
+        node = node.display()
+    );
+    let mock = api();
+    let job = guarded(&s, &mock)
+        .run_step("serve", "nginx -v")
+        .run_step("attack", &attack)
+        .run();
+    let log = &job.step("attack").log;
+    assert!(!log.contains("ALLOWED"), "{job}");
+    assert_eq!(log.matches("refused:").count(), 7, "{job}");
+    assert!(log.contains("Read-only file system"), "{job}");
+    caught(&job, "webserver_exec");
+    assert!(!job.post().log.contains("verdict_tampered"), "{job}");
+    // The read-only bind mounts are gone with the watcher: the runner can clean up.
+    let probe = dist.join("post.js.probe");
+    std::fs::write(&probe, "").expect("dist/ is writable again after the job");
+    let _ = std::fs::remove_file(&probe);
+}
+
+#[test]
+fn a_script_rewritten_with_sudo_is_stopped_at_the_door() {
+    let test = "a_script_rewritten_with_sudo_is_stopped_at_the_door";
+    let Some(s) = Standin::new(test) else { return };
+    if !common::need_program(test, "nginx", "nginx-light") {
+        return;
+    }
+    let dist = s.action_dir().join("dist");
+    let attack = format!(
+        "sudo -n umount {dist}\necho 'process.exit(0)' > {dist}/post.js\n",
+        dist = dist.display()
+    );
+    let mock = api();
+    let job = guarded(&s, &mock)
+        .run_step("serve", "nginx -v")
+        .run_step("attack", &attack)
+        .run();
+    caught(&job, "verdict_tampered");
+    assert!(
+        job.post().log.contains("post.js was modified after pre"),
+        "{job}"
+    );
+    assert_eq!(job.post().signal, Some(9), "stopped before it ran\n{job}");
+}
+
+#[test]
+fn node_replaced_with_sudo_is_stopped_at_the_door() {
+    let test = "node_replaced_with_sudo_is_stopped_at_the_door";
+    let Some(s) = Standin::new(test) else { return };
+    let node = s.node();
+    let attack = format!(
+        "sudo -n umount {node}\nrm -f {node}\nprintf '#!/bin/sh\\nexit 0\\n' > {node}\nchmod +x {node}\n",
+        node = node.display()
+    );
+    let mock = api();
+    let job = guarded(&s, &mock)
+        .run_step("serve", "true")
+        .run_step("attack", &attack)
+        .run();
+    caught(&job, "verdict_tampered");
+    assert!(
+        job.post()
+            .log
+            .contains("is not the runner's node that ran pre"),
+        "{job}"
+    );
+}
+
+#[test]
+fn an_ld_preload_library_set_through_github_env_is_refused() {
+    let test = "an_ld_preload_library_set_through_github_env_is_refused";
+    let Some(s) = Standin::new(test) else { return };
+    if !common::need_program(test, "gcc", "gcc")
+        || !common::need_program(test, "nginx", "nginx-light")
+    {
+        return;
+    }
+    // A library whose constructor ends every process that loads it with status 0.
+    let src = s.write(
+        s.temp().join("exit0.c"),
+        "#include <unistd.h>\n__attribute__((constructor)) static void f(void) { _exit(0); }\n",
+    );
+    let lib = s.temp().join("exit0.so");
+    let built = std::process::Command::new("gcc")
+        .args(["-shared", "-fPIC", "-o"])
+        .arg(&lib)
+        .arg(&src)
+        .status()
+        .unwrap();
+    assert!(built.success());
+    let attack = format!("echo 'LD_PRELOAD={}' >> \"$GITHUB_ENV\"\n", lib.display());
+    let mock = api();
+    let job = guarded(&s, &mock)
+        .run_step("serve", "nginx -v")
+        .run_step("attack", &attack)
+        .run();
+    caught(&job, "verdict_tampered");
+    assert!(
+        job.post().log.contains("LD_PRELOAD was added after pre"),
+        "{job}"
+    );
+}
+
+#[test]
+fn the_watcher_killed_or_frozen_with_sudo_is_loud() {
+    let test = "the_watcher_killed_or_frozen_with_sudo_is_loud";
+    let Some(s) = Standin::new(test) else { return };
+    if !common::need_program(test, "nginx", "nginx-light") {
+        return;
+    }
+    let mock = api();
+    let killed = guarded(&s, &mock)
+        .run_step("serve", "nginx -v")
+        .run_step("attack", &format!("sudo -n pkill -KILL -f {WATCHER}\n"))
+        .run();
+    caught(
+        &killed,
+        "verdict_tampered: the watcher's channel does not answer",
+    );
+
+    // Frozen while nginx runs, then let go before the post step.
+    let frozen = guarded(&s, &mock)
+        .run_step(
+            "attack",
+            &format!(
+                "sudo -n pkill -STOP -f {WATCHER}\nnginx -v\nsleep 0.3\nsudo -n pkill -CONT -f {WATCHER}\n"
+            ),
+        )
+        .run();
+    caught(&frozen, "verdict_tampered");
+    assert!(
+        frozen
+            .post()
+            .log
+            .contains("stopped (SIGSTOP) and continued"),
+        "{frozen}"
+    );
+}
+
+#[test]
+fn a_process_the_door_did_not_verify_gets_no_verdict() {
+    let test = "a_process_the_door_did_not_verify_gets_no_verdict";
+    let Some(s) = Standin::new(test) else { return };
+    // The channel's name is public (/proc/net/unix); asking for the verdict on it is refused,
+    // and the real post step still gets it.
+    let ask = r#"/usr/bin/python3 - <<'PY'
+import socket
+name = next(l.split()[-1] for l in open('/proc/net/unix') if 'webserver-exec-guard/' in l)
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.connect('\0' + name[1:])
+s.sendall(b'{"v":1,"type":"verdict"}\n')
+print('ANSWER', s.recv(4096).decode())
+PY
+"#;
+    let mock = api();
+    let job = guarded(&s, &mock).run_step("ask", ask).run();
+    let log = &job.step("ask").log;
+    assert!(log.contains("ANSWER {\"v\":1,\"type\":\"error\""), "{job}");
+    assert!(log.contains("is a step the door verified"), "{job}");
+    assert!(job.success(), "{job}");
+}
+
+#[test]
+fn with_disable_sudo_every_sudo_attack_fails_at_sudo_and_the_verdict_is_honest() {
+    let test = "with_disable_sudo_every_sudo_attack_fails_at_sudo_and_the_verdict_is_honest";
+    let Some(s) = Standin::new(test) else { return };
+    if !common::need_program(test, "nginx", "nginx-light") {
+        return;
+    }
+    let dist = s.action_dir().join("dist");
+    let attack = format!(
+        r#"
+for cmd in "pkill -KILL -f {WATCHER}" "pkill -STOP -f {WATCHER}" "umount {dist}" "-g root true" "true"; do
+  if eval sudo -n $cmd; then echo "ALLOWED: sudo $cmd"; else echo "refused: sudo $cmd"; fi
+done
+"#,
+        dist = dist.display()
+    );
+    let mock = api();
+    let job = guarded(&s, &mock)
+        .input("disable-sudo", "true")
+        .run_step("serve", "nginx -v")
+        .run_step("attack", &attack)
+        .run();
+    let log = &job.step("attack").log;
+    assert!(!log.contains("ALLOWED"), "{job}");
+    assert_eq!(log.matches("refused:").count(), 5, "{job}");
+    assert!(
+        log.contains("is not allowed to execute"),
+        "sudo's own message\n{job}"
+    );
+    caught(&job, "webserver_exec");
+    assert!(!job.post().log.contains("verdict_tampered"), "{job}");
+    // Rights are back after the post step.
+    let sudo = std::process::Command::new("runuser")
+        .args(["-u", standin::USER, "--", "sudo", "-n", "true"])
+        .status()
+        .unwrap();
+    assert!(sudo.success(), "sudo is given back at the end of the job");
+}
+
+#[test]
+fn disable_sudo_and_containers_makes_the_engines_socket_roots_until_the_end() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let test = "disable_sudo_and_containers_makes_the_engines_socket_roots_until_the_end";
+    let Some(s) = Standin::new(test) else { return };
+    // A real socket standing for the Docker daemon's: the runner user's group may connect.
+    let dir = common::tempdir("tamper-engine");
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = dir.join("engine.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    std::os::unix::fs::chown(&path, Some(0), Some(s.user().gid)).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o660)).unwrap();
+    let connect = format!(
+        "/usr/bin/python3 -c \"import socket; s=socket.socket(socket.AF_UNIX); s.connect('{}'); print('CONNECTED')\" || echo 'refused: connect'\n",
+        path.display()
+    );
+    let mock = api();
+    let job = guarded(&s, &mock)
+        .env(
+            "WEBSERVER_EXEC_GUARD_CONTAINER_SOCKETS",
+            path.to_str().unwrap(),
+        )
+        .input("disable-sudo-and-containers", "true")
+        .run_step("connect", &connect)
+        .run_step("sudo", "sudo -n true || echo 'refused: sudo'")
+        .run();
+    assert!(job.success(), "{job}");
+    let connect = &job.step("connect").log;
+    assert!(connect.contains("refused: connect"), "{job}");
+    assert!(connect.contains("Permission denied"), "{job}");
+    assert!(job.step("sudo").log.contains("refused: sudo"), "{job}");
+    let m = std::fs::metadata(&path).unwrap();
+    assert_eq!(
+        (m.uid(), m.gid(), m.mode() & 0o777),
+        (0, s.user().gid, 0o660),
+        "given back"
+    );
+    drop(listener);
+}
+
+#[test]
+fn a_clean_job_that_sets_ld_library_path_passes() {
+    let test = "a_clean_job_that_sets_ld_library_path_passes";
+    let Some(s) = Standin::new(test) else { return };
+    // In the workflow's env (pre has it too), and added by a step for its later steps as setup
+    // actions do (the door removes it from the guard's own steps instead of refusing them).
+    let mock = api();
+    let job = guarded(&s, &mock)
+        .env("LD_LIBRARY_PATH", "/opt/workflow/lib")
+        .run_step(
+            "setup",
+            "mkdir -p \"$RUNNER_TEMP/py/lib\"\necho \"LD_LIBRARY_PATH=$RUNNER_TEMP/py/lib:$LD_LIBRARY_PATH\" >> \"$GITHUB_ENV\"\n",
+        )
+        .run_step("use", "echo \"later: $LD_LIBRARY_PATH\"")
+        .run();
+    assert!(job.success(), "{job}");
+    assert!(
+        job.step("use").log.contains("/py/lib:/opt/workflow/lib"),
+        "{job}"
+    );
+    let summary = job.post().summary.as_deref().unwrap_or_default();
+    assert!(
+        summary.contains("LD\\_LIBRARY\\_PATH was set by a step after pre"),
+        "{job}\nsummary: {summary}"
+    );
 }

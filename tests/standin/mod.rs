@@ -660,13 +660,15 @@ fn clean_up(tracking_id: Option<&str>, state_dir: &Path) -> (Vec<String>, bool) 
 }
 
 /// Field 22 of `/proc/PID/stat`.
+/// The start time of a live process (a zombie, which nothing may reap in a container, is not
+/// running).
 fn starttime(pid: u32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat[stat.rfind(')')? + 2..]
-        .split_whitespace()
-        .nth(19)?
-        .parse()
-        .ok()
+    let fields: Vec<&str> = stat[stat.rfind(')')? + 2..].split_whitespace().collect();
+    if matches!(fields.first(), Some(&"Z") | Some(&"X")) {
+        return None;
+    }
+    fields.get(19)?.parse().ok()
 }
 
 /// The runner user, created once (also across test processes: a lock file), with passwordless
