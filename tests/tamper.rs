@@ -516,6 +516,11 @@ fn the_watcher_killed_or_frozen_with_sudo_is_loud() {
         &killed,
         "verdict_tampered: the watcher's channel does not answer",
     );
+    // What the killed watcher took is given back by `guard stop` (the stand-in runs it after
+    // the job, as a runner's administrator would).
+    let probe = s.action_dir().join("dist/probe");
+    std::fs::write(&probe, "").expect("dist/ writable again after `guard stop`");
+    let _ = std::fs::remove_file(&probe);
 
     // Frozen while nginx runs, then let go before the post step.
     let frozen = guarded(&s, &mock)

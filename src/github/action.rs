@@ -389,9 +389,18 @@ pub fn start_job(
     state_dir: &Path,
 ) -> Result<(watcher::WatcherInfo, StartedJob), String> {
     watcher::prepare_state_dir(state_dir).map_err(|e| e.to_string())?;
+    // A previous job's watcher that was killed left its mounts (and sudo taken): given back.
+    if !matches!(watcher::status(state_dir), Ok((_, true, _))) {
+        watcher::release_leftovers(state_dir);
+    }
     let guard_exe =
         std::fs::read_link("/proc/self/exe").map_err(|e| format!("/proc/self/exe: {e}"))?;
     let session = session::seal(job, state_dir, &guard_exe)?;
+    // Kept while the watcher runs: `guard stop` gives back what it took if it is killed.
+    if let Err(e) = watcher::write_private_json(&state_dir.join(watcher::SESSION_FILE), &session) {
+        session.release();
+        return Err(e);
+    }
     let (recipes, _) = crate::github::verdict::policy_of(&session)?;
     let session = std::sync::Arc::new(session);
     let started = watcher::start(&watcher::StartOptions {

@@ -71,7 +71,10 @@ pub(super) fn daemon_main(
             sealed.session.user,
             &sealed.session.container_sockets,
         ) {
-            Ok(applied) => applied,
+            Ok(applied) => {
+                let _ = write_json_atomic(&opts.state_dir.join(super::LOCKDOWN_FILE), &applied);
+                applied
+            }
             Err(e) => return ready.fail(e),
         },
         None => lockdown::Applied::default(),
@@ -148,6 +151,9 @@ pub(super) fn daemon_main(
         let answer = verdict(sealed, &trace, code, &ledger);
         sealed.session.release();
         lockdown::release(&lockdown);
+        for f in [super::SESSION_FILE, super::LOCKDOWN_FILE] {
+            let _ = std::fs::remove_file(opts.state_dir.join(f));
+        }
         match pending.lock().unwrap_or_else(|e| e.into_inner()).take() {
             Some(mut conn) => {
                 channel::answer(&mut conn, &answer);

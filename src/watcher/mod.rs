@@ -151,6 +151,11 @@ fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> std::io::Result<()
     std::fs::rename(&tmp, path)
 }
 
+/// Writes `value` as JSON to `path` (0600), for root only.
+pub fn write_private_json<T: Serialize>(path: &Path, value: &T) -> Result<(), String> {
+    write_json_atomic(path, value).map_err(|e| format!("{}: {e}", path.display()))
+}
+
 fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Option<T> {
     serde_json::from_slice(&std::fs::read(path).ok()?).ok()
 }
@@ -319,6 +324,9 @@ pub fn stop(dir: &Path) -> Result<(WatcherInfo, Stopped), DaemonError> {
     })?;
     let status_path = dir.join("status.json");
     if !alive(&info) {
+        // An Action job's watcher killed before its end: what it took from the host (read-only
+        // mounts, the runner user's sudo) is given back here.
+        release_leftovers(dir);
         let last: Option<WatcherStatus> = read_json(&status_path);
         return Ok(match last {
             Some(s) if s.sealed => (info, Stopped::AlreadySealed),
@@ -355,6 +363,24 @@ pub fn stop(dir: &Path) -> Result<(WatcherInfo, Stopped), DaemonError> {
     let _ = std::fs::remove_file(&info_path);
     Ok((info, result))
 }
+
+/// What an Action job's watcher took from the host and did not give back (it was killed): the
+/// files `session.json` and `lockdown.json` of its state directory.
+pub fn release_leftovers(dir: &Path) {
+    if let Some(applied) = read_json::<lockdown::Applied>(&dir.join(LOCKDOWN_FILE)) {
+        lockdown::release(&applied);
+        let _ = std::fs::remove_file(dir.join(LOCKDOWN_FILE));
+    }
+    if let Some(session) = read_json::<session::Session>(&dir.join(SESSION_FILE)) {
+        session.release();
+        let _ = std::fs::remove_file(dir.join(SESSION_FILE));
+    }
+}
+
+/// The sealed job in the state directory, while its watcher runs (root-only).
+pub const SESSION_FILE: &str = "session.json";
+/// What `disable-sudo` took, while the watcher runs.
+pub const LOCKDOWN_FILE: &str = "lockdown.json";
 
 /// How the watcher ended.
 #[derive(Debug, Clone, PartialEq, Eq)]

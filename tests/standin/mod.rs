@@ -632,16 +632,16 @@ fn clean_up(tracking_id: Option<&str>, state_dir: &Path) -> (Vec<String>, bool) 
     let info = std::fs::read(state_dir.join("watcher.json")).unwrap_or_default();
     if let Ok(info) = serde_json::from_slice::<serde_json::Value>(&info) {
         let pid = info["pid"].as_u64().unwrap_or(0) as u32;
-        if pid > 0 && starttime(pid) == info["starttime"].as_u64() {
-            watcher_left_running = true;
-            let o = common::guard(["stop", "--state-dir"])
-                .arg(state_dir)
-                .no_github_env()
-                .run();
-            if common::alive(pid) {
-                common::signal(pid as i32, libc::SIGKILL);
-                panic!("the watcher (pid {pid}) survived `guard stop`, killed: {o}");
-            }
+        watcher_left_running = pid > 0 && starttime(pid) == info["starttime"].as_u64();
+        // `guard stop` stops a watcher left running, and gives back what a killed one took
+        // (read-only mounts, sudo), as a runner's administrator would.
+        let o = common::guard(["stop", "--state-dir"])
+            .arg(state_dir)
+            .no_github_env()
+            .run();
+        if watcher_left_running && common::alive(pid) {
+            common::signal(pid as i32, libc::SIGKILL);
+            panic!("the watcher (pid {pid}) survived `guard stop`, killed: {o}");
         }
     }
     let _ = std::fs::remove_dir_all(state_dir);
