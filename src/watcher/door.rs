@@ -36,9 +36,19 @@ pub enum Decision {
     /// Not a step of this action.
     NotOurs,
     /// One of ours, as sealed; `disarmed` lists the variables removed from its environment.
-    Ours { disarmed: Vec<String> },
+    Ours { disarmed: Vec<String>, post: bool },
+    /// The program the post step started: the guard binary sealed at `pre`.
+    SealedGuard,
     /// One of ours, changed since `pre`: killed, for these reasons.
     Refused(Vec<String>),
+}
+
+impl Decision {
+    /// Whether the tracer keeps following the process: the post step, up to the guard binary
+    /// it starts, which must be the sealed one (a root step could replace that copy).
+    pub fn keep_following(&self) -> bool {
+        matches!(self, Decision::Ours { post: true, .. })
+    }
 }
 
 /// A process the door let in: its pid and start time (so that a reused pid is not taken for it).
@@ -46,6 +56,8 @@ pub enum Decision {
 pub struct Verified {
     pub pid: u32,
     pub starttime: u64,
+    /// It runs the post step (whose child must be the sealed guard binary).
+    pub post: bool,
 }
 
 /// The door's state, shared with the channel.
@@ -76,10 +88,20 @@ impl Door {
 
     /// Looks at `pid`, stopped at the exec `event`; kills it when it is refused.
     pub fn at_exec(&self, pid: i32, event: &ExecEvent) -> Decision {
-        if event.ppid != self.session.worker || !self.names_our_script(event) {
+        if event.ppid != self.session.worker {
+            return self.child_of_post(pid, event);
+        }
+        if !self.names_our_script(event) {
             return Decision::NotOurs;
         }
-        let decision = match (self.unexpected_arguments(event), judge(&self.session, pid)) {
+        let post = event
+            .argv
+            .iter()
+            .any(|a| a.as_bytes().ends_with(b"/post.js"));
+        let decision = match (
+            self.unexpected_arguments(event),
+            judge(&self.session, pid, post),
+        ) {
             (None, decision) => decision,
             (Some(why), Decision::Refused(mut more)) => {
                 more.insert(0, why);
@@ -89,11 +111,12 @@ impl Door {
         };
         let mut ledger = self.ledger.lock().unwrap_or_else(|e| e.into_inner());
         match &decision {
-            Decision::Ours { disarmed } => {
+            Decision::Ours { disarmed, post } => {
                 if let Some(starttime) = super::starttime(pid as u32) {
                     ledger.verified.push(Verified {
                         pid: pid as u32,
                         starttime,
+                        post: *post,
                     });
                 }
                 for name in disarmed {
@@ -115,10 +138,6 @@ impl Door {
                     crate::time::now(),
                     why.join("; ")
                 );
-                let post = event
-                    .argv
-                    .iter()
-                    .any(|a| a.as_bytes().ends_with(b"/post.js"));
                 if post {
                     log!(
                         "{} watcher: the post step was refused; stopping",
@@ -127,9 +146,58 @@ impl Door {
                     self.stop.store(true, Ordering::SeqCst);
                 }
             }
-            Decision::NotOurs => {}
+            Decision::NotOurs | Decision::SealedGuard => {}
         }
         decision
+    }
+
+    /// A process started by the post step the door let in: it must run the guard binary sealed
+    /// at `pre` (lib.js runs nothing else), the same file with the same bytes.
+    fn child_of_post(&self, pid: i32, event: &ExecEvent) -> Decision {
+        let parent_is_post = {
+            let ledger = self.ledger.lock().unwrap_or_else(|e| e.into_inner());
+            ledger.verified.iter().any(|v| {
+                v.post && v.pid == event.ppid && super::starttime(v.pid) == Some(v.starttime)
+            })
+        };
+        if !parent_is_post {
+            return Decision::NotOurs;
+        }
+        let guard = &self.session.guard;
+        let exe = PathBuf::from(format!("/proc/{pid}/exe"));
+        let why = match std::fs::metadata(&exe) {
+            Ok(m) if (m.dev(), m.ino()) == (guard.dev, guard.ino) => {
+                guard.verify(&exe).err().map(|e| {
+                    e.replace(
+                        &exe.display().to_string(),
+                        &guard.path.display().to_string(),
+                    )
+                })
+            }
+            Ok(_) => Some(format!(
+                "the post step started {}, not the guard binary sealed at pre ({})",
+                crate::escape::terminal(event.exe.as_bytes()),
+                guard.path.display()
+            )),
+            Err(e) => Some(format!(
+                "cannot read the program the post step started: {e}"
+            )),
+        };
+        match why {
+            None => Decision::SealedGuard,
+            Some(why) => {
+                let script = "the guard binary";
+                refuse(pid, script, std::slice::from_ref(&why));
+                log!(
+                    "{} watcher: door: refused pid {pid}: {why}",
+                    crate::time::now()
+                );
+                let mut ledger = self.ledger.lock().unwrap_or_else(|e| e.into_inner());
+                ledger.tampered.push(why.clone());
+                self.stop.store(true, Ordering::SeqCst);
+                Decision::Refused(vec![why])
+            }
+        }
     }
 
     /// Why the arguments are not those the runner gives node for a script of ours: the script
@@ -194,7 +262,7 @@ fn resolve(event: &ExecEvent, arg: &[u8]) -> PathBuf {
 }
 
 /// The checks of the module doc, on `pid` at its exec stop.
-pub fn judge(session: &Session, pid: i32) -> Decision {
+pub fn judge(session: &Session, pid: i32, post: bool) -> Decision {
     let mut why = Vec::new();
     let exe = PathBuf::from(format!("/proc/{pid}/exe"));
     match std::fs::metadata(&exe) {
@@ -243,7 +311,7 @@ pub fn judge(session: &Session, pid: i32) -> Decision {
             }
         }
     }
-    Decision::Ours { disarmed }
+    Decision::Ours { disarmed, post }
 }
 
 /// The variables of `pre` (name → hash) against those of the process (name → value): the

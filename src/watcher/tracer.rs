@@ -44,10 +44,10 @@ pub(super) fn start(
                 }
                 let _ = tx.send(Msg::Record(Box::new(r), Source::Ptrace));
             };
+            // The door keeps following the post step it let in, up to the guard it starts.
             let at_exec = |pid: i32, e: &ExecEvent| {
-                if let Some(door) = &door {
-                    door.at_exec(pid, e);
-                }
+                door.as_ref()
+                    .is_some_and(|door| door.at_exec(pid, e).keep_following())
             };
             let follow = crate::sources::ptrace::Follow {
                 fingerprinter,

@@ -29,8 +29,9 @@ pub use stop::Stop;
 use crate::event::ExecEvent;
 use crate::sources::fingerprint::Fingerprinter;
 
-/// Called with a process stopped at its exec, and the exec.
-pub type AtExec<'a> = dyn Fn(i32, &ExecEvent) + 'a;
+/// Called with a process stopped at its exec, and the exec; returns whether to keep following
+/// the process (and what it starts) when [`Follow::let_go_at_exec`] would let it go.
+pub type AtExec<'a> = dyn Fn(i32, &ExecEvent) -> bool + 'a;
 
 /// What the tracer does besides recording execs.
 #[derive(Default)]
@@ -52,7 +53,7 @@ pub struct Follow<'s> {
     /// Asked about every exec at its exec stop, before the new program runs an instruction (the
     /// Action's door, [`crate::watcher`]); it may kill the process.
     pub at_exec: Option<&'s AtExec<'s>>,
-    /// Attached: let every process go at its first exec (after `at_exec`), so that only the
-    /// attached processes are followed, not what they start.
+    /// Attached: let every process go at its first exec (after `at_exec`, unless it says to
+    /// keep it), so that only the attached processes are followed, not what they start.
     pub let_go_at_exec: bool,
 }

@@ -567,11 +567,12 @@ impl<'s> Tracer<'s> {
             unsafe { libc::kill(tid, libc::SIGKILL) };
             event.blocked = true;
         }
-        if let Some(at_exec) = self.follow.at_exec {
-            at_exec(tid, &event);
-        }
+        let keep = self
+            .follow
+            .at_exec
+            .is_some_and(|at_exec| at_exec(tid, &event));
         (self.emit)(Record::Exec(Box::new(event)));
-        if self.follow.let_go_at_exec && matches!(self.mode, Mode::Attach { .. }) {
+        if self.follow.let_go_at_exec && !keep && matches!(self.mode, Mode::Attach { .. }) {
             // The process runs on untraced; what it starts is not followed.
             if ptrace::detach(Pid::from_raw(tid), None).is_ok() {
                 self.let_go(tid);
