@@ -687,7 +687,13 @@ pub fn post(env: &Env, out: &mut dyn Write) -> u8 {
             ),
         }
     }
-    if verdict.status != 0 {
+    if verdict.status != 0 && verdict.verdict != crate::check::Verdict::Fail {
+        command(
+            out,
+            "error",
+            "webserver-exec-guard: verdict_tampered: a step of this job tampered with the guard (see the annotations and the job summary); the job fails whatever the mode",
+        );
+    } else if verdict.status != 0 {
         let n = verdict.failing;
         command(
             out,

@@ -111,9 +111,12 @@ fn compute_verdict(input: &VerdictInput) -> Result<message::Verdict, String> {
     let failing = checked.outcome.failing();
     let verdict = run.verdict();
     let feedback = feedback(session, &run, &annotations, &summary, failing);
+    // Tampering fails the job whatever the mode: warn mode is for the policy's findings, not
+    // for a build that switched the guard off.
+    let tampered = !input.tampered.is_empty();
     Ok(message::Verdict {
         verdict,
-        status: u8::from(verdict == Verdict::Fail),
+        status: u8::from(verdict == Verdict::Fail || tampered),
         failing,
         annotations: annotations.iter().map(|a| a.command()).collect(),
         summary,
