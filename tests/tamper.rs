@@ -1,11 +1,12 @@
 //! The Action attacked from inside the job it guards (issue H), on a runner stand-in
 //! (tests/standin) that runs the job the way a hosted runner does: as an unprivileged user with
 //! passwordless sudo, the action and the runner's `node` owned by that user, `$GITHUB_ENV` and
-//! `$GITHUB_PATH` applied as the runner applies them. The tests here are the baseline the
-//! attacks are measured against — a clean job passes and is watched, a job that runs nginx
-//! fails, NODE_OPTIONS in $GITHUB_ENV is refused — and tests of the stand-in itself, which the
-//! attacks rely on. Jobs that use the guard take turns (the stand-in serialises them): one host,
-//! one watcher.
+//! `$GITHUB_PATH` applied as the runner applies them. First the baseline the attacks are
+//! measured against — a clean job passes and is watched, a job that runs nginx fails,
+//! NODE_OPTIONS in $GITHUB_ENV is refused — and tests of the stand-in itself, then the attacks:
+//! each must leave the job failed, saying what happened, or be refused outright. Jobs take turns
+//! (the stand-in serialises them): one host, one watcher, one runner user whose sudo a job with
+//! `disable-sudo` takes away.
 
 mod common;
 mod standin;
@@ -522,8 +523,10 @@ fn the_watcher_killed_or_frozen_with_sudo_is_loud() {
     std::fs::write(&probe, "").expect("dist/ writable again after `guard stop`");
     let _ = std::fs::remove_file(&probe);
 
-    // Frozen while nginx runs, then let go before the post step.
+    // Frozen while nginx runs, then let go before the post step; in warn mode, which reports
+    // the policy's findings without failing, but not a build that switched the guard off.
     let frozen = guarded(&s, &mock)
+        .input("mode", "warn")
         .run_step(
             "attack",
             &format!(
@@ -537,6 +540,13 @@ fn the_watcher_killed_or_frozen_with_sudo_is_loud() {
             .post()
             .log
             .contains("stopped (SIGSTOP) and continued"),
+        "{frozen}"
+    );
+    assert!(
+        frozen
+            .post()
+            .log
+            .contains("the job fails whatever the mode"),
         "{frozen}"
     );
 }
@@ -667,5 +677,111 @@ fn a_clean_job_that_sets_ld_library_path_passes() {
     assert!(
         summary.contains("LD\\_LIBRARY\\_PATH was set by a step after pre"),
         "{job}\nsummary: {summary}"
+    );
+}
+
+#[test]
+fn the_allowlist_comes_from_the_workflow_or_the_jobs_commit_never_the_working_tree() {
+    let test = "the_allowlist_comes_from_the_workflow_or_the_jobs_commit_never_the_working_tree";
+    let Some(s) = Standin::new(test) else { return };
+    if !common::need_program(test, "nginx", "nginx-light") {
+        return;
+    }
+    let allow = "allow:\n  - recipe: webserver_exec\n    base: nginx\n    argv: ' -v$'\n    reason: the build prints nginx's version\n";
+    // A step writes an allowlist that allows everything into the working tree: no effect.
+    let plant = "mkdir -p .github\nprintf 'allow:\\n  - recipe: webserver_exec\\n    reason: x\\n' > .github/webserver-exec-guard.yml\n";
+    let mock = api();
+    let job = guarded(&s, &mock)
+        .run_step("plant", plant)
+        .run_step("serve", "nginx -v")
+        .run();
+    caught(&job, "webserver_exec");
+
+    // Inline in the workflow (input `allowlist`).
+    let job = guarded(&s, &mock)
+        .input("allowlist", allow)
+        .run_step("serve", "nginx -v")
+        .run();
+    assert!(job.success(), "{job}");
+    assert!(
+        job.post()
+            .summary
+            .as_deref()
+            .unwrap_or_default()
+            .contains("the build prints nginx"),
+        "{job}"
+    );
+
+    // The file as it is in the job's commit (served by the API, checked against its blob id).
+    let files = common::tempdir("tamper-commit-allow");
+    std::fs::create_dir_all(files.join(".github")).unwrap();
+    std::fs::write(files.join(".github/webserver-exec-guard.yml"), allow).unwrap();
+    let mock = MockGitHub::start(&["--files", files.to_str().unwrap(), "--commit", COMMIT]);
+    let job = guarded(&s, &mock).run_step("serve", "nginx -v").run();
+    assert!(job.success(), "{job}");
+
+    // Unreadable (the API refuses): the job says so and runs with no allowlist.
+    let refusing = MockGitHub::start(&[
+        "--files",
+        files.to_str().unwrap(),
+        "--commit",
+        COMMIT,
+        "--contents-status",
+        "403",
+    ]);
+    let job = guarded(&s, &refusing).run_step("serve", "nginx -v").run();
+    caught(&job, "webserver_exec");
+    assert!(
+        job.pre()
+            .log
+            .contains("could not be read as it is in the job's commit"),
+        "{job}"
+    );
+    assert!(job.pre().log.contains("contents: read"), "{job}");
+}
+
+#[test]
+fn the_sealed_guard_binary_replaced_with_sudo_is_stopped_before_it_runs() {
+    let test = "the_sealed_guard_binary_replaced_with_sudo_is_stopped_before_it_runs";
+    let Some(s) = Standin::new(test) else { return };
+    if !common::need_program(test, "nginx", "nginx-light") {
+        return;
+    }
+    // The post step runs the copy pre sealed in a root-owned directory; root can rewrite it.
+    let mock = api();
+    let job = guarded(&s, &mock)
+        .run_step("serve", "nginx -v")
+        .run_step(
+            "attack",
+            "sudo -n cp /bin/true \"${GUARD_STATE_DIR}-bin/guard\"\n",
+        )
+        .run();
+    caught(&job, "verdict_tampered");
+    assert!(
+        job.post().log.contains("guard was modified after pre"),
+        "{job}"
+    );
+}
+
+#[test]
+fn the_watchers_sealed_policy_edited_with_sudo_is_loud() {
+    let test = "the_watchers_sealed_policy_edited_with_sudo_is_loud";
+    let Some(s) = Standin::new(test) else { return };
+    let allow =
+        "allow:\n  - recipe: webserver_exec\n    base: nginx\n    reason: only the version\n";
+    let mock = api();
+    let job = guarded(&s, &mock)
+        .input("allowlist", allow)
+        .run_step(
+            "attack",
+            "sudo -n sh -c 'echo \"# edited\" >> \"$0/policy/allowlist.yml\"' \"$GUARD_STATE_DIR\"\n",
+        )
+        .run();
+    caught(&job, "verdict_tampered");
+    assert!(
+        job.post()
+            .log
+            .contains("allowlist.yml was modified after pre"),
+        "{job}"
     );
 }

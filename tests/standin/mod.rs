@@ -50,8 +50,9 @@ const ACTION_REPOSITORY: &str = "org/webserver-exec-guard";
 const ACTION_REF: &str = "v1";
 const SUDOERS: &str = "/etc/sudoers.d/guard-runner";
 
-/// One job that starts the host watcher at a time.
-static WATCHER: Mutex<()> = Mutex::new(());
+/// One job at a time: one host, one watcher; and a job with `disable-sudo` takes the runner
+/// user's sudo away from every other job of that user while it runs.
+static TURN: Mutex<()> = Mutex::new(());
 
 /// The runner user, as the password database has it.
 #[derive(Clone, Debug)]
@@ -321,8 +322,7 @@ impl Job<'_> {
     /// (an unsupported construct, a hung worker).
     pub fn run(self) -> JobResult {
         let s = self.standin;
-        let uses_guard = self.steps.iter().any(|step| step.contains_key("uses"));
-        let _turn = uses_guard.then(|| WATCHER.lock().unwrap_or_else(|e| e.into_inner()));
+        let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
         let n = s.jobs.fetch_add(1, Ordering::SeqCst);
         let logs = s.dir.join(format!("logs/job-{n}"));
         mkdir(&logs);
