@@ -9,6 +9,13 @@
   4. watcher at rest for 60 s: CPU time and peak RSS of the watcher.
   5. `guard check` on synthetic traces of 10k, 100k, 1M execs (bench/gen_trace.py):
      time and peak RSS (/usr/bin/time), fitted per-record cost.
+  8. the Action's steps: a step (make -j2 of a 200-file C project; the 2-core exec burst of 3)
+     run by a stand-in for the runner's worker (a process that starts each step as its direct
+     child), bare, beside the connector-plus-/proc floor, under the watcher without ptrace
+     (what the door adds is the difference with the next), under the watcher with the door only
+     (the Action's default: the worker followed with ptrace up to each step's first exec, then
+     let go: `guard start --attach WORKER --let-go-at-exec`) and under the watcher following
+     every step (input `ptrace: true`: `guard start --attach WORKER`).
   6. post-step latency for a job of 100k real execs recorded by the watcher: `guard stop`
      (drain + seal + check + JSON report), then the SARIF and text reports of the trace, each a
      separate `guard check` that reads the whole trace again (the Action's post step checks once
@@ -231,12 +238,95 @@ def workload6(total=100_000):
     os.remove(trace)
 
 
+# The runner's worker, standing in: starts each command it reads as its direct child (Python's
+# subprocess, like .NET's Process.Start, vforks and execs) and prints its wall time.
+WORKER = r"""
+import subprocess, sys, time
+for line in sys.stdin:
+    t0 = time.perf_counter()
+    code = subprocess.run(["sh", "-c", line.strip()]).returncode
+    print(f"{time.perf_counter() - t0:.6f} {code}", flush=True)
+"""
+
+
+def make_project():
+    proj = os.path.join(WORK, "proj")
+    os.makedirs(proj, exist_ok=True)
+    for i in range(1, 201):
+        with open(os.path.join(proj, f"f{i}.c"), "w") as f:
+            f.write(f"int f{i}(int x) {{ int s = 0; for (int i = 0; i < x; i++) s += i * {i}; return s; }}\n")
+    with open(os.path.join(proj, "main.c"), "w") as f:
+        f.write("int main(void) { int s = 0;\n")
+        for i in range(1, 201):
+            f.write(f"  extern int f{i}(int); s += f{i}({i});\n")
+        f.write("  return s & 1; }\n")
+    with open(os.path.join(proj, "Makefile"), "w") as f:
+        f.write("SRCS := $(wildcard *.c)\nOBJS := $(SRCS:.c=.o)\nprog: $(OBJS)\n\t$(CC) -o $@ $^\n"
+                "%.o: %.c\n\t$(CC) -O1 -c -o $@ $<\nclean:\n\trm -f $(OBJS) prog\n")
+    return proj
+
+
+def workload8(total=10000):
+    proj = make_project()
+    steps = {
+        "make -j2, 200 C files": f"make -s -C {proj} clean && make -s -j2 -C {proj}",
+        f"exec burst, {total:,} execs from 2 processes":
+            f"{BURST} {total // 2} {TINY} & {BURST} {total // 2} {TINY} & wait",
+    }
+    modes = ["bare", "connector floor + /proc", "watcher, no ptrace (connector only)",
+             "watcher, door only (default)", "watcher, every step followed (ptrace: true)"]
+    times = {(s, m): [] for s in steps for m in modes}
+    for _ in range(RUNS):
+        for mode in modes:
+            worker = subprocess.Popen([sys.executable, "-c", WORKER], stdin=subprocess.PIPE,
+                                      stdout=subprocess.PIPE, text=True)
+            floor = None
+            if mode.startswith("connector"):
+                floor = subprocess.Popen([FLOOR, "connector-proc"], stdout=subprocess.PIPE,
+                                         text=True)
+                time.sleep(0.3)
+            elif mode.startswith("watcher"):
+                extra = {"door": ["--attach", str(worker.pid), "--let-go-at-exec"],
+                         "every": ["--attach", str(worker.pid)]}
+                which = next((k for k in extra if k in mode), None)
+                sh(GUARD, "start", "--state-dir", STATE, "--trace",
+                   os.path.join(WORK, "w8.jsonl"), *extra.get(which, []),
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            for name, cmd in steps.items():
+                worker.stdin.write(cmd + "\n")
+                worker.stdin.flush()
+                secs, code = worker.stdout.readline().split()
+                if code != "0":
+                    raise SystemExit(f"step {name!r} failed under {mode}: {code}")
+                times[(name, mode)].append(float(secs))
+            worker.stdin.close()
+            worker.wait()
+            if floor:
+                floor.terminate()
+                floor.communicate(timeout=30)
+            elif mode.startswith("watcher"):
+                stop(os.path.join(WORK, "w8.json"))
+                os.remove(os.path.join(WORK, "w8.jsonl"))
+    print(f"\n### 8. The Action's steps, run by a stand-in worker, {RUNS} runs (modes alternated)\n")
+    for name in steps:
+        base = statistics.median(times[(name, "bare")])
+        floor = statistics.median(times[(name, "connector floor + /proc")])
+        print(f"\n{name}:\n")
+        print("| run | wall (s) min | median | max | median / bare | median / floor |")
+        print("| --- | ---: | ---: | ---: | ---: | ---: |")
+        for mode in modes:
+            xs = times[(name, mode)]
+            lo, med, hi = stats(xs)
+            print(f"| {mode} | {lo:.3f} | {med:.3f} | {hi:.3f} | {med / base:.3f}x | "
+                  f"{med / floor:.3f}x |")
+
+
 if __name__ == "__main__":
     os.makedirs(WORK, exist_ok=True)
     build_tools()
-    which = os.environ.get("WORKLOADS", "3456")
+    which = os.environ.get("WORKLOADS", "34568")
     if os.geteuid() != 0:
-        print("\n(workloads 3, 4 and 6 need root: skipped)")
-        which = which.replace("3", "").replace("4", "").replace("6", "")
+        print("\n(workloads 3, 4, 6 and 8 need root: skipped)")
+        which = which.translate(str.maketrans("", "", "3468"))
     for w in which:
-        {"3": workload3, "4": workload4, "5": workload5, "6": workload6}[w]()
+        {"3": workload3, "4": workload4, "5": workload5, "6": workload6, "8": workload8}[w]()
