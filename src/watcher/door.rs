@@ -132,7 +132,7 @@ impl Door {
                         "the step running {script} was stopped before it ran: {w}"
                     ));
                 }
-                refuse(pid, &script, why);
+                refuse(pid, self.session.user, &script, why);
                 log!(
                     "{} watcher: door: refused pid {pid} ({script}): {}",
                     crate::time::now(),
@@ -187,7 +187,7 @@ impl Door {
             None => Decision::SealedGuard,
             Some(why) => {
                 let script = "the guard binary";
-                refuse(pid, script, std::slice::from_ref(&why));
+                refuse(pid, self.session.user, script, std::slice::from_ref(&why));
                 log!(
                     "{} watcher: door: refused pid {pid}: {why}",
                     crate::time::now()
@@ -424,7 +424,7 @@ fn env_bounds(pid: i32) -> Result<(u64, u64), String> {
 }
 
 /// Says why on the step's standard output (the job's log: an error annotation), then kills it.
-fn refuse(pid: i32, script: &str, why: &[String]) {
+fn refuse(pid: i32, user: u32, script: &str, why: &[String]) {
     let mut text = format!(
         "webserver-exec-guard: verdict_tampered: the guard stopped its own step ({script}) before it ran, because a step of this job changed what it would run:"
     );
@@ -437,11 +437,19 @@ fn refuse(pid: i32, script: &str, why: &[String]) {
         "::error title=webserver-exec-guard%3A verdict_tampered::{}\n",
         crate::escape::workflow_data(&text)
     );
-    if let Ok(mut out) = std::fs::OpenOptions::new()
-        .write(true)
-        .open(format!("/proc/{pid}/fd/1"))
-    {
-        let _ = out.write_all(line.as_bytes());
+    // Only to a pipe or socket (the runner's) or a file of the runner's user: the watcher is
+    // root, and reopening a descriptor through /proc checks nothing. Appending: a file's start
+    // must stay.
+    let fd1 = format!("/proc/{pid}/fd/1");
+    let writable = std::fs::metadata(&fd1).is_ok_and(|m| {
+        use std::os::unix::fs::FileTypeExt;
+        let t = m.file_type();
+        t.is_fifo() || t.is_socket() || (t.is_file() && m.uid() == user)
+    });
+    if writable {
+        if let Ok(mut out) = std::fs::OpenOptions::new().append(true).open(&fd1) {
+            let _ = out.write_all(line.as_bytes());
+        }
     }
     // SAFETY: kill(2) of our stopped tracee: it dies before running an instruction.
     unsafe { libc::kill(pid, libc::SIGKILL) };
