@@ -785,3 +785,96 @@ fn the_watchers_sealed_policy_edited_with_sudo_is_loud() {
         "{job}"
     );
 }
+
+#[test]
+fn recipes_in_the_repository_are_read_from_the_jobs_commit() {
+    let test = "recipes_in_the_repository_are_read_from_the_jobs_commit";
+    let Some(s) = Standin::new(test) else { return };
+    let recipe = "- kind: printf_exec\n  name: printf_exec\n  version: 1.0\n  description: printf ran\n  breed: file_access\n  mechanism: execution\n  tactic: command_and_control\n  technique: non_application_layer_protocol\n  importance: high\n  file_actions: execve\n  bases:\n    - base: printf\n";
+    let files = common::tempdir("tamper-commit-recipes");
+    std::fs::create_dir_all(files.join("ci/recipes")).unwrap();
+    std::fs::write(files.join("ci/recipes/printf.yaml"), recipe).unwrap();
+    let mock = MockGitHub::start(&["--files", files.to_str().unwrap(), "--commit", COMMIT]);
+    // The working tree has no such directory (no checkout): the commit's is used.
+    let job = guarded(&s, &mock)
+        .input("recipes", "ci/recipes")
+        .run_step("print", "/usr/bin/printf 'hello\\n'")
+        .run();
+    caught(&job, "printf_exec");
+
+    // A path the commit does not have: pre fails, naming it (the guard never runs blind).
+    let job = guarded(&s, &mock)
+        .input("recipes", "ci/missing.yaml")
+        .run_step("print", "true")
+        .run();
+    assert_eq!(job.pre().outcome, Outcome::Failure, "{job}");
+    assert!(
+        job.pre()
+            .log
+            .contains("recipes \"ci/missing.yaml\": no such path in the job's commit"),
+        "{job}"
+    );
+}
+
+#[test]
+fn a_process_in_the_killed_watchers_place_is_not_believed() {
+    let test = "a_process_in_the_killed_watchers_place_is_not_believed";
+    let Some(s) = Standin::new(test) else { return };
+    if !common::need_program(test, "nginx", "nginx-light") {
+        return;
+    }
+    // The watcher killed, and its channel's name taken by a process that answers "pass".
+    let attack = format!(
+        r#"name=$(grep -o 'webserver-exec-guard/[^ ]*' /proc/net/unix | head -1)
+sudo -n pkill -KILL -f {WATCHER}
+sleep 0.2
+setsid /usr/bin/python3 - "$name" > /dev/null 2>&1 <<'PY' &
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.bind('\0' + sys.argv[1])
+s.listen(1)
+c, _ = s.accept()
+c.recv(4096)
+c.sendall(b'{{"v":1,"type":"accepted"}}\n')
+PY
+sleep 0.3
+"#
+    );
+    let mock = api();
+    let job = guarded(&s, &mock)
+        .run_step("serve", "nginx -v")
+        .run_step("attack", &attack)
+        .run();
+    caught(&job, "verdict_tampered");
+    assert!(
+        job.post().log.contains("not the watcher pre started"),
+        "{job}"
+    );
+}
+
+#[test]
+fn a_step_that_uses_ptrace_itself_works_under_the_default_door() {
+    let test = "a_step_that_uses_ptrace_itself_works_under_the_default_door";
+    let Some(s) = Standin::new(test) else { return };
+    if !common::need_program(test, "strace", "strace") {
+        return;
+    }
+    // By default each step is let go at its first exec: strace (gdb, rr, LeakSanitizer) can
+    // trace what the step runs. With `ptrace: true` every step is followed, and a process has
+    // one tracer.
+    let step = "strace -f -o /dev/null -e trace=execve /bin/true && echo TRACED";
+    let mock = api();
+    let job = guarded(&s, &mock).run_step("strace", step).run();
+    assert!(job.success(), "{job}");
+    assert!(job.step("strace").log.contains("TRACED"), "{job}");
+
+    let job = guarded(&s, &mock)
+        .input("ptrace", "true")
+        .run_step("strace", step)
+        .run();
+    assert_eq!(job.step("strace").outcome, Outcome::Failure, "{job}");
+    assert!(
+        job.step("strace").log.contains("Operation not permitted"),
+        "{job}"
+    );
+}
