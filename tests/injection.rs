@@ -2001,6 +2001,10 @@ echo $? > "$D/post.code"
         .env("GITHUB_API_URL", api.url())
         .env("INPUT_MODE", "fail")
         .env("INPUT_REQUIRE", "true")
+        // Every step followed with ptrace: the fixture's execs last microseconds, and only
+        // ptrace records each one's argv without a race (the connector alone may find some
+        // gone; see README, "Host watcher").
+        .env("INPUT_PTRACE", "true")
         .env("WEBSERVER_EXEC_GUARD_BIN", GUARD)
         .env("GUARD_STATE_DIR", &state)
         .bound(Duration::from_secs(300))
