@@ -34,6 +34,21 @@ fn guarded<'a>(s: &'a Standin, mock: &MockGitHub) -> standin::Job<'a> {
         .uses_guard(GUARD_ID)
 }
 
+/// A stand-in for a test that runs nginx (Debian's nginx-light).
+fn with_nginx(test: &str) -> Option<Standin> {
+    let s = Standin::new(test)?;
+    common::need_program(test, "nginx", "nginx-light").then_some(s)
+}
+
+/// A guarded job that runs `nginx -v`, then `attack`: a step that tries to make it pass anyway.
+fn attacked_after_nginx(s: &Standin, attack: &str) -> JobResult {
+    let mock = api();
+    guarded(s, &mock)
+        .run_step("serve", "nginx -v")
+        .run_step("attack", attack)
+        .run()
+}
+
 /// The job failed in the guard's post step, whose log says `said`.
 fn caught(job: &JobResult, said: &str) {
     assert_eq!(job.conclusion, Conclusion::Failure, "{job}");
@@ -97,10 +112,7 @@ fn a_clean_job_succeeds_and_the_post_says_it_was_watched() {
 #[test]
 fn a_job_that_runs_nginx_fails_in_the_guards_post() {
     let test = "a_job_that_runs_nginx_fails_in_the_guards_post";
-    let Some(s) = Standin::new(test) else { return };
-    if !common::need_program(test, "nginx", "nginx-light") {
-        return;
-    }
+    let Some(s) = with_nginx(test) else { return };
     let mock = api();
     let job = guarded(&s, &mock).run_step("serve", "nginx -v").run();
     assert_eq!(job.conclusion, Conclusion::Failure, "{job}");
@@ -345,10 +357,7 @@ const WATCHER: &str = "'[s]tart --message --job'";
 #[test]
 fn overrides_through_github_env_and_github_path_do_not_reach_the_post_step() {
     let test = "overrides_through_github_env_and_github_path_do_not_reach_the_post_step";
-    let Some(s) = Standin::new(test) else { return };
-    if !common::need_program(test, "nginx", "nginx-light") {
-        return;
-    }
+    let Some(s) = with_nginx(test) else { return };
     // A fake `sudo`, `guard` and `node` on $GITHUB_PATH, and the guard's binary, state
     // directory, state keys and mode set through $GITHUB_ENV.
     let attack = r#"
@@ -365,11 +374,7 @@ STATE_channel=nothing-here
 INPUT_MODE=warn
 VARS
 "#;
-    let mock = api();
-    let job = guarded(&s, &mock)
-        .run_step("serve", "nginx -v")
-        .run_step("attack", attack)
-        .run();
+    let job = attacked_after_nginx(&s, attack);
     caught(&job, "webserver_exec");
     assert!(
         job.post().log.contains("-bin/guard (sealed) action post"),
@@ -381,10 +386,7 @@ VARS
 #[test]
 fn the_action_and_node_cannot_be_rewritten_by_the_runner_user() {
     let test = "the_action_and_node_cannot_be_rewritten_by_the_runner_user";
-    let Some(s) = Standin::new(test) else { return };
-    if !common::need_program(test, "nginx", "nginx-light") {
-        return;
-    }
+    let Some(s) = with_nginx(test) else { return };
     let dist = s.action_dir().join("dist");
     let node = s.node();
     let attack = format!(
@@ -401,11 +403,7 @@ try mv {dist} {dist}.old
         dist = dist.display(),
         node = node.display()
     );
-    let mock = api();
-    let job = guarded(&s, &mock)
-        .run_step("serve", "nginx -v")
-        .run_step("attack", &attack)
-        .run();
+    let job = attacked_after_nginx(&s, &attack);
     let log = &job.step("attack").log;
     assert!(!log.contains("ALLOWED"), "{job}");
     assert_eq!(log.matches("refused:").count(), 7, "{job}");
@@ -421,20 +419,13 @@ try mv {dist} {dist}.old
 #[test]
 fn a_script_rewritten_with_sudo_is_stopped_at_the_door() {
     let test = "a_script_rewritten_with_sudo_is_stopped_at_the_door";
-    let Some(s) = Standin::new(test) else { return };
-    if !common::need_program(test, "nginx", "nginx-light") {
-        return;
-    }
+    let Some(s) = with_nginx(test) else { return };
     let dist = s.action_dir().join("dist");
     let attack = format!(
         "sudo -n umount {dist}\necho 'process.exit(0)' > {dist}/post.js\n",
         dist = dist.display()
     );
-    let mock = api();
-    let job = guarded(&s, &mock)
-        .run_step("serve", "nginx -v")
-        .run_step("attack", &attack)
-        .run();
+    let job = attacked_after_nginx(&s, &attack);
     caught(&job, "verdict_tampered");
     assert!(
         job.post().log.contains("post.js was modified after pre"),
@@ -489,11 +480,7 @@ fn an_ld_preload_library_set_through_github_env_is_refused() {
         .unwrap();
     assert!(built.success());
     let attack = format!("echo 'LD_PRELOAD={}' >> \"$GITHUB_ENV\"\n", lib.display());
-    let mock = api();
-    let job = guarded(&s, &mock)
-        .run_step("serve", "nginx -v")
-        .run_step("attack", &attack)
-        .run();
+    let job = attacked_after_nginx(&s, &attack);
     caught(&job, "verdict_tampered");
     assert!(
         job.post().log.contains("LD_PRELOAD was added after pre"),
@@ -504,10 +491,7 @@ fn an_ld_preload_library_set_through_github_env_is_refused() {
 #[test]
 fn the_watcher_killed_or_frozen_with_sudo_is_loud() {
     let test = "the_watcher_killed_or_frozen_with_sudo_is_loud";
-    let Some(s) = Standin::new(test) else { return };
-    if !common::need_program(test, "nginx", "nginx-light") {
-        return;
-    }
+    let Some(s) = with_nginx(test) else { return };
     let mock = api();
     let killed = guarded(&s, &mock)
         .run_step("serve", "nginx -v")
@@ -577,10 +561,7 @@ PY
 #[test]
 fn with_disable_sudo_every_sudo_attack_fails_at_sudo_and_the_verdict_is_honest() {
     let test = "with_disable_sudo_every_sudo_attack_fails_at_sudo_and_the_verdict_is_honest";
-    let Some(s) = Standin::new(test) else { return };
-    if !common::need_program(test, "nginx", "nginx-light") {
-        return;
-    }
+    let Some(s) = with_nginx(test) else { return };
     let dist = s.action_dir().join("dist");
     let attack = format!(
         r#"
@@ -683,10 +664,7 @@ fn a_clean_job_that_sets_ld_library_path_passes() {
 #[test]
 fn the_allowlist_comes_from_the_workflow_or_the_jobs_commit_never_the_working_tree() {
     let test = "the_allowlist_comes_from_the_workflow_or_the_jobs_commit_never_the_working_tree";
-    let Some(s) = Standin::new(test) else { return };
-    if !common::need_program(test, "nginx", "nginx-light") {
-        return;
-    }
+    let Some(s) = with_nginx(test) else { return };
     let allow = "allow:\n  - recipe: webserver_exec\n    base: nginx\n    argv: ' -v$'\n    reason: the build prints nginx's version\n";
     // A step writes an allowlist that allows everything into the working tree: no effect.
     let plant = "mkdir -p .github\nprintf 'allow:\\n  - recipe: webserver_exec\\n    reason: x\\n' > .github/webserver-exec-guard.yml\n";
@@ -743,10 +721,7 @@ fn the_allowlist_comes_from_the_workflow_or_the_jobs_commit_never_the_working_tr
 #[test]
 fn the_sealed_guard_binary_replaced_with_sudo_is_stopped_before_it_runs() {
     let test = "the_sealed_guard_binary_replaced_with_sudo_is_stopped_before_it_runs";
-    let Some(s) = Standin::new(test) else { return };
-    if !common::need_program(test, "nginx", "nginx-light") {
-        return;
-    }
+    let Some(s) = with_nginx(test) else { return };
     // The post step runs the copy pre sealed in a root-owned directory; root can rewrite it.
     let mock = api();
     let job = guarded(&s, &mock)
@@ -819,10 +794,7 @@ fn recipes_in_the_repository_are_read_from_the_jobs_commit() {
 #[test]
 fn a_process_in_the_killed_watchers_place_is_not_believed() {
     let test = "a_process_in_the_killed_watchers_place_is_not_believed";
-    let Some(s) = Standin::new(test) else { return };
-    if !common::need_program(test, "nginx", "nginx-light") {
-        return;
-    }
+    let Some(s) = with_nginx(test) else { return };
     // The watcher killed, and its channel's name taken by a process that answers "pass".
     let attack = format!(
         r#"name=$(grep -o 'webserver-exec-guard/[^ ]*' /proc/net/unix | head -1)
@@ -840,11 +812,7 @@ PY
 sleep 0.3
 "#
     );
-    let mock = api();
-    let job = guarded(&s, &mock)
-        .run_step("serve", "nginx -v")
-        .run_step("attack", &attack)
-        .run();
+    let job = attacked_after_nginx(&s, &attack);
     caught(&job, "verdict_tampered");
     assert!(
         job.post().log.contains("not the watcher pre started"),
