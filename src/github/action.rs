@@ -111,12 +111,10 @@ struct Runner {
 fn runner_processes() -> Result<Runner, String> {
     // SAFETY: getppid(2) cannot fail.
     let node = unsafe { libc::getppid() };
-    let status = std::fs::read_to_string(format!("/proc/{node}/status"))
-        .map_err(|e| format!("/proc/{node}/status: {e}"))?;
-    let worker = status
-        .lines()
-        .find_map(|l| l.strip_prefix("PPid:"))
-        .and_then(|v| v.trim().parse().ok())
+    let worker = procfs::process::Process::new(node)
+        .and_then(|p| p.stat())
+        .ok()
+        .and_then(|st| u32::try_from(st.ppid).ok())
         .filter(|p| *p > 1)
         .ok_or("the runner's worker (the parent of node) is not known")?;
     let exe = std::fs::read_link(format!("/proc/{node}/exe"))

@@ -172,11 +172,11 @@ fn admits(session: &Session, ledger: &Ledger, who: Peer) -> Result<(), String> {
 }
 
 fn parent_of(pid: u32) -> Option<u32> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("PPid:"))
-        .and_then(|v| v.trim().parse().ok())
+    let stat = procfs::process::Process::new(pid as i32)
+        .ok()?
+        .stat()
+        .ok()?;
+    u32::try_from(stat.ppid).ok()
 }
 
 /// Sends `verdict` on a pending request.

@@ -400,21 +400,13 @@ fn disarm_variable(pid: i32, name: &str) -> Result<(), String> {
 
 /// The environment block's bounds (fields 50 and 51 of `/proc/PID/stat`).
 fn env_bounds(pid: i32) -> Result<(u64, u64), String> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+    let stat = procfs::process::Process::new(pid)
+        .and_then(|p| p.stat())
         .map_err(|e| format!("/proc/{pid}/stat: {e}"))?;
-    let after = stat
-        .rsplit_once(')')
-        .map(|(_, a)| a)
-        .ok_or("unreadable /proc/PID/stat")?;
-    // Field 3 (state) is the first after the command name.
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let field = |n: usize| -> Result<u64, String> {
-        fields
-            .get(n - 3)
-            .and_then(|v| v.parse().ok())
-            .ok_or_else(|| format!("no field {n} in /proc/{pid}/stat"))
-    };
-    let (start, end) = (field(50)?, field(51)?);
+    let (start, end) = stat
+        .env_start
+        .zip(stat.env_end)
+        .ok_or_else(|| format!("no environment bounds in /proc/{pid}/stat"))?;
     if end <= start || end - start > 16 << 20 {
         return Err(format!(
             "implausible environment bounds {start:#x}..{end:#x}"

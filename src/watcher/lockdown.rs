@@ -177,20 +177,12 @@ fn sudo_works_for(user: u32) -> bool {
         })
 }
 
-fn passwd_field(user: u32, field: usize) -> Option<String> {
-    let text = std::fs::read_to_string("/etc/passwd").ok()?;
-    text.lines().find_map(|l| {
-        let f: Vec<&str> = l.split(':').collect();
-        (f.get(2)?.parse::<u32>().ok()? == user).then(|| f.get(field).map(|s| s.to_string()))?
-    })
-}
-
 fn user_name(user: u32) -> Option<String> {
-    passwd_field(user, 0)
+    Some(nix::unistd::User::from_uid(user.into()).ok()??.name)
 }
 
 fn primary_group(user: u32) -> Option<u32> {
-    passwd_field(user, 3)?.parse().ok()
+    Some(nix::unistd::User::from_uid(user.into()).ok()??.gid.as_raw())
 }
 
 /// The sockets `disable-sudo-and-containers` acts on: the pre step's list, else the known ones.
