@@ -277,7 +277,7 @@ pub fn judge(session: &Session, pid: i32, post: bool) -> Decision {
         Ok(_) => why.push(format!(
             "its program {} is not the runner's node that ran pre ({})",
             std::fs::read_link(&exe)
-                .map(|p| p.display().to_string())
+                .map(|p| crate::escape::terminal(p.as_os_str().as_encoded_bytes()))
                 .unwrap_or_else(|_| "?".into()),
             session.node.path.display()
         )),
@@ -415,20 +415,29 @@ fn env_bounds(pid: i32) -> Result<(u64, u64), String> {
     Ok((start, end))
 }
 
-/// Says why on the step's standard output (the job's log: an error annotation), then kills it.
-fn refuse(pid: i32, user: u32, script: &str, why: &[String]) {
-    let mut text = format!(
+/// The error annotation that says why a step was refused: one workflow command, whatever the
+/// reasons hold (a path the build chose may carry line breaks or terminal sequences: they are
+/// made visible, then escaped for the runner, as every message of ours is).
+fn refusal_line(script: &str, why: &[String]) -> String {
+    let mut lines = vec![format!(
         "webserver-exec-guard: verdict_tampered: the guard stopped its own step ({script}) before it ran, because a step of this job changed what it would run:"
-    );
-    for w in why {
-        text.push_str("\n- ");
-        text.push_str(w);
-    }
-    text.push_str("\nTreat the job as compromised: review the steps that ran before this one.");
-    let line = format!(
+    )];
+    lines.extend(why.iter().map(|w| format!("- {w}")));
+    lines.push("Treat the job as compromised: review the steps that ran before this one.".into());
+    let text = lines
+        .iter()
+        .map(|l| crate::escape::terminal(l.as_bytes()))
+        .collect::<Vec<_>>()
+        .join("\n");
+    format!(
         "::error title=webserver-exec-guard%3A verdict_tampered::{}\n",
         crate::escape::workflow_data(&text)
-    );
+    )
+}
+
+/// Says why on the step's standard output (the job's log: an error annotation), then kills it.
+fn refuse(pid: i32, user: u32, script: &str, why: &[String]) {
+    let line = refusal_line(script, why);
     // Only to a pipe or socket (the runner's) or a file of the runner's user: the watcher is
     // root, and reopening a descriptor through /proc checks nothing. Appending: a file's start
     // must stay.
@@ -456,6 +465,23 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), session::hash_value(v.as_bytes())))
             .collect()
+    }
+
+    #[test]
+    fn a_refusal_is_one_inert_workflow_command() {
+        let line = refusal_line(
+            "/a/post.js",
+            &["its program /tmp/x\n::error::forged\x1b[2J\u{202e} is not node".into()],
+        );
+        assert!(line.starts_with("::error title=webserver-exec-guard%3A verdict_tampered::"));
+        assert_eq!(line.matches('\n').count(), 1, "{line}");
+        assert!(line.ends_with('\n'));
+        assert!(
+            !line.contains('\x1b') && !line.contains('\u{202e}'),
+            "{line}"
+        );
+        assert!(line.contains("\\x1b[2J"), "{line}");
+        assert!(!line.contains("\n::error::forged"), "{line}");
     }
 
     #[test]
